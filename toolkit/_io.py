@@ -1,0 +1,38 @@
+"""Process-level output plumbing. Backends (TensorFlow, litert-torch, coremltools) print to the
+process's stdout/stderr from C++; we send their output to a log file so that ``--json`` keeps stdout
+clean and the user sees skinkit's own progress only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def terminal():
+    """A text stream on the original stderr, unaffected by ``captured()``."""
+    return os.fdopen(os.dup(2), "w", buffering=1)
+
+
+@contextlib.contextmanager
+def captured(log_path: Path):
+    """Redirect fd 1 and 2 (and Python's sys.stdout/err) to ``log_path`` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

@@ -1,0 +1,44 @@
+"""The bundle manifest: the contract an app and a CI job read. Versioned; unknown keys rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_SCHEMA_VERSION = "1.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArtifactEntry(_Strict):
+    path: str  # relative to the bundle
+    format: str
+    precision: str
+    sha256: str  # of the file; for a directory (.mlpackage), of its files' relative paths and bytes, sorted
+    sha256_method: str = "file"
+    size_bytes: int
+    conversion_seconds: float
+    structure: dict[str, Any]
+    verification: dict[str, Any]  # "passed" first among its figures
+    benchmark: dict[str, Any] | None = None
+
+
+class Manifest(_Strict):
+    schema_version: str = MANIFEST_SCHEMA_VERSION
+    bundle: str
+    version: str
+    created_utc: str
+    model: dict[str, Any]
+    input: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    labels: list[str]
+    compression: dict[str, Any] | None
+    evaluation: dict[str, Any]
+    artifacts: list[ArtifactEntry]
+    reference_benchmark: dict[str, Any] | None
+    verdict: dict[str, Any]
+    tools: dict[str, str]
+    recipe: dict[str, Any]

@@ -1,0 +1,67 @@
+"""A readable Markdown report of a bundle, written from its manifest."""
+
+from __future__ import annotations
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def render(m: dict) -> str:
+    lines = [f"# skinkit bundle: {m['bundle']}", "",
+             f"Model **{m['model']['name']}** ({m['model']['architecture']}), task: {m['model']['task']}. "
+             f"Created {m['created_utc']} by skinkit {m['tools']['skinkit']}.", "",
+             f"**Verdict: {'PASSED' if m['verdict']['passed'] else 'FAILED'}** — "
+             f"{m['verdict']['passed_count']} of {m['verdict']['artifact_count']} artifacts passed verification "
+             f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", "",
+             "## Input contract", ""]
+    inp = m["input"]
+    lines += [f"- shape {inp['shape']} ({inp['layout']}, {inp['dtype']}), {inp['color_order']} values in {inp['range']}",
+              f"- normalization in graph: (pixel / {inp['normalization']['scale']:g} − mean) / std, mean {inp['normalization']['mean']}, std {inp['normalization']['std']}",
+              "- outputs: " + "; ".join(f"{o['name']} ({o['description']}{', ' + o['unit'] if o.get('unit') else ''})" for o in m["outputs"])]
+    if m["labels"]:
+        lines.append(f"- labels: {', '.join(m['labels'])}")
+    lines += ["", "## Artifacts", "",
+              "| artifact | size | max abs err | cosine | agreement | task metric (float → artifact) | check | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
+    for a in m["artifacts"]:
+        v = a["verification"]
+        num = v.get("numerics", {})
+        tm = v.get("task_metric")
+        task = f"{tm['name']} {tm['float'][tm['name']]:.4f} → {tm['artifact'][tm['name']]:.4f}" if tm else "—"
+        agree = v.get("agreement")
+        lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {_fmt(num.get('max_abs_error', '—'))} | "
+                     f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
+                     f"{'pass' if v['passed'] else '**FAIL**'} |")
+    failing = [(a["path"], c) for a in m["artifacts"] for c in a["verification"]["criteria"] if not c["passed"]]
+    if failing:
+        lines += ["", "## Failed criteria", ""]
+        lines += [f"- `{p}`: {c['name']}: {_fmt(c['value'])} (required {c['op']} {_fmt(c['bound'])})" for p, c in failing]
+    lines += ["", "## Per skin-tone group (ITA° bins)", ""]
+    for a in m["artifacts"]:
+        groups = a["verification"].get("by_group")
+        if not groups:
+            continue
+        key = a["verification"]["task_metric"]["name"]
+        lines.append(f"**{a['path']}**: " + "; ".join(
+            f"{g} (n={d['n']}) {key} {d[f'float_{key}']:.3f} → {d[f'artifact_{key}']:.3f}" for g, d in groups.items()))
+        lines.append("")
+    bench = [(a["path"], a["benchmark"]) for a in m["artifacts"] if a.get("benchmark")]
+    if bench or m.get("reference_benchmark"):
+        lines += ["## Host latency (batch 1)", "", "| runtime | p50 ms | p90 ms | vs torch fp32 |", "|---|---|---|---|"]
+        ref = m.get("reference_benchmark")
+        if ref:
+            lines.append(f"| PyTorch fp32 (reference) | {ref['p50_ms']} | {ref['p90_ms']} | 1.00 |")
+        for p, b in bench:
+            if "p50_ms" in b:
+                ratio = f"{b['p50_ms'] / ref['p50_ms']:.2f}" if ref else "—"
+                lines.append(f"| `{p}` | {b['p50_ms']} | {b['p90_ms']} | {ratio} |")
+            else:
+                lines.append(f"| `{p}` | — | — | {b.get('skipped', '')} |")
+        lines.append("")
+    lines += ["## Provenance", "", f"- checkpoint: `{m['model']['checkpoint']}` (sha256 {m['model']['checkpoint_sha256'][:16]}…)",
+              f"- recipe: `{m['recipe']['path']}` (sha256 {m['recipe']['sha256'][:16]}…)",
+              "- tools: " + ", ".join(f"{k} {v}" for k, v in m["tools"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""The ``skinkit`` command line. A thin layer over the Python API; heavy frameworks load lazily
+so that ``skinkit --help`` is instant.
+
+Exit codes: 0 ok; 1 bad input; 2 conversion failure; 3 verification gate failed (report written).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from toolkit.errors import SkinkitError, VerificationFailed
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn trained PyTorch skin-analysis models into verified on-device bundles.")
+
+
+def _errors_to_exit(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VerificationFailed as exc:
+            if kwargs.get("as_json"):
+                print(json.dumps({"bundle": exc.bundle_dir, "passed": False, "failures": exc.failures}, indent=2))
+            print(f"skinkit: {exc.one_line()}", file=sys.stderr)
+            for f in exc.failures:
+                print(f"  - {f}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except SkinkitError as exc:
+            print(f"skinkit: error: {exc.one_line()}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper
+
+
+def _console():
+    from rich.console import Console
+
+    from toolkit._io import terminal
+
+    return Console(file=terminal(), highlight=False)
+
+
+@app.command()
+@_errors_to_exit
+def export(
+    recipe: Path = typer.Argument(..., help="export recipe (YAML), e.g. export_recipes/acne_mobilenetv2.yaml"),
+    out: Path = typer.Option(Path("bundles"), "--out", "-o", help="folder the bundle is written into"),
+    force: bool = typer.Option(False, "--force", help="replace an existing bundle of the same name"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and stop"),
+    as_json: bool = typer.Option(False, "--json", help="print a machine summary on stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Load, compress, convert, verify, benchmark and bundle a model as its recipe says."""
+    from toolkit.recipe import load_recipe
+
+    r = load_recipe(recipe)
+    if dry_run:
+        print(json.dumps(r.model_dump(mode="json"), indent=2))
+        return
+    from toolkit.pipeline import export as run_export
+
+    console = None if (quiet or as_json) else _console()
+    result = run_export(r, recipe_path=recipe, out_dir=out, force=force, console=console)
+    if as_json:
+        print(json.dumps(result.summary(), indent=2))
+    elif console:
+        for a in result.manifest["artifacts"]:
+            v = a["verification"]
+            console.print(f"  {'[green]pass[/green]' if v['passed'] else '[red]FAIL[/red]'}  {a['path']}  "
+                          f"({a['size_bytes'] / 1e6:.2f} MB; {v['check']})")
+        console.print(f"bundle: {result.bundle_dir}")
+
+
+@app.command()
+@_errors_to_exit
+def train(
+    model: str = typer.Argument(..., help="registered model name (see `skinkit models`)"),
+    seed: int = typer.Option(0, help="random seed (data, init, order)"),
+    epochs: Optional[int] = typer.Option(None, help="override the model's epoch count"),
+    n_train: Optional[int] = typer.Option(None, help="override the number of training images"),
+    out: Optional[Path] = typer.Option(None, help="weights folder (default: the package's shipped weights)"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all)"),
+) -> None:
+    """Train a reference model on synthetic skin images (CPU, minutes) and write its checkpoint and card."""
+    from toolkit.registry import get_spec
+    from toolkit.train import WEIGHTS_DIR
+    from toolkit.train import train as run_train
+
+    spec = get_spec(model)
+    console = _console()
+    console.print(f"training {spec.name} ({spec.architecture}) on synthetic data …")
+    card = run_train(spec, out_dir=out or WEIGHTS_DIR, seed=seed, threads=threads, epochs=epochs, n_train=n_train,
+                     progress=lambda e, n, loss: console.print(f"  epoch {e}/{n}: loss {loss:.4f}"))
+    console.print(f"held-out float metrics: {json.dumps(card['held_out_float_metrics'])} ({card['seconds']['total']} s)")
+
+
+@app.command()
+@_errors_to_exit
+def models(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the registered reference models and their contracts."""
+    from toolkit.load.loader import shipped_checkpoint
+    from toolkit.registry import list_models
+
+    rows = [{"name": s.name, "task": s.task, "architecture": s.architecture, "input": list(s.input_size),
+             "labels": list(s.labels), "outputs": [o.name for o in s.outputs], "metric": s.metric,
+             "trained_weights": shipped_checkpoint(s.name).exists()} for s in list_models()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        print(f"{r['name']:22s} {r['task']:17s} {r['input'][0]}x{r['input'][1]}  {'trained' if r['trained_weights'] else 'untrained'}  {r['architecture']}")
+
+
+@app.command("recipe-schema")
+def recipe_schema() -> None:
+    """Print the JSON schema of export recipes."""
+    from toolkit.recipe import Recipe
+
+    print(json.dumps(Recipe.model_json_schema(), indent=2))
+
+
+@app.command()
+@_errors_to_exit
+def data(
+    model: str = typer.Argument(..., help="registered model whose task shapes the data"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder to write images and labels.csv into"),
+    n: int = typer.Option(200, help="number of images"),
+    split: str = typer.Option("test", help="synthetic split: train, val, test or calib"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write synthetic evaluation data in the folder format `evaluation.folder` reads."""
+    from toolkit.data.folder import write_folder
+    from toolkit.data.tasks import task_data
+    from toolkit.registry import get_spec
+
+    spec = get_spec(model)
+    write_folder(task_data(spec, n, split=split, seed=seed), spec, out)
+    print(f"wrote {n} images and labels.csv to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""PyTorch → ONNX (opset 18, dynamo exporter), simplified with onnxsim and checked."""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+from pathlib import Path
+
+OPSET = 18
+
+
+def convert(module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
+    import onnx
+    import onnxsim
+    import torch
+
+    output_names = [o.name for o in spec.outputs] if len(spec.outputs) == 1 else ["outputs"]
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        # The dynamo exporter keeps GELU as GELU; the legacy one emits Erf, which TFLite paths cannot run.
+        torch.onnx.export(module, (sample,), str(raw), dynamo=True, opset_version=OPSET,
+                          input_names=["image"], output_names=output_names, external_data=False, verbose=False)
+        model = onnx.load(str(raw))
+    simplified, ok = onnxsim.simplify(model)
+    if ok:
+        model = simplified
+    onnx.checker.check_model(model, full_check=True)
+    tmp_path = path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(tmp_path))
+    os.replace(tmp_path, path)
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    return {
+        "opset": OPSET,
+        "simplified": bool(ok),
+        "op_histogram": dict(sorted(ops.items())),
+        "transpose_count": ops.get("Transpose", 0),
+        "weight_dtypes": dict(collections.Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in model.graph.initializer)),
+    }

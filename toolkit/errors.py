@@ -1,0 +1,52 @@
+"""Typed errors. Each carries the exit code the CLI returns and a one-line hint naming the fix."""
+
+from __future__ import annotations
+
+
+class SkinkitError(Exception):
+    """Base class. ``str(err)`` is the cause; ``err.fix`` says what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, cause: str, *, fix: str | None = None):
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix
+
+    def one_line(self) -> str:
+        return f"{self.cause} — fix: {self.fix}" if self.fix else self.cause
+
+
+class BadInputError(SkinkitError):
+    """A recipe, file, model name or data folder the user gave is wrong (exit 1)."""
+
+    exit_code = 1
+
+
+class RecipeError(BadInputError):
+    """A recipe does not parse or does not validate."""
+
+
+class CheckpointError(BadInputError):
+    """A checkpoint is missing, corrupt, or does not match the model."""
+
+
+class DataError(BadInputError):
+    """An evaluation or calibration data source is missing, empty or unreadable."""
+
+
+class ConversionError(SkinkitError):
+    """A backend failed to produce an artifact (exit 2)."""
+
+    exit_code = 2
+
+
+class VerificationFailed(SkinkitError):
+    """The verification gate refused at least one artifact (exit 3). The bundle and report are kept."""
+
+    exit_code = 3
+
+    def __init__(self, cause: str, *, failures: list[str], bundle_dir: str | None = None, fix: str | None = None):
+        super().__init__(cause, fix=fix)
+        self.failures = failures
+        self.bundle_dir = bundle_dir

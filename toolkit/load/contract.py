@@ -1,0 +1,81 @@
+"""The device contract: what an app feeds an exported model, baked into the graph.
+
+The app hands over RGB pixels as the camera gives them (0–255, channel-last by default); the graph
+does the scaling, normalization and layout change itself, so app and model cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from toolkit.registry import ModelSpec
+
+Layout = Literal["nhwc", "nchw"]
+PixelRange = Literal["0-255", "0-1"]
+
+
+@dataclass(frozen=True)
+class InputContract:
+    layout: Layout = "nhwc"
+    pixel_range: PixelRange = "0-255"
+
+    def input_shape(self, spec: ModelSpec) -> tuple[int, ...]:
+        h, w = spec.input_size
+        return (1, h, w, 3) if self.layout == "nhwc" else (1, 3, h, w)
+
+    def describe(self, spec: ModelSpec) -> dict:
+        return {
+            "shape": list(self.input_shape(spec)),
+            "layout": self.layout.upper(),
+            "dtype": "float32",
+            "range": [0, 255] if self.pixel_range == "0-255" else [0, 1],
+            "color_order": spec.color_order,
+            "normalization": {
+                "applied_in_graph": True,
+                "formula": "(pixel / scale - mean) / std",
+                "scale": 255.0 if self.pixel_range == "0-255" else 1.0,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+            },
+        }
+
+
+def normalize(pixels: torch.Tensor, spec: ModelSpec, *, pixel_range: PixelRange = "0-255") -> torch.Tensor:
+    """NCHW pixels in ``pixel_range`` → what the network was trained on."""
+    scale = 255.0 if pixel_range == "0-255" else 1.0
+    mean = torch.tensor(spec.mean, dtype=pixels.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=pixels.dtype).view(1, 3, 1, 1)
+    return (pixels / scale - mean) / std
+
+
+def to_network_input(images: "object", spec: ModelSpec) -> torch.Tensor:
+    """uint8 NHWC RGB (numpy) → normalized NCHW float tensor."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    return normalize(x, spec)
+
+
+class DeviceContract(nn.Module):
+    """Wraps a network so that it takes the contract's input and, for dense outputs, returns the
+    contract's layout. Scale and shift fold into a single multiply-add per channel."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, contract: InputContract):
+        super().__init__()
+        self.model = model
+        self.layout = contract.layout
+        self.dense = spec.task in ("segmentation", "super_resolution")
+        scale = 255.0 if contract.pixel_range == "0-255" else 1.0
+        std = torch.tensor(spec.std)
+        self.register_buffer("mul", (1.0 / (scale * std)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("add", (-torch.tensor(spec.mean) / std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "nhwc":
+            x = x.permute(0, 3, 1, 2)
+        y = self.model(x * self.mul + self.add)
+        if self.dense and self.layout == "nhwc":
+            y = y.permute(0, 2, 3, 1)
+        return y

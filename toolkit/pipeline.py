@@ -1,0 +1,308 @@
+"""The export pipeline. Steps, in order:
+
+1. load      — the trained model and its contract (spec, checkpoint, provenance)
+2. compress  — optional pruning, on a copy
+3. convert   — one artifact per recipe target (ONNX, TFLite, Core ML)
+4. verify    — each artifact against the float model on held-out data; the gate
+5. benchmark — host latency of each artifact next to the PyTorch reference
+6. bundle    — manifest, report and artifacts, renamed into place atomically
+
+Each stage declares the one it follows; the order is validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from toolkit.errors import ConversionError, SkinkitError, VerificationFailed
+from toolkit.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class ExportState:
+    """What flows between stages. Each stage returns a new state; none mutates the one it got."""
+
+    recipe: Recipe
+    recipe_path: Path
+    staging: Path
+    log_path: Path
+    loaded: object = None  # LoadedModel
+    model: object = None  # the (compressed) network
+    wrapped: object = None  # DeviceContract around it
+    compression: dict | None = None
+    artifacts: tuple = ()
+    data: object = None
+    verification: dict = field(default_factory=dict)  # artifact filename -> result
+    benchmark: dict = field(default_factory=dict)
+    reference_benchmark: dict | None = None
+    manifest: dict | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    after: str | None
+    run: Callable[[ExportState], ExportState]
+    describe: str
+
+
+def validate_order(stages: tuple[Stage, ...]) -> None:
+    if not stages or stages[0].after is not None:
+        raise ValueError("the first stage must follow nothing")
+    for prev, cur in zip(stages, stages[1:]):
+        if cur.after != prev.name:
+            raise ValueError(f"stage {cur.name!r} must follow {cur.after!r}, not {prev.name!r}")
+
+
+def _contract(recipe: Recipe):
+    from toolkit.load.contract import InputContract
+
+    return InputContract(layout=recipe.input.layout, pixel_range=recipe.input.pixel_range)
+
+
+def _load(s: ExportState) -> ExportState:
+    from toolkit.load import load_model
+
+    m = s.recipe.model
+    loaded = load_model(m.name, checkpoint=m.checkpoint, spec_from=m.spec_from, base_dir=s.recipe_path.parent)
+    return replace(s, loaded=loaded, model=loaded.module)
+
+
+def _compress(s: ExportState) -> ExportState:
+    from toolkit.compress import MagnitudePruner
+    from toolkit.load.contract import DeviceContract
+
+    model, report = s.model, None
+    p = s.recipe.compress.pruning
+    if p is not None:
+        model, report = MagnitudePruner(p.sparsity, p.scope, p.exclude).compress(model)
+    wrapped = DeviceContract(model, s.loaded.spec, _contract(s.recipe)).eval()
+    return replace(s, model=model, wrapped=wrapped, compression=report)
+
+
+def _convert(s: ExportState) -> ExportState:
+    import torch
+
+    from toolkit._io import captured
+    from toolkit.convert.base import convert_target, describe_failure
+
+    spec = s.loaded.spec
+    sample = torch.rand(*_contract(s.recipe).input_shape(spec)) * (255.0 if s.recipe.input.pixel_range == "0-255" else 1.0)
+    out_dir = s.staging / "artifacts"
+    out_dir.mkdir(exist_ok=True)
+    artifacts = []
+    for t in s.recipe.targets:
+        options = {"deployment_target": t.deployment_target or "iOS16"}
+        try:
+            with captured(s.log_path):
+                artifacts.append(convert_target(s.wrapped, sample, spec, fmt=t.format, precision=t.precision,
+                                                out_dir=out_dir, stem=spec.name, options=options))
+        except SkinkitError:
+            raise
+        except Exception as exc:  # a backend's own failure: name model, target and fix
+            raise describe_failure(exc, t.format, spec.name) from exc
+    return replace(s, artifacts=tuple(artifacts))
+
+
+def _evaluation_data(s: ExportState):
+    from toolkit.data.folder import load_folder
+    from toolkit.data.tasks import task_data
+
+    ev = s.recipe.evaluation
+    spec = s.loaded.spec
+    if ev.source == "folder":
+        folder = ev.folder if ev.folder.is_absolute() else (s.recipe_path.parent / ev.folder)
+        return load_folder(spec, folder.resolve(), limit=ev.n)
+    return task_data(spec, ev.n, split=ev.split, seed=ev.seed)
+
+
+def _verify(s: ExportState) -> ExportState:
+    from toolkit._io import captured
+    from toolkit.verify.gate import contract_inputs, reference_outputs, resolve_tolerance, verify_artifact
+    from toolkit.verify.runners import make_runner
+
+    spec = s.loaded.spec
+    data = _evaluation_data(s)
+    x = contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
+    ref = reference_outputs(s.wrapped, x)
+    results = {}
+    for a in s.artifacts:
+        tol = resolve_tolerance(spec, a.precision, s.recipe.tolerances.get(a.precision))
+        with captured(s.log_path):
+            runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, reference=s.wrapped, precision=a.precision)
+        res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=ref, tolerance=tol, layout=s.recipe.input.layout)
+        res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v is not None}
+        results[a.filename] = res
+    return replace(s, data=data, verification=results)
+
+
+def _benchmark(s: ExportState) -> ExportState:
+    import torch
+
+    from toolkit._io import captured
+    from toolkit.benchmark import measure_latency
+    from toolkit.verify.gate import contract_inputs
+    from toolkit.verify.runners import make_runner
+
+    cfg = s.recipe.benchmark
+    if not cfg.enabled:
+        return s
+    x = contract_inputs(s.data, s.recipe.input.pixel_range, s.recipe.input.layout)[:1]
+    torch.set_num_threads(cfg.threads)
+    with torch.inference_mode():
+        ref = measure_latency(lambda v: s.wrapped(torch.from_numpy(v)), x, warmup=cfg.warmup, repeats=cfg.repeats)
+    ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
+    bench = {}
+    for a in s.artifacts:
+        runner = None
+        with captured(s.log_path):
+            runner = make_runner(a.format, a.path, threads=cfg.threads, reference=s.wrapped, precision=a.precision)
+        if runner.check.startswith("proxy"):
+            bench[a.filename] = {"skipped": "Core ML executes on macOS only; no host latency measured"}
+            continue
+        b = measure_latency(runner.run, x, warmup=cfg.warmup, repeats=cfg.repeats)
+        b["runtime"], b["threads"] = runner.check, cfg.threads
+        b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)
+        bench[a.filename] = b
+    return replace(s, benchmark=bench, reference_benchmark=ref)
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from toolkit import __version__
+
+    out = {"skinkit": __version__, "python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
+    for pkg in ("torch", "coremltools", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnxruntime", "onnxsim", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _bundle(s: ExportState) -> ExportState:
+    from toolkit.bundle.manifest import ArtifactEntry, Manifest
+    from toolkit.bundle.report import render
+    from toolkit.convert.base import file_sha256, tree_size
+
+    spec, r = s.loaded.spec, s.recipe
+    entries = []
+    for a in s.artifacts:
+        v = s.verification[a.filename]
+        entries.append(ArtifactEntry(
+            path=f"artifacts/{a.filename}", format=a.format, precision=a.precision, sha256=file_sha256(a.path),
+            sha256_method="tree" if a.path.is_dir() else "file", size_bytes=tree_size(a.path),
+            conversion_seconds=round(a.seconds, 2), structure=a.details,
+            verification={"passed": v["passed"], **{k: val for k, val in v.items() if k != "passed"}},
+            benchmark=s.benchmark.get(a.filename),
+        ))
+    passed = [e for e in entries if e.verification["passed"]]
+    card_path = s.loaded.provenance.get("checkpoint", "")
+    card = Path(card_path).with_suffix(".json")
+    training = json.loads(card.read_text()) if card.is_file() else None
+    ev = r.evaluation
+    manifest = Manifest(
+        bundle=r.name, version=r.version,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model={"name": spec.name, "architecture": spec.architecture, "task": spec.task, "description": spec.description,
+               "licence": spec.licence, "metric": spec.metric, **s.loaded.provenance,
+               "training_card": training},
+        input=_contract(r).describe(spec),
+        outputs=[{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
+        labels=list(spec.labels),
+        compression=s.compression,
+        evaluation={"source": ev.source, "n": len(s.data), "split": ev.split if ev.source == "synthetic" else None,
+                    "seed": ev.seed if ev.source == "synthetic" else None,
+                    "folder": str(ev.folder) if ev.folder else None,
+                    "groups": {g: s.data.groups.count(g) for g in sorted(set(s.data.groups))}},
+        artifacts=entries,
+        reference_benchmark=s.reference_benchmark,
+        verdict={"passed": len(passed) == len(entries), "artifact_count": len(entries), "passed_count": len(passed)},
+        tools=tool_versions(),
+        recipe={"path": str(s.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
+    )
+    data = manifest.model_dump(mode="json")
+    (s.staging / "manifest.json").write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+    (s.staging / "report.md").write_text(render(data))
+    if spec.labels:
+        (s.staging / "labels.txt").write_text("\n".join(spec.labels) + "\n")
+    return replace(s, manifest=data)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("load", None, _load, "load the trained model"),
+    Stage("compress", "load", _compress, "compress and bake the device contract"),
+    Stage("convert", "compress", _convert, "convert to every target"),
+    Stage("verify", "convert", _verify, "verify against float on held-out data"),
+    Stage("benchmark", "verify", _benchmark, "measure host latency"),
+    Stage("bundle", "benchmark", _bundle, "write manifest and report"),
+)
+validate_order(STAGES)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle_dir: Path
+    manifest: dict
+    log_path: Path
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.manifest["verdict"]["passed"])
+
+    def summary(self) -> dict:
+        return {
+            "bundle": str(self.bundle_dir),
+            "passed": self.passed,
+            "artifacts": [{"path": a["path"], "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
+                           "size_bytes": a["size_bytes"], "passed": a["verification"]["passed"],
+                           "check": a["verification"]["check"]} for a in self.manifest["artifacts"]],
+        }
+
+
+def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = False, console=None) -> ExportResult:
+    """Run every stage; write the bundle to ``out_dir/<recipe.name>`` atomically.
+
+    Raises ``ConversionError`` (nothing written) or ``VerificationFailed`` (bundle written, gate failed).
+    """
+    import tempfile
+
+    from toolkit.bundle.writer import commit_bundle, discard, staging_dir
+
+    final = out_dir / recipe.name
+    staging = staging_dir(out_dir, recipe.name, force=force)
+    log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
+    import os
+
+    os.close(log_fd)
+    log_path = Path(log_name)
+    state = ExportState(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
+    try:
+        for i, stage in enumerate(STAGES, 1):
+            t0 = time.perf_counter()
+            if console:
+                console.print(f"[bold]{i}/{len(STAGES)}[/bold] {stage.name}: {stage.describe} …")
+            state = stage.run(state)
+            if console:
+                console.print(f"    done in {time.perf_counter() - t0:.1f} s")
+        commit_bundle(staging, final)
+    except BaseException as exc:
+        discard(staging)
+        if isinstance(exc, ConversionError) and exc.fix:
+            exc.fix += f" (backend log: {log_path})"
+        raise
+    result = ExportResult(final, state.manifest, log_path)
+    if not result.passed:
+        failures = [f"{a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
+                    for a in state.manifest["artifacts"] for c in a["verification"]["criteria"] if not c["passed"]]
+        raise VerificationFailed(f"verification gate failed for {len(failures)} criteria; bundle and report kept at {final}",
+                                 failures=failures, bundle_dir=str(final),
+                                 fix="see report.md; loosen tolerances only if the drop is acceptable")
+    return result

@@ -1,0 +1,154 @@
+"""Export recipes: YAML parsed once into a typed, validated object. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from toolkit.convert.base import SUPPORTED
+from toolkit.errors import RecipeError
+
+Precision = Literal["fp32", "fp16"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Strict):
+    name: str = Field(description="a registered model, 'path/to/file.py:factory', or 'path/to/program.pt2'")
+    checkpoint: Path | None = Field(None, description="weights (.safetensors, .pt/.pth); default: the shipped trained weights")
+    spec_from: str | None = Field(None, description="registered model whose contract a user model borrows")
+
+
+class InputConfig(_Strict):
+    layout: Literal["nhwc", "nchw"] = "nhwc"
+    pixel_range: Literal["0-255", "0-1"] = "0-255"
+
+
+class Target(_Strict):
+    format: Literal["onnx", "tflite", "coreml"]
+    precision: Precision = "fp32"
+    deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> "Target":
+        precisions = SUPPORTED[self.format][2]
+        if self.precision not in precisions:
+            raise ValueError(f"{self.format} supports precisions {', '.join(precisions)}, not {self.precision!r}")
+        if self.deployment_target is not None and self.format != "coreml":
+            raise ValueError("deployment_target applies to coreml targets only")
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}_{self.precision}"
+
+
+class PruningConfig(_Strict):
+    sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights set to zero")
+    scope: Literal["global", "per_layer"] = "global"
+    exclude: tuple[str, ...] = Field((), description="module-name prefixes left dense (e.g. the classifier)")
+
+
+class CompressConfig(_Strict):
+    pruning: PruningConfig | None = None
+
+
+class EvaluationConfig(_Strict):
+    source: Literal["synthetic", "folder"] = "synthetic"
+    n: int = Field(200, ge=1, le=100_000)
+    seed: int = 0
+    split: Literal["test", "val"] = "test"
+    folder: Path | None = None
+
+    @model_validator(mode="after")
+    def _folder(self) -> "EvaluationConfig":
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("source 'folder' needs evaluation.folder")
+        if self.source == "synthetic" and self.folder is not None:
+            raise ValueError("evaluation.folder is set but source is 'synthetic'; set source: folder")
+        return self
+
+
+class ToleranceOverride(_Strict):
+    max_abs: float | None = Field(None, gt=0)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    max_metric_drop: float | None = Field(None, ge=0)
+
+
+class BenchmarkConfig(_Strict):
+    enabled: bool = True
+    warmup: int = Field(3, ge=0)
+    repeats: int = Field(20, ge=1)
+    threads: int = Field(2, ge=1)
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="bundle name")
+    version: str = "0.1.0"
+    model: ModelRef
+    input: InputConfig = InputConfig()
+    compress: CompressConfig = CompressConfig()
+    targets: tuple[Target, ...] = Field(min_length=1)
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tolerances: dict[Precision, ToleranceOverride] = {}
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        keys = [t.key for t in targets]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"targets listed twice: {', '.join(dupes)}")
+        return targets
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _format_error(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {err['loc'][-1]!r} at {loc}"
+    if err["type"] == "missing":
+        return f"missing required key {loc}"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def parse_recipe(data: object, *, source: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a mapping of keys, got {type(data).__name__}",
+                          fix="start from one of the files in export_recipes/")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = [_format_error(e) for e in exc.errors()]
+        raise RecipeError(f"{source}: " + "; ".join(problems), fix="correct the key(s) named; `skinkit recipe-schema` lists every key") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}", fix="pass a YAML file such as export_recipes/acne_mobilenetv2.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", fix="fix the YAML syntax") from None
+    return parse_recipe(data, source=str(path))

@@ -1,0 +1,104 @@
+"""One spec per model, registered next to its architecture.
+
+A spec is the model's contract: what the network expects (size, colour order, normalization),
+what it emits (labels or named outputs with units), what task metric judges it, and how much an
+exported artifact may deviate from the float model before verification refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+Task = Literal["classification", "regression", "segmentation", "super_resolution"]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    description: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds an artifact must meet against the float PyTorch model on held-out data.
+
+    ``max_abs`` and ``min_cosine`` are numerics on the raw outputs; ``min_agreement`` is top-1
+    (classification) or per-pixel argmax (segmentation) agreement with float; ``max_metric_drop``
+    is how far the task metric may fall below float's, in the metric's own units.
+    """
+
+    max_abs: float
+    min_cosine: float
+    min_agreement: float | None = None
+    max_metric_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    n_train: int
+    n_val: int
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: Task
+    architecture: str
+    factory: Callable[[], "object"]
+    description: str
+    input_size: tuple[int, int]  # (height, width) of the network input
+    outputs: tuple[OutputSpec, ...]
+    tolerances: dict[str, Tolerance]  # keyed by precision: "fp32", "fp16"
+    training: TrainingConfig
+    labels: tuple[str, ...] = ()
+    color_order: Literal["RGB"] = "RGB"
+    # The network itself sees (pixel / 255 - mean) / std, NCHW. Exported artifacts bake this in.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    metric: str = ""  # name of the headline task metric
+    higher_is_better: bool = True
+    output_size: tuple[int, int] | None = None  # for dense outputs, (height, width)
+    licence: str = "Apache-2.0; trained on skinkit synthetic data only"
+    extra: dict = field(default_factory=dict)
+
+    def tolerance(self, precision: str) -> Tolerance:
+        try:
+            return self.tolerances[precision]
+        except KeyError:
+            raise KeyError(f"model {self.name!r} declares no tolerance for precision {precision!r}") from None
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every reference model.
+    import toolkit.models  # noqa: F401
+
+
+def get_spec(name: str) -> ModelSpec:
+    from toolkit.errors import BadInputError
+
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise BadInputError(f"unknown model {name!r}", fix=f"use one of: {known}, or 'path/to/file.py:factory'")
+    return _REGISTRY[name]
+
+
+def list_models() -> list[ModelSpec]:
+    _ensure_loaded()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
