@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import collections
 import os
+import weakref
 from pathlib import Path
 
 from toolkit.errors import ConversionError
 
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
+# The float flatbuffer of a module, so that fp32 and fp16 targets of one export lower it once.
+_FLOAT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _float_flatbuffer(module, sample) -> bytes:
+    import litert_torch
+
+    key = tuple(sample.shape)
+    cached = _FLOAT_CACHE.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    data = litert_torch.convert(module.eval(), (sample,))._exporter.to_bytes()
+    _FLOAT_CACHE[module] = (key, data)
+    return data
 
 
 def inspect(path: Path) -> dict:
@@ -55,11 +70,8 @@ def _fp16_weights(float_path: Path, out_path: Path) -> None:
 
 
 def convert(module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
-    import litert_torch
-
     tmp = path.with_suffix(".tflite.tmp")
-    edge = litert_torch.convert(module.eval(), (sample,))
-    edge.export(str(tmp))
+    tmp.write_bytes(_float_flatbuffer(module, sample))
     if precision == "fp16":
         float_tmp = path.with_suffix(".fp32.tmp")
         os.replace(tmp, float_tmp)

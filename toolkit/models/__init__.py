@@ -15,7 +15,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _CLS_TOL = {
     "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.995, max_metric_drop=0.005),
-    "fp16": Tolerance(max_abs=0.05, min_cosine=0.9995, min_agreement=0.98, max_metric_drop=0.01),
+    # Logits span about ±20: float16 keeps ~3 significant digits, so 0.25 is ~1 % of the range.
+    "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.98, max_metric_drop=0.01),
 }
 _CLS_OUT = (OutputSpec("logits", "unnormalized log-probabilities over acne grades"),)
 _CLS_TRAIN = TrainingConfig(n_train=2400, n_val=300, epochs=5, batch_size=32, lr=3e-3)
@@ -96,7 +97,7 @@ register_model(ModelSpec(
     outputs=(OutputSpec("logits", "per-pixel class scores, NCHW"),),
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
-        "fp16": Tolerance(max_abs=0.1, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
+        "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
     },
     training=TrainingConfig(n_train=1200, n_val=200, epochs=6, batch_size=16, lr=3e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou",
@@ -109,7 +110,7 @@ register_model(ModelSpec(
     outputs=(OutputSpec("logits", "per-pixel class scores, NCHW"),),
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
-        "fp16": Tolerance(max_abs=0.05, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
+        "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
     },
     training=TrainingConfig(n_train=1500, n_val=200, epochs=3, batch_size=32, lr=5e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou", extra={"target": "skin_mask"},

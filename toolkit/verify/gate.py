@@ -84,7 +84,7 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
     criteria.append({"name": "outputs finite (no NaN/Inf)", "value": finite, "bound": True, "op": "==", "passed": finite})
     shape_ok = out.shape == ref.shape
     criteria.append({"name": "output shape", "value": list(out.shape[1:]), "bound": list(ref.shape[1:]), "op": "==", "passed": shape_ok})
-    criteria += structural_checks(artifact, tuple(ref.shape[1:]) if len(ref.shape) > 1 else (), tuple(x.shape[1:]))
+    criteria += structural_checks(artifact, (1, *ref.shape[1:]), (1, *x.shape[1:]))  # artifacts are batch-1
     result: dict = {"check": runner.check, "n_samples": int(len(x))}
     if runner.note:
         result["note"] = runner.note
