@@ -124,6 +124,7 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tmp = out_dir / f".{spec.name}.safetensors.tmp"
     save_file(state, str(tmp), metadata={"model": spec.name, "seed": str(seed)})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out_dir / f"{spec.name}.safetensors")
     card = {
         "model": spec.name,

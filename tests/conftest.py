@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``skinkit`` as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "toolkit.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def write_recipe(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_bundle(tmp_path_factory):
+    """One real export of the trained default model to every format (a reduced evaluation set keeps it quick)."""
+    tmp = tmp_path_factory.mktemp("export")
+    recipe = write_recipe(tmp / "acne.yaml", """
+name: acne_test
+model: {name: acne_mobilenetv2}
+targets:
+  - {format: onnx, precision: fp32}
+  - {format: tflite, precision: fp32}
+  - {format: tflite, precision: fp16}
+  - {format: coreml, precision: fp16}
+evaluation: {n: 48}
+benchmark: {warmup: 1, repeats: 3}
+""")
+    proc = run_cli("export", str(recipe), "--out", str(tmp / "out"), "--json")
+    return tmp / "out", proc
