@@ -64,3 +64,15 @@ def test_device_contract_matches_manual_preprocessing(layout):
     if layout == "nhwc":
         got = got.permute(0, 3, 1, 2)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_vit_attention_equals_torch_multihead_attention():
+    from toolkit.models.vit import Attention
+
+    torch.manual_seed(0)
+    ref = torch.nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    mine = Attention(32, 4).eval()
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 10, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(mine(x), ref(x, x, x, need_weights=False)[0], rtol=1e-5, atol=1e-6)
