@@ -76,3 +76,8 @@ def test_vit_attention_equals_torch_multihead_attention():
     x = torch.randn(2, 10, 32)
     with torch.inference_mode():
         torch.testing.assert_close(mine(x), ref(x, x, x, need_weights=False)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
+def test_output_names_do_not_clash_with_the_input(spec):
+    assert "image" not in {o.name for o in spec.outputs}, "artifacts name their input 'image'"

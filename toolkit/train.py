@@ -71,7 +71,8 @@ def evaluate(model, spec: ModelSpec, data, batch_size: int = 32) -> dict[str, fl
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
             outs.append(model(to_network_input(data.inputs[i:i + batch_size], spec)).numpy())
-    return task_metric(spec.task, np.concatenate(outs), data.targets, num_classes=len(spec.labels))
+    return task_metric(spec.task, np.concatenate(outs), data.targets, num_classes=len(spec.labels),
+                       output_names=tuple(o.name for o in spec.outputs))
 
 
 def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = None, threads: int | None = None,

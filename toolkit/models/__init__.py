@@ -94,7 +94,7 @@ register_model(ModelSpec(
     name="lesion_unet", task="segmentation", architecture="U-Net (4 levels, base 8, bilinear up)",
     factory=_unet, description="Melanin, trouble (acne/inflammation), wrinkle and pore regions, plus background.",
     input_size=(192, 192), output_size=(192, 192), labels=SEGMENTATION_CLASSES,
-    outputs=(OutputSpec("logits", "per-pixel class scores, NCHW"),),
+    outputs=(OutputSpec("logits", "per-pixel class scores, channel-last like the input"),),
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
         "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
@@ -107,7 +107,7 @@ register_model(ModelSpec(
     name="skin_segmenter", task="segmentation", architecture="depthwise-separable encoder, bilinear decoder",
     factory=_segmenter, description="Skin / non-skin mask; filters the input of the acne classifier.",
     input_size=(224, 224), output_size=(224, 224), labels=("non_skin", "skin"),
-    outputs=(OutputSpec("logits", "per-pixel class scores, NCHW"),),
+    outputs=(OutputSpec("logits", "per-pixel class scores, channel-last like the input"),),
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
         "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
@@ -120,7 +120,7 @@ register_model(ModelSpec(
     name="texture_sr", task="super_resolution", architecture="SRGAN generator (×2, 4 residual blocks, 32 ch)",
     factory=_sr, description="×2 super-resolution of skin texture patches (64×64 → 128×128).",
     input_size=(64, 64), output_size=(128, 128),
-    outputs=(OutputSpec("image", "high-resolution RGB, NCHW", "[0, 1]"),),
+    outputs=(OutputSpec("hr_image", "high-resolution RGB, channel-last like the input", "[0, 1]"),),
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, max_metric_drop=0.05),
         "fp16": Tolerance(max_abs=0.02, min_cosine=0.9999, max_metric_drop=0.3),

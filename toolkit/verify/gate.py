@@ -45,7 +45,8 @@ def _to_nchw(y: np.ndarray, spec: ModelSpec, layout: str) -> np.ndarray:
 
 
 def _headline(spec: ModelSpec, out: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return metrics.task_metric(spec.task, out, targets, num_classes=len(spec.labels))
+    return metrics.task_metric(spec.task, out, targets, num_classes=len(spec.labels),
+                              output_names=tuple(o.name for o in spec.outputs))
 
 
 def _criterion(name: str, value: float | None, bound: float | None, *, op: str) -> dict | None:

@@ -75,14 +75,16 @@ def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     }
 
 
-def task_metric(task: str, outputs: np.ndarray, targets: np.ndarray, num_classes: int = 0) -> dict[str, float]:
+def task_metric(task: str, outputs: np.ndarray, targets: np.ndarray, num_classes: int = 0,
+                output_names: tuple[str, ...] = ()) -> dict[str, float]:
     """The task's metrics of raw model outputs against ground truth."""
     if task == "classification":
         pred = outputs.argmax(-1)
         return {"accuracy": accuracy(pred, targets), "macro_f1": macro_f1(pred, targets, num_classes)}
     if task == "regression":
         per = np.mean(np.abs(outputs.astype(np.float64) - targets), axis=0)
-        return {"mae": float(per.mean()), **{f"mae_{i}": float(v) for i, v in enumerate(per)}}
+        names = output_names or tuple(str(i) for i in range(len(per)))
+        return {"mae": float(per.mean()), **{f"mae_{n}": float(v) for n, v in zip(names, per)}}
     if task == "segmentation":
         pred = outputs.argmax(1)
         return {"miou": miou(pred, targets, num_classes),
