@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -251,7 +253,7 @@ validate_order(STAGES)
 class ExportResult:
     bundle_dir: Path
     manifest: dict
-    log_path: Path
+    log_path: Path  # removed after a successful export
 
     @property
     def passed(self) -> bool:
@@ -272,15 +274,11 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
 
     Raises ``ConversionError`` (nothing written) or ``VerificationFailed`` (bundle written, gate failed).
     """
-    import tempfile
-
     from toolkit.bundle.writer import commit_bundle, discard, staging_dir
 
     final = out_dir / recipe.name
     staging = staging_dir(out_dir, recipe.name, force=force)
     log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
-    import os
-
     os.close(log_fd)
     log_path = Path(log_name)
     state = ExportState(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
@@ -298,6 +296,7 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         if isinstance(exc, ConversionError) and exc.fix:
             exc.fix += f" (backend log: {log_path})"
         raise
+    log_path.unlink(missing_ok=True)  # kept only when an export fails, for the backend's own messages
     result = ExportResult(final, state.manifest, log_path)
     if not result.passed:
         failures = [f"{a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"

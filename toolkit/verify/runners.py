@@ -54,8 +54,8 @@ def tflite_runner(path: Path, threads: int = 2) -> Runner:
 
 def coreml_runner(path: Path, *, reference=None, precision: str = "fp32") -> Runner:
     """``MLModel.predict`` on macOS. Elsewhere Core ML cannot execute, so the proxy runs the float
-    PyTorch reference with weights and activations in float16 (the precision the artifact's program
-    computes in), after the artifact's structure has been checked against the contract."""
+    PyTorch reference at the artifact's precision (fp16: weights and every layer's output rounded to
+    float16); the gate adds structural checks of the saved package itself."""
     if platform.system() == "Darwin":
         import coremltools as ct
 
@@ -66,8 +66,6 @@ def coreml_runner(path: Path, *, reference=None, precision: str = "fp32") -> Run
     if reference is None:
         raise ConversionError("Core ML cannot execute off macOS and no reference model was given for the proxy",
                               fix="run verification on macOS, or pass the float reference")
-    import torch
-
     import torch
 
     model = fp16_rounding_copy(reference) if precision == "fp16" else reference
