@@ -18,36 +18,26 @@ from toolkit.registry import ModelSpec
 WEIGHTS_DIR = Path(__file__).parent / "models" / "weights"
 
 
-def _loss_fn(spec: ModelSpec):
+def _loss_fn(spec: ModelSpec, model):
+    import torch
     import torch.nn.functional as F
 
     if spec.task == "classification":
         return lambda out, y: F.cross_entropy(out, y)
     if spec.task == "regression":
-        scale = None
-
-        def reg(out, y):
-            nonlocal scale
-            if scale is None:
-                scale = out.new_tensor([23.0, 7.0])  # train in standardized units
-            return F.smooth_l1_loss(out / scale, y / scale)
-        return reg
+        # Train in standardized units: the model's own in-graph output scale.
+        scale = model.out_scale.detach()
+        return lambda out, y: F.smooth_l1_loss(out / scale, y / scale)
     if spec.task == "segmentation":
         def seg(out, y):
             # Class weights counter the background's dominance (pores and wrinkles are thin).
-            k = out.shape[1]
-            counts = torch_bincount(y, k)
+            counts = torch.bincount(y.flatten(), minlength=out.shape[1]).float()
             w = (counts.sum() / (counts + 1.0)) ** 0.5
             return F.cross_entropy(out, y, weight=w / w.mean())
         return seg
     if spec.task == "super_resolution":
         return lambda out, y: F.l1_loss(out, y)
     raise ValueError(spec.task)
-
-
-def torch_bincount(y, k):
-    import torch
-    return torch.bincount(y.flatten(), minlength=k).float()
 
 
 def _targets_tensor(spec: ModelSpec, targets: np.ndarray):
@@ -98,7 +88,7 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps = epochs * ((n_train + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    loss_fn = _loss_fn(spec)
+    loss_fn = _loss_fn(spec, model)
     targets = _targets_tensor(spec, train_set.targets)
     gen = torch.Generator().manual_seed(seed)
     history = []

@@ -21,7 +21,7 @@ def _float_flatbuffer(module, sample) -> bytes:
     cached = _FLOAT_CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    data = litert_torch.convert(module.eval(), (sample,))._exporter.to_bytes()
+    data = litert_torch.convert(module.eval(), (sample,)).model_content()
     _FLOAT_CACHE[module] = (key, data)
     return data
 
