@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from toolkit.convert.base import PRECISIONS
 from toolkit.errors import BadInputError
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.recipe import load_recipe
@@ -27,7 +28,7 @@ def test_every_model_builds_with_declared_output(spec):
     else:
         assert y.shape == (2, 3, *spec.output_size)
         assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-    assert set(spec.tolerances) == {"fp32", "fp16"}
+    assert set(spec.tolerances) == {p.tier for p in PRECISIONS.values()}
 
 
 def test_every_registered_model_has_a_recipe_and_every_recipe_a_model():

@@ -50,3 +50,10 @@ class VerificationFailed(SkinkitError):
         super().__init__(cause, fix=fix)
         self.failures = failures
         self.bundle_dir = bundle_dir
+
+
+class VerificationError(SkinkitError):
+    """An artifact could not be executed for verification (e.g. an op the Core ML interpreter lacks).
+    The export records it as a failed check; on its own it exits 2."""
+
+    exit_code = 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from toolkit.errors import ConversionError, SkinkitError, VerificationFailed
+from toolkit.errors import ConversionError, SkinkitError, VerificationError, VerificationFailed
 from toolkit.recipe import Recipe
 
 
@@ -88,6 +88,37 @@ def _compress(s: ExportState) -> ExportState:
     return replace(s, model=model, wrapped=wrapped, compression=report)
 
 
+def _calibration_inputs(s: ExportState):
+    """Contract-shaped calibration images, only when a target needs activation ranges."""
+    from toolkit.convert.base import PRECISIONS
+    from toolkit.data.folder import load_folder
+    from toolkit.data.tasks import task_data
+    from toolkit.verify.gate import contract_inputs
+
+    if not any(PRECISIONS[t.precision].calibrated for t in s.recipe.targets):
+        return None
+    c, spec = s.recipe.calibration, s.loaded.spec
+    if c.source == "folder":
+        folder = c.folder if c.folder.is_absolute() else (s.recipe_path.parent / c.folder)
+        data = load_folder(spec, folder.resolve(), limit=c.n)
+    else:
+        data = task_data(spec, c.n, split="calib", seed=c.seed)
+    return contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
+
+
+def artifact_metadata(s: ExportState) -> dict:
+    """What every artifact carries about itself (TFLite metadata entry, Core ML user-defined fields)."""
+    from toolkit import __version__
+
+    spec, r = s.loaded.spec, s.recipe
+    return {
+        "bundle": r.name, "version": r.version, "model": spec.name, "task": spec.task, "description": spec.description,
+        "licence": spec.licence, "labels": list(spec.labels), "input": _contract(r).describe(spec),
+        "outputs": [{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
+        "producer": f"skinkit {__version__}", "recipe_sha256": r.sha256(),
+    }
+
+
 def _convert(s: ExportState) -> ExportState:
     import torch
 
@@ -98,9 +129,13 @@ def _convert(s: ExportState) -> ExportState:
     sample = torch.rand(*_contract(s.recipe).input_shape(spec)) * (255.0 if s.recipe.input.pixel_range == "0-255" else 1.0)
     out_dir = s.staging / "artifacts"
     out_dir.mkdir(exist_ok=True)
+    calibration = _calibration_inputs(s)
+    meta = artifact_metadata(s)
     artifacts = []
     for t in s.recipe.targets:
-        options = {"deployment_target": t.deployment_target or "iOS16"}
+        options = {"deployment_target": t.deployment_target, "pixel_range": s.recipe.input.pixel_range,
+                   "layout": s.recipe.input.layout, "calibration": calibration, "metadata": meta,
+                   "input_type": t.input_type, "classifier": t.classifier, "group_size": t.group_size}
         try:
             with captured(s.log_path):
                 artifacts.append(convert_target(s.wrapped, sample, spec, fmt=t.format, precision=t.precision,
@@ -129,19 +164,32 @@ def _verify(s: ExportState) -> ExportState:
     from toolkit.verify.gate import contract_inputs, reference_outputs, resolve_tolerance, verify_artifact
     from toolkit.verify.runners import make_runner
 
-    spec = s.loaded.spec
+    spec, inp = s.loaded.spec, s.recipe.input
     data = _evaluation_data(s)
-    x = contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
+    x = contract_inputs(data, inp.pixel_range, inp.layout)
     ref = reference_outputs(s.wrapped, x)
     results = {}
     for a in s.artifacts:
         tol = resolve_tolerance(spec, a.precision, s.recipe.tolerances.get(a.precision))
-        with captured(s.log_path):
-            runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, reference=s.wrapped, precision=a.precision)
-        res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=ref, tolerance=tol, layout=s.recipe.input.layout)
+        # A Core ML classifier returns probabilities: compare them with the reference's.
+        a_ref = softmax(ref) if a.details.get("output_transform") == "softmax" else ref
+        try:
+            with captured(s.log_path):
+                runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, layout=inp.layout, pixel_range=inp.pixel_range)
+            res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=a_ref, tolerance=tol, layout=inp.layout)
+        except VerificationError as exc:  # could not execute it: a failed check, never a pass
+            res = {"check": "not executed", "passed": False, "error": exc.one_line(),
+                   "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
         res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v is not None}
         results[a.filename] = res
     return replace(s, data=data, verification=results)
+
+
+def softmax(z):
+    import numpy as np
+
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _benchmark(s: ExportState) -> ExportState:
@@ -162,11 +210,14 @@ def _benchmark(s: ExportState) -> ExportState:
     ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
     bench = {}
     for a in s.artifacts:
-        runner = None
+        if s.verification.get(a.filename, {}).get("check") == "not executed":
+            bench[a.filename] = {"skipped": "the artifact could not be executed (see verification)"}
+            continue
         with captured(s.log_path):
-            runner = make_runner(a.format, a.path, threads=cfg.threads, reference=s.wrapped, precision=a.precision)
-        if runner.check.startswith("proxy"):
-            bench[a.filename] = {"skipped": "Core ML executes on macOS only; no host latency measured"}
+            runner = make_runner(a.format, a.path, threads=cfg.threads, layout=s.recipe.input.layout,
+                                 pixel_range=s.recipe.input.pixel_range)
+        if not runner.timed:
+            bench[a.filename] = {"skipped": "Core ML executes on macOS only; the reference interpreter's latency means nothing"}
             continue
         b = measure_latency(runner.run, x, warmup=cfg.warmup, repeats=cfg.repeats)
         b["runtime"], b["threads"] = runner.check, cfg.threads

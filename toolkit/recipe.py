@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from toolkit.convert.base import SUPPORTED
+from toolkit.convert.base import PRECISIONS, SUPPORTED, UNSUPPORTED
 from toolkit.errors import RecipeError
 
-Precision = Literal["fp32", "fp16"]
+Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -33,20 +33,51 @@ class InputConfig(_Strict):
 class Target(_Strict):
     format: Literal["onnx", "tflite", "coreml"]
     precision: Precision = "fp32"
-    deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = None
+    deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = Field(
+        None, description="coreml: minimum iOS; default iOS16, raised automatically where a compression needs iOS18")
+    input_type: Literal["image", "tensor"] = Field(
+        "image", description="coreml: 'image' takes a CVPixelBuffer (ImageType), 'tensor' an MLMultiArray in the contract layout")
+    classifier: bool | None = Field(
+        None, description="coreml: add softmax and a classifier config with the labels (default: on for classification models)")
+    group_size: int | None = Field(None, ge=1, description="coreml palettize*: one lookup table per this many output channels")
 
     @model_validator(mode="after")
     def _supported(self) -> "Target":
         precisions = SUPPORTED[self.format][2]
         if self.precision not in precisions:
-            raise ValueError(f"{self.format} supports precisions {', '.join(precisions)}, not {self.precision!r}")
-        if self.deployment_target is not None and self.format != "coreml":
-            raise ValueError("deployment_target applies to coreml targets only")
+            why = UNSUPPORTED.get((self.format, self.precision), "")
+            raise ValueError(f"{self.format} supports precisions {', '.join(precisions)}, not {self.precision!r}"
+                             + (f" ({why})" if why else ""))
+        coreml_only = {"deployment_target": self.deployment_target, "classifier": self.classifier, "group_size": self.group_size}
+        for key, value in coreml_only.items():
+            if value is not None and self.format != "coreml":
+                raise ValueError(f"{key} applies to coreml targets only")
+        if self.input_type != "image" and self.format != "coreml":
+            raise ValueError("input_type applies to coreml targets only")
+        if self.group_size is not None and not self.precision.startswith("palettize"):
+            raise ValueError("group_size applies to palettize4/6/8 only")
         return self
 
     @property
     def key(self) -> str:
         return f"{self.format}_{self.precision}"
+
+
+class CalibrationConfig(_Strict):
+    """Images whose activation ranges set the scales of full-integer targets (int8, int16x8)."""
+
+    source: Literal["synthetic", "folder"] = "synthetic"
+    n: int = Field(64, ge=1, le=10_000)
+    seed: int = 0
+    folder: Path | None = None
+
+    @model_validator(mode="after")
+    def _folder(self) -> "CalibrationConfig":
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("source 'folder' needs calibration.folder")
+        if self.source == "synthetic" and self.folder is not None:
+            raise ValueError("calibration.folder is set but source is 'synthetic'; set source: folder")
+        return self
 
 
 class PruningConfig(_Strict):
@@ -96,6 +127,7 @@ class Recipe(_Strict):
     input: InputConfig = InputConfig()
     compress: CompressConfig = CompressConfig()
     targets: tuple[Target, ...] = Field(min_length=1)
+    calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tolerances: dict[Precision, ToleranceOverride] = {}
     benchmark: BenchmarkConfig = BenchmarkConfig()
@@ -108,6 +140,13 @@ class Recipe(_Strict):
         if dupes:
             raise ValueError(f"targets listed twice: {', '.join(dupes)}")
         return targets
+
+    @model_validator(mode="after")
+    def _sparse_needs_pruning(self) -> "Recipe":
+        for t in self.targets:
+            if PRECISIONS[t.precision].needs_sparsity and self.compress.pruning is None:
+                raise ValueError(f"target {t.key} stores pruned weights sparse, but compress.pruning is not set")
+        return self
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

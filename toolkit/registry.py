@@ -26,11 +26,12 @@ class Tolerance:
 
     ``max_abs`` and ``min_cosine`` are numerics on the raw outputs; ``min_agreement`` is top-1
     (classification) or per-pixel argmax (segmentation) agreement with float; ``max_metric_drop``
-    is how far the task metric may fall below float's, in the metric's own units.
+    is how far the task metric may fall below float's, in the metric's own units. A bound left
+    ``None`` is not checked (elementwise error says little about an 8-bit model; agreement does).
     """
 
-    max_abs: float
-    min_cosine: float
+    max_abs: float | None = None
+    min_cosine: float | None = None
     min_agreement: float | None = None
     max_metric_drop: float | None = None
 
@@ -54,7 +55,7 @@ class ModelSpec:
     description: str
     input_size: tuple[int, int]  # (height, width) of the network input
     outputs: tuple[OutputSpec, ...]
-    tolerances: dict[str, Tolerance]  # keyed by precision: "fp32", "fp16"
+    tolerances: dict[str, Tolerance]  # keyed by precision tier: "fp32", "fp16", "int8", "lowbit"
     training: TrainingConfig
     labels: tuple[str, ...] = ()
     color_order: Literal["RGB"] = "RGB"
@@ -67,11 +68,11 @@ class ModelSpec:
     licence: str = "Apache-2.0; trained on skinkit synthetic data only"
     extra: dict = field(default_factory=dict)
 
-    def tolerance(self, precision: str) -> Tolerance:
+    def tolerance(self, tier: str) -> Tolerance:
         try:
-            return self.tolerances[precision]
+            return self.tolerances[tier]
         except KeyError:
-            raise KeyError(f"model {self.name!r} declares no tolerance for precision {precision!r}") from None
+            raise KeyError(f"model {self.name!r} declares no tolerance for precision tier {tier!r}") from None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -10,13 +10,66 @@ from pathlib import Path
 
 from toolkit.errors import ConversionError
 
+
+@dataclass(frozen=True)
+class Precision:
+    description: str
+    tier: str  # which of a model's tolerance tiers applies: fp32 | fp16 | int8 | lowbit
+    calibrated: bool = False  # needs calibration images (activation ranges)
+    needs_sparsity: bool = False  # needs a pruned model (compress.pruning)
+
+
+PRECISIONS: dict[str, Precision] = {
+    "fp32": Precision("float32 weights and compute", "fp32"),
+    "fp16": Precision("float16 weights and compute", "fp16"),
+    "int8_weights": Precision("int8 per-channel weights, dequantized at load; float compute", "int8"),
+    "dynamic_int8": Precision("int8 per-channel weights; activations quantized at run time (dynamic range)", "int8"),
+    "int8": Precision("int8 weights and int8 activations from calibration (full integer, int8 I/O)", "int8", calibrated=True),
+    "int16x8": Precision("int8 weights and int16 activations from calibration (int16 I/O)", "int8", calibrated=True),
+    "palettize8": Precision("8-bit lookup-table weights (k-means), float16 compute", "int8"),
+    "palettize6": Precision("6-bit lookup-table weights (k-means), float16 compute", "lowbit"),
+    "palettize4": Precision("4-bit lookup-table weights (k-means), float16 compute", "lowbit"),
+    "int4_block": Precision("int4 weights, block-wise scales (block 16), float16 compute", "lowbit"),
+    "sparse": Precision("pruned weights stored sparse (bit mask + float16 non-zeros), float16 compute", "fp16", needs_sparsity=True),
+}
+
 # format -> (module implementing it, file suffix, precisions it produces). One table, nothing else to sync.
 SUPPORTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnx": ("toolkit.convert.onnx", ".onnx", ("fp32",)),
-    "tflite": ("toolkit.convert.tflite", ".tflite", ("fp32", "fp16")),
-    "coreml": ("toolkit.convert.coreml", ".mlpackage", ("fp32", "fp16")),
+    "tflite": ("toolkit.convert.tflite", ".tflite", ("fp32", "fp16", "int8_weights", "dynamic_int8", "int8", "int16x8")),
+    "coreml": ("toolkit.convert.coreml", ".mlpackage",
+               ("fp32", "fp16", "int8_weights", "palettize8", "palettize6", "palettize4", "int4_block", "sparse")),
 }
 CONVERTERS = tuple(SUPPORTED)
+
+# Why each remaining (format, precision) pair is not offered; the generated matrix table prints these.
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    **{("onnx", p): "ONNX is shipped as the float interchange and reference artifact; phones get TFLite or Core ML"
+       for p in PRECISIONS if p != "fp32"},
+    ("tflite", "palettize8"): "no lookup-table weight type in the TFLite schema",
+    ("tflite", "palettize6"): "no lookup-table weight type in the TFLite schema",
+    ("tflite", "palettize4"): "no lookup-table weight type in the TFLite schema",
+    ("tflite", "int4_block"): "XNNPACK runs int4 weights only in fully-connected layers; the conv layers of these models would stay float",
+    ("tflite", "sparse"): "TFLite's sparse tensor format is read by few delegates; export a pruned model at fp16/int8 instead",
+    ("coreml", "dynamic_int8"): "Core ML has no run-time activation quantization; use int8_weights",
+    ("coreml", "int8"): "W8A8 needs coremltools' torch-side quantizer, whose output diverged on these models (see STACK notes); not offered until it verifies",
+    ("coreml", "int16x8"): "Core ML has no int16 activation type",
+}
+
+
+def check_supported(fmt: str, precision: str) -> None:
+    """Raise naming the supported precisions (and why this one is not) for an unsupported pair."""
+    if fmt not in SUPPORTED:
+        raise ConversionError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(SUPPORTED)}")
+    if precision not in SUPPORTED[fmt][2]:
+        why = UNSUPPORTED.get((fmt, precision), f"unknown precision (known: {', '.join(PRECISIONS)})")
+        raise ConversionError(f"{fmt} does not support precision {precision!r}: {why}",
+                              fix=f"use one of: {', '.join(SUPPORTED[fmt][2])}")
+
+
+def graph_output_name(spec) -> str:
+    """The name every format gives the network's output tensor."""
+    return spec.outputs[0].name if len(spec.outputs) == 1 else "outputs"
 
 
 @dataclass
@@ -54,11 +107,8 @@ def tree_size(path: Path) -> int:
 
 def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: Path, stem: str, options: dict) -> Artifact:
     """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target."""
-    if fmt not in SUPPORTED:
-        raise ConversionError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(SUPPORTED)}")
-    mod_name, suffix, precisions = SUPPORTED[fmt]
-    if precision not in precisions:
-        raise ConversionError(f"{fmt} does not support precision {precision!r}", fix=f"use one of: {', '.join(precisions)}")
+    check_supported(fmt, precision)
+    mod_name, suffix, _ = SUPPORTED[fmt]
     backend = importlib.import_module(mod_name)
     path = out_dir / f"{stem}_{precision}{suffix}"
     t0 = time.perf_counter()

@@ -1,16 +1,104 @@
-"""PyTorch → Core ML ``.mlpackage`` (ML program) through coremltools from a TorchScript trace."""
+"""PyTorch → Core ML ``.mlpackage`` (ML program) through coremltools from a TorchScript trace.
+
+Image models take an ``ImageType`` (a CVPixelBuffer, RGB, 0–255) by default; classifiers get a
+softmax and a classifier config with the labels, so Vision returns named grades. Weight compression
+(int8 per-channel, palettization, int4 block-wise, sparse) is applied to the converted program with
+``coremltools.optimize.coreml`` and then checked in the saved package: asked-for compression that is
+not in the file is an error, never a silently float model.
+"""
 
 from __future__ import annotations
 
 import collections
+import json
 import shutil
 from pathlib import Path
 
-from toolkit import __version__
+from toolkit.convert.base import graph_output_name
+from toolkit.errors import ConversionError
+
+INPUT_NAME = "image"
+_TARGETS = ("iOS16", "iOS17", "iOS18")
+# The constexpr op each compression leaves in the program, per opset generation.
+_COMPRESSED_OPS = {
+    "int8_weights": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
+    "int4_block": ("constexpr_blockwise_shift_scale",),
+    "palettize8": ("constexpr_lut_to_dense",),
+    "palettize6": ("constexpr_lut_to_dense",),
+    "palettize4": ("constexpr_lut_to_dense",),
+    "sparse": ("constexpr_sparse_to_dense",),
+}
+# Weights smaller than this stay float16: their compression saves nothing and costs accuracy.
+WEIGHT_THRESHOLD = 256
+
+
+def _needs_ios18(precision: str, group_size: int | None) -> str | None:
+    if precision == "int4_block":
+        return "int4 block-wise weights"
+    if precision.startswith("palettize") and group_size:
+        return "grouped-channel palettization"
+    return None
+
+
+def deployment_target(precision: str, options: dict) -> tuple[str, str | None]:
+    """The recipe's target, or iOS16; raised to iOS18 where the compression needs it (and said why).
+    An explicit lower target that cannot hold the compression is an error."""
+    asked = options.get("deployment_target")
+    need = _needs_ios18(precision, options.get("group_size"))
+    if need and asked and _TARGETS.index(asked) < _TARGETS.index("iOS18"):
+        raise ConversionError(f"coreml {precision} needs iOS18 ({need}), but the recipe sets deployment_target {asked}",
+                              fix="set deployment_target: iOS18, or choose int8_weights / ungrouped palettization for older iOS")
+    if need and not asked:
+        return "iOS18", f"raised from the default iOS16: {need} need iOS18"
+    return asked or "iOS16", None
+
+
+def _compression_config(precision: str, group_size: int | None):
+    from coremltools.optimize import coreml as cto
+
+    if precision == "int8_weights":
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                         weight_threshold=WEIGHT_THRESHOLD)
+        return cto.linear_quantize_weights, op
+    if precision == "int4_block":
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=16,
+                                         weight_threshold=WEIGHT_THRESHOLD)
+        return cto.linear_quantize_weights, op
+    if precision.startswith("palettize"):
+        nbits = int(precision.removeprefix("palettize"))
+        grouping = {"granularity": "per_grouped_channel", "group_size": group_size} if group_size else {"granularity": "per_tensor"}
+        op = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, weight_threshold=WEIGHT_THRESHOLD, **grouping)
+        return cto.palettize_weights, op
+    if precision == "sparse":
+        # Keep exactly the zeros pruning made; store a weight sparse once the bit mask pays off
+        # (1 bit per element vs 16: above ~6 % zeros; 10 % leaves a margin).
+        op = cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.1, weight_threshold=WEIGHT_THRESHOLD)
+        return cto.prune_weights, op
+    return None, None
+
+
+def _io_descriptions(spec, out_name: str, classifier: bool) -> dict:
+    outs = {o.name: f"{o.description}" + (f" ({o.unit})" if o.unit else "") for o in spec.outputs}
+    if classifier:
+        return {"classLabel": "most likely label", "classLabel_probs": "probability of each label"}
+    return {out_name: "; ".join(f"{k}: {v}" for k, v in outs.items()) if len(outs) > 1 else next(iter(outs.values()))}
+
+
+def _set_metadata(mlmodel, spec, precision: str, meta: dict, target: str) -> None:
+    mlmodel.author = "skinkit"
+    mlmodel.license = spec.licence
+    mlmodel.short_description = spec.description
+    mlmodel.version = str(meta.get("version", ""))
+    fields = mlmodel.user_defined_metadata
+    fields["skinkit.precision"] = precision
+    fields["skinkit.deployment_target"] = target
+    for key, value in meta.items():  # mirrors the manifest: model, task, labels, input, outputs, ...
+        fields[f"skinkit.{key}"] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def inspect(path: Path) -> dict:
-    """Op histogram, weight dtypes and I/O of a saved ML program, read back from the package (works on Linux)."""
+    """Op histogram, weight dtypes, compression ops and I/O of a saved ML program, read back from
+    the package (works on Linux)."""
     import coremltools as ct
 
     spec = ct.utils.load_spec(str(path))
@@ -20,19 +108,36 @@ def inspect(path: Path) -> dict:
         for block in fn.block_specializations.values():
             for op in block.operations:
                 ops[op.type] += 1
-                if op.type == "const":
+                if op.type == "const" or op.type.startswith("constexpr_"):
                     for out in op.outputs:
                         tt = out.type.tensorType
-                        if len(tt.dimensions) >= 1:
+                        if len(tt.dimensions) >= 1 and op.type == "const":
                             weight_dtypes[ct.proto.MIL_pb2.DataType.Name(tt.dataType)] += 1
-    io = lambda feats: [{"name": f.name, "shape": list(f.type.multiArrayType.shape)} for f in feats]  # noqa: E731
+
+    def io(features):
+        out = []
+        for f in features:
+            kind = f.type.WhichOneof("Type")
+            entry = {"name": f.name, "type": kind}
+            if kind == "imageType":
+                entry["shape"] = [1, 3, f.type.imageType.height, f.type.imageType.width]
+                entry["color_space"] = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(f.type.imageType.colorSpace)
+            elif kind == "multiArrayType":
+                entry["shape"] = list(f.type.multiArrayType.shape)
+            out.append(entry)
+        return out
+
+    compressed = {k: v for k, v in ops.items() if k.startswith("constexpr_")}
     return {
         "op_histogram": dict(sorted(ops.items())),
         "transpose_count": ops.get("transpose", 0),
         "weight_dtypes": dict(weight_dtypes),
+        "compressed_weight_ops": compressed,
         "inputs": io(spec.description.input),
         "outputs": io(spec.description.output),
+        "classifier": bool(spec.description.predictedFeatureName),
         "spec_version": spec.specificationVersion,
+        "metadata": dict(spec.description.metadata.userDefined),
     }
 
 
@@ -40,31 +145,63 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     import coremltools as ct
     import torch
 
-    target = getattr(ct.target, options.get("deployment_target", "iOS16"))
-    traced = torch.jit.trace(module.eval(), (sample,))
-    out_name = spec.outputs[0].name if len(spec.outputs) == 1 else "outputs"
+    target, raised = deployment_target(precision, options)
+    image_input = options.get("input_type", "image") == "image"
+    classifier = options.get("classifier")
+    if classifier is None:
+        classifier = spec.task == "classification" and bool(spec.labels)
+    if classifier and not spec.labels:
+        raise ConversionError(f"coreml classifier config asked for {spec.name}, which has no labels",
+                              fix="set classifier: false on this target")
+    pixel_scale = 1.0 if options.get("pixel_range", "0-255") == "0-255" else 1.0 / 255.0
+
+    net = module.with_input_layout("nchw") if image_input else module
+    if classifier:
+        net = torch.nn.Sequential(net, torch.nn.Softmax(dim=-1))
+    h, w = spec.input_size
+    x = sample.permute(0, 3, 1, 2).contiguous() if image_input and options.get("layout", "nhwc") == "nhwc" else sample
+    traced = torch.jit.trace(net.eval(), (x,))
+    out_name = graph_output_name(spec)
+    if image_input:
+        inp = ct.ImageType(name=INPUT_NAME, shape=(1, 3, h, w), scale=pixel_scale, bias=[0.0, 0.0, 0.0],
+                           color_layout=ct.colorlayout.RGB)
+    else:
+        inp = ct.TensorType(name=INPUT_NAME, shape=tuple(sample.shape))
+    kwargs = {"classifier_config": ct.ClassifierConfig(list(spec.labels))} if classifier else {"outputs": [ct.TensorType(name=out_name)]}
     mlmodel = ct.convert(
-        traced,
-        inputs=[ct.TensorType(name="image", shape=tuple(sample.shape))],
-        outputs=[ct.TensorType(name=out_name)],
-        convert_to="mlprogram",
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-        minimum_deployment_target=target,
+        traced, inputs=[inp], convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        minimum_deployment_target=getattr(ct.target, target), **kwargs,
     )
-    mlmodel.author = "skinkit"
-    mlmodel.license = spec.licence
-    mlmodel.short_description = spec.description
-    mlmodel.version = __version__
-    meta = mlmodel.user_defined_metadata
-    meta["skinkit.model"] = spec.name
-    meta["skinkit.task"] = spec.task
-    meta["skinkit.precision"] = precision
-    if spec.labels:
-        meta["skinkit.labels"] = ",".join(spec.labels)
+    compress, op_config = _compression_config(precision, options.get("group_size"))
+    if compress is not None:
+        from coremltools.optimize import coreml as cto
+
+        mlmodel = compress(mlmodel, cto.OptimizationConfig(global_config=op_config))
+    _set_metadata(mlmodel, spec, precision, options.get("metadata", {}), target)
+    for name, text in _io_descriptions(spec, out_name, classifier).items():
+        mlmodel.output_description[name] = text
+    mlmodel.input_description[INPUT_NAME] = ("RGB image (CVPixelBuffer), pixels 0-255" if image_input
+                                             else f"RGB pixels, shape {list(sample.shape)}, range {options.get('pixel_range', '0-255')}")
+
     tmp = path.with_name(f".{path.stem}.tmp.mlpackage")  # coremltools insists on the suffix
     shutil.rmtree(tmp, ignore_errors=True)
-    mlmodel.save(str(tmp))
-    details = inspect(tmp)
-    details["deployment_target"] = options.get("deployment_target", "iOS16")
-    tmp.rename(path)
+    try:
+        mlmodel.save(str(tmp))
+        details = inspect(tmp)
+        expected = _COMPRESSED_OPS.get(precision)
+        if expected and not any(details["compressed_weight_ops"].get(op, 0) for op in expected):
+            raise ConversionError(
+                f"coreml {precision} was requested but the saved program has no {' / '.join(expected)} ops "
+                "(compression not applied)",
+                fix=("prune the model first (compress.pruning) so that weights have zeros to store sparse" if precision == "sparse"
+                     else "the model's weights may all be below the compression threshold; export fp16 instead"))
+        details.update(deployment_target=target, input_type="image" if image_input else "tensor",
+                       output_transform="softmax" if classifier else None)
+        if raised:
+            details["deployment_target_note"] = raised
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return details

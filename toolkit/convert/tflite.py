@@ -1,63 +1,166 @@
-"""PyTorch → TFLite through litert-torch; fp16 weights through AI Edge Quantizer's float casting."""
+"""PyTorch → TFLite through litert-torch; weight and activation quantization through AI Edge Quantizer.
+
+The float graph is lowered once per export (``litert_torch.signature``: named signature, input
+``image``, output named after the spec) from the DeviceContract-wrapped network, so CNNs come out
+channel-last with no TRANSPOSE. Every quantized variant is derived from that float flatbuffer, and
+the skinkit metadata (name, version, labels, contract, outputs) is embedded as a flatbuffer
+``metadata`` entry that :func:`read_metadata` reads back.
+"""
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import weakref
 from pathlib import Path
 
+import numpy as np
+
+from toolkit.convert.base import graph_output_name
 from toolkit.errors import ConversionError
 
-_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
-# The float flatbuffer of a module, so that fp32 and fp16 targets of one export lower it once.
+METADATA_NAME = "skinkit"
+INPUT_NAME = "image"
+_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+# AI Edge Quantizer recipe per precision (fp16 is configured op by op below).
+_RECIPES = {
+    "int8_weights": "weight_only_wi8_afp32",
+    "dynamic_int8": "dynamic_wi8_afp32",
+    "int8": "static_wi8_ai8",
+    "int16x8": "static_wi8_ai16",
+}
+# The float flatbuffer of a module, so that every TFLite target of one export lowers it once.
 _FLOAT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _float_flatbuffer(module, sample) -> bytes:
-    import litert_torch
+def signature_key(spec) -> str:
+    return spec.task
 
-    key = tuple(sample.shape)
+
+def _float_flatbuffer(module, sample, spec) -> bytes:
+    import litert_torch
+    import torch
+
+    key = (tuple(sample.shape), spec.name)
     cached = _FLOAT_CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    data = litert_torch.convert(module.eval(), (sample,)).model_content()
+
+    out_name = graph_output_name(spec)
+
+    class Named(torch.nn.Module):  # names the signature's input and output tensors
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, image):
+            return {out_name: self.inner(image)}
+
+    data = litert_torch.signature(signature_key(spec), Named(module.eval()), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
     _FLOAT_CACHE[module] = (key, data)
     return data
 
 
-def inspect(path: Path) -> dict:
-    """Op histogram, tensor dtypes of constant tensors and transpose count, read from the file."""
-    from ai_edge_litert.interpreter import Interpreter
+# ---------------------------------------------------------------------------------------------- reading
 
-    interp = Interpreter(model_path=str(path))
-    ops = collections.Counter(op["op_name"] for op in interp._get_ops_details())
-    const_dtypes: collections.Counter = collections.Counter()
-    for t in interp.get_tensor_details():
-        # Constant tensors have no runtime buffer index shared with inputs; their data is in the file.
-        try:
-            interp.get_tensor(t["index"])
-        except ValueError:
-            continue
-        if t["name"] and len(t["shape"]) >= 1 and t["index"] not in {d["index"] for d in interp.get_input_details()}:
-            const_dtypes[t["dtype"].__name__] += 1
-    sigs = interp.get_signature_list()
+def _model(path_or_bytes):
+    from ai_edge_litert import schema_py_generated as fb
+
+    buf = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
+    return fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+
+
+def _names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else (v or "")
+
+
+def read_metadata(path: Path) -> dict:
+    """The skinkit metadata embedded in a .tflite file (raises if there is none)."""
+    m = _model(path)
+    for md in m.metadata or []:
+        if _text(md.name) == METADATA_NAME:
+            return json.loads(bytes(np.asarray(m.buffers[md.buffer].data, dtype=np.uint8)).decode())
+    raise ConversionError(f"{path} carries no {METADATA_NAME!r} metadata", fix="re-export it with skinkit")
+
+
+def inspect(path: Path) -> dict:
+    """Structure read from the flatbuffer itself (no interpreter, so delegates do not hide ops): op
+    histogram, TRANSPOSE count, dtypes of constant (weight) tensors, I/O with quantization, signatures."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = _model(path)
+    op_names, dtype_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
+    codes = []
+    for oc in m.operatorCodes:
+        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
+        codes.append(_text(oc.customCode) if code == fb.BuiltinOperator.CUSTOM else op_names.get(code, str(code)))
+    ops: collections.Counter = collections.Counter()
+    weight_dtypes: collections.Counter = collections.Counter()
+    sg = m.subgraphs[0]
+    for sub in m.subgraphs:
+        for op in sub.operators or []:
+            ops[codes[op.opcodeIndex]] += 1
+    for t in sg.tensors:
+        b = m.buffers[t.buffer] if t.buffer < len(m.buffers) else None
+        if b is not None and ((b.data is not None and len(b.data)) or (b.offset or 0) > 1):
+            weight_dtypes[dtype_names[t.type].lower()] += 1
+
+    def io(indices):
+        out = []
+        for i in indices:
+            t = sg.tensors[i]
+            q = t.quantization
+            entry = {"name": _text(t.name), "shape": [int(d) for d in t.shape], "dtype": dtype_names[t.type].lower()}
+            if q is not None and q.scale is not None and len(q.scale) == 1:
+                entry["quantization"] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
+            out.append(entry)
+        return out
+
+    sigs = {}
+    for sd in m.signatureDefs or []:
+        sigs[_text(sd.signatureKey)] = {"inputs": [_text(t.name) for t in sd.inputs], "outputs": [_text(t.name) for t in sd.outputs]}
     return {
         "op_histogram": dict(sorted(ops.items())),
         "transpose_count": ops.get("TRANSPOSE", 0),
-        "tensor_dtypes": dict(const_dtypes),
-        "signatures": sorted(sigs),
+        "tensor_dtypes": dict(sorted(weight_dtypes.items())),
+        "inputs": io(sg.inputs),
+        "outputs": io(sg.outputs),
+        "signatures": sigs,
+        "metadata_entries": sorted(_text(md.name) for md in m.metadata or []),
     }
 
 
-def _fp16_weights(float_path: Path, out_path: Path) -> None:
+# ---------------------------------------------------------------------------------------------- writing
+
+def _embed_metadata(data: bytes, meta: dict) -> bytes:
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    m.metadata = [md for md in (m.metadata or []) if _text(md.name) != METADATA_NAME]
+    buf = fb.BufferT()
+    buf.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    m.buffers.append(buf)
+    md = fb.MetadataT()
+    md.name = METADATA_NAME
+    md.buffer = len(m.buffers) - 1
+    m.metadata.append(md)
+    m.description = f"skinkit: {meta.get('model', '')} {meta.get('precision', '')}".strip()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+def _fp16_weights(q) -> None:
     from ai_edge_quantizer import qtyping, quantizer
 
-    q = quantizer.Quantizer(str(float_path))
     for op in _WEIGHT_OPS:
         q.update_quantization_recipe(
             regex=".*",
-            operation_name=getattr(qtyping.TFLOperationName, op),
+            operation_name=getattr(qtyping.TFLOperationName, op if op != "TRANSPOSE_CONV" else "CONV_2D_TRANSPOSE"),
             algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING,
             op_config=qtyping.OpQuantizationConfig(
                 weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
@@ -65,27 +168,89 @@ def _fp16_weights(float_path: Path, out_path: Path) -> None:
                 explicit_dequantize=True,
             ),
         )
-    result = q.quantize(enable_progress_report=False)
-    out_path.write_bytes(result.quantized_model)
+
+
+def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | None, input_range: tuple[float, float]) -> bytes:
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(str(float_path))
+    if precision == "fp16":
+        _fp16_weights(q)
+        return q.quantize(enable_progress_report=False).quantized_model
+    q.load_quantization_recipe(getattr(recipe, _RECIPES[precision])())
+    if not q.need_calibration:
+        return q.quantize(enable_progress_report=False).quantized_model
+    if calibration is None or len(calibration) == 0:
+        raise ConversionError(f"tflite {precision} needs calibration images and none were given",
+                              fix="add a `calibration:` section to the recipe (synthetic or a folder of images)")
+    stats = _global_ranges(q, signature_key(spec), calibration)
+    # The input is the device contract (pixels): quantize its full range, not just the range the
+    # calibration images happened to reach, so a bright pixel never saturates.
+    in_name = inspect_input_name(float_path)
+    if in_name in stats:
+        lo, hi = input_range
+        stats[in_name] = {"min": np.full_like(np.asarray(stats[in_name]["min"], dtype=np.float32), lo),
+                          "max": np.full_like(np.asarray(stats[in_name]["max"], dtype=np.float32), hi)}
+    return q.quantize(stats, enable_progress_report=False).quantized_model
+
+
+def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
+    """Activation ranges over all calibration images. The quantizer's own calibration keeps a moving
+    average of per-image min/max, which clipped MobileNet's logits to a third of their range (cosine
+    0.957); its per-image results are merged here into true extremes instead."""
+    merged: dict = {}
+    for i in range(len(calibration)):
+        one = q.calibrate({key: [{INPUT_NAME: calibration[i:i + 1].astype(np.float32)}]})
+        for name, qsv in one.items():
+            if name not in merged:
+                merged[name] = dict(qsv)
+            elif "min" in qsv and "max" in qsv:
+                merged[name]["min"] = np.minimum(merged[name]["min"], qsv["min"])
+                merged[name]["max"] = np.maximum(merged[name]["max"], qsv["max"])
+    return merged
+
+
+def inspect_input_name(path: Path) -> str:
+    return inspect(path)["inputs"][0]["name"]
+
+
+def _check_applied(precision: str, details: dict) -> dict:
+    """Quantization that was asked for must be in the file; never silently float."""
+    dtypes, ops = details["tensor_dtypes"], details["op_histogram"]
+    in_dtype = details["inputs"][0]["dtype"]
+    checks = {
+        "fp16": ("float16", dtypes.get("float16", 0) > 0),
+        # Weight-only: int8 constants dequantized by DEQUANTIZE ops; dynamic range: consumed directly.
+        "int8_weights": ("int8", dtypes.get("int8", 0) > 0 and ops.get("DEQUANTIZE", 0) > 0),
+        "dynamic_int8": ("int8", dtypes.get("int8", 0) > 0 and ops.get("DEQUANTIZE", 0) == 0),
+        "int8": ("int8", in_dtype == "int8" and dtypes.get("int8", 0) > 0),
+        "int16x8": ("int16", in_dtype == "int16" and dtypes.get("int8", 0) > 0),
+    }
+    if precision not in checks:
+        return {}
+    what, ok = checks[precision]
+    if not ok:
+        raise ConversionError(f"{precision} was requested but the TFLite file is not quantized as asked "
+                              f"(weight dtypes {dtypes}, input {in_dtype}, ops {ops})",
+                              fix="check that the model has conv or fully-connected layers; otherwise export fp32")
+    return {"quantized_weight_tensors": dtypes.get("int8", dtypes.get("float16", 0)), "quantized_dtype": what}
 
 
 def convert(module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
-    tmp = path.with_suffix(".tflite.tmp")
-    tmp.write_bytes(_float_flatbuffer(module, sample))
-    if precision == "fp16":
-        float_tmp = path.with_suffix(".fp32.tmp")
-        os.replace(tmp, float_tmp)
-        try:
-            _fp16_weights(float_tmp, tmp)
-        finally:
-            float_tmp.unlink(missing_ok=True)
-    details = inspect(tmp)
-    if precision == "fp16":
-        n16 = details["op_histogram"].get("DEQUANTIZE", 0)
-        if n16 == 0:
-            tmp.unlink(missing_ok=True)
-            raise ConversionError("fp16 was requested but the TFLite file has no float16 weights (quantization not applied)",
-                                  fix="check that the model has conv or fully-connected layers; otherwise export fp32")
-        details["fp16_weight_ops"] = n16
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    float_tmp = path.with_name(f".{path.name}.float.tmp")
+    try:
+        data = _float_flatbuffer(module, sample, spec)
+        if precision != "fp32":
+            float_tmp.write_bytes(data)
+            lo, hi = (0.0, 255.0) if options.get("pixel_range", "0-255") == "0-255" else (0.0, 1.0)
+            data = _quantize(float_tmp, precision, spec, options.get("calibration"), (lo, hi))
+        meta = dict(options.get("metadata", {}), precision=precision, signature=signature_key(spec))
+        tmp.write_bytes(_embed_metadata(data, meta))
+        details = inspect(tmp)
+        details.update(_check_applied(precision, details))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        float_tmp.unlink(missing_ok=True)
     return details

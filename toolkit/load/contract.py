@@ -62,18 +62,28 @@ class DeviceContract(nn.Module):
     """Wraps a network so that it takes the contract's input and, for dense outputs, returns the
     contract's layout. Scale and shift fold into a single multiply-add per channel."""
 
-    def __init__(self, model: nn.Module, spec: ModelSpec, contract: InputContract):
+    def __init__(self, model: nn.Module, spec: ModelSpec, contract: InputContract, *, input_layout: Layout | None = None):
         super().__init__()
         self.model = model
         self.layout = contract.layout
+        # Core ML image inputs arrive channel-first whatever the bundle's tensor layout.
+        self.input_layout = input_layout or contract.layout
         self.dense = spec.task in ("segmentation", "super_resolution")
         scale = 255.0 if contract.pixel_range == "0-255" else 1.0
         std = torch.tensor(spec.std)
         self.register_buffer("mul", (1.0 / (scale * std)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("add", (-torch.tensor(spec.mean) / std).view(1, 3, 1, 1), persistent=False)
 
+    def with_input_layout(self, layout: Layout) -> "DeviceContract":
+        """The same network and output contract, fed in ``layout`` (shares the weights)."""
+        import copy
+
+        twin = copy.copy(self)  # a new attribute dict over the same submodules and buffers
+        twin.input_layout = layout
+        return twin
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout == "nhwc":
+        if self.input_layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
         y = self.model(x * self.mul + self.add)
         if self.dense and self.layout == "nhwc":

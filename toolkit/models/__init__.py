@@ -17,6 +17,9 @@ _CLS_TOL = {
     "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.995, max_metric_drop=0.005),
     # Logits span about ±20: float16 keeps ~3 significant digits, so 0.25 is ~1 % of the range.
     "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.98, max_metric_drop=0.01),
+    # Quantized tiers: elementwise error is not meaningful at 8 bits; agreement and macro-F1 are.
+    "int8": Tolerance(min_cosine=0.98, min_agreement=0.95, max_metric_drop=0.02),
+    "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.90, max_metric_drop=0.04),
 }
 _CLS_OUT = (OutputSpec("logits", "unnormalized log-probabilities over acne grades"),)
 _CLS_TRAIN = TrainingConfig(n_train=2400, n_val=300, epochs=5, batch_size=32, lr=3e-3)
@@ -85,6 +88,8 @@ register_model(ModelSpec(
     tolerances={
         "fp32": Tolerance(max_abs=0.01, min_cosine=0.99999, max_metric_drop=0.05),
         "fp16": Tolerance(max_abs=0.5, min_cosine=0.9999, max_metric_drop=0.2),
+        "int8": Tolerance(min_cosine=0.995, max_metric_drop=1.0),
+        "lowbit": Tolerance(min_cosine=0.99, max_metric_drop=2.0),
     },
     training=TrainingConfig(n_train=2400, n_val=300, epochs=6, batch_size=32, lr=1e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="mae", higher_is_better=False,
@@ -98,6 +103,8 @@ register_model(ModelSpec(
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
         "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
+        "int8": Tolerance(min_cosine=0.98, min_agreement=0.97, max_metric_drop=0.02),
+        "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.95, max_metric_drop=0.04),
     },
     training=TrainingConfig(n_train=1200, n_val=200, epochs=6, batch_size=16, lr=3e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou",
@@ -111,6 +118,8 @@ register_model(ModelSpec(
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
         "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
+        "int8": Tolerance(min_cosine=0.98, min_agreement=0.97, max_metric_drop=0.02),
+        "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.95, max_metric_drop=0.04),
     },
     training=TrainingConfig(n_train=1500, n_val=200, epochs=3, batch_size=32, lr=5e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou", extra={"target": "skin_mask"},
@@ -124,6 +133,8 @@ register_model(ModelSpec(
     tolerances={
         "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, max_metric_drop=0.05),
         "fp16": Tolerance(max_abs=0.02, min_cosine=0.9999, max_metric_drop=0.3),
+        "int8": Tolerance(min_cosine=0.999, max_metric_drop=0.5),
+        "lowbit": Tolerance(min_cosine=0.998, max_metric_drop=1.0),
     },
     training=TrainingConfig(n_train=1500, n_val=200, epochs=4, batch_size=16, lr=2e-3),
     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), metric="psnr",

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from toolkit.convert.base import Artifact
+from toolkit.convert.base import PRECISIONS, Artifact
 from toolkit.data.tasks import TaskData
 from toolkit.registry import ModelSpec, Tolerance
 from toolkit.verify import metrics
@@ -19,7 +19,8 @@ from toolkit.verify.runners import Runner
 
 
 def resolve_tolerance(spec: ModelSpec, precision: str, override) -> Tolerance:
-    tol = spec.tolerance(precision)
+    """The spec's tolerance for the precision's tier, with the recipe's per-precision override on top."""
+    tol = spec.tolerance(PRECISIONS[precision].tier)
     if override is None:
         return tol
     return replace(tol, **{k: v for k, v in override.model_dump().items() if v is not None})
@@ -58,22 +59,49 @@ def _criterion(name: str, value: float | None, bound: float | None, *, op: str) 
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
 
 
+def _check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
+    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
+
+
+# Compressed-weight ops a Core ML precision must leave in the program.
+_COREML_COMPRESSION = {
+    "int8_weights": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
+    "int4_block": ("constexpr_blockwise_shift_scale",),
+    "palettize8": ("constexpr_lut_to_dense",), "palettize6": ("constexpr_lut_to_dense",), "palettize4": ("constexpr_lut_to_dense",),
+    "sparse": ("constexpr_sparse_to_dense",),
+}
+
+
 def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> list[dict]:
-    d = artifact.details
+    """What the saved file itself must show, on every platform: I/O shapes of the contract and the
+    asked-for storage precision (never silently float)."""
+    d, p = artifact.details, artifact.precision
     out: list[dict] = []
     if artifact.format == "coreml":
-        got_in = tuple(d["inputs"][0]["shape"])
-        got_out = tuple(d["outputs"][0]["shape"]) if d["outputs"][0]["shape"] else None
-        out.append({"name": "input shape matches contract", "value": list(got_in), "bound": list(input_shape), "op": "==", "passed": got_in == input_shape})
-        if got_out is not None:
-            out.append({"name": "output shape matches reference", "value": list(got_out), "bound": list(ref_shape), "op": "==", "passed": got_out == ref_shape})
-        if artifact.precision == "fp16":
-            n16 = d["weight_dtypes"].get("FLOAT16", 0)
-            n32 = d["weight_dtypes"].get("FLOAT32", 0)
-            out.append({"name": "weights stored as float16", "value": f"{n16} fp16 / {n32} fp32 tensors", "bound": "no fp32 weight tensors", "op": "==", "passed": n16 > 0 and n32 == 0})
-    if artifact.format == "tflite" and artifact.precision == "fp16":
-        n16 = d["tensor_dtypes"].get("float16", 0)
-        out.append({"name": "weights stored as float16", "value": n16, "bound": 1, "op": ">=", "passed": n16 >= 1})
+        first = d["inputs"][0]
+        got_in = tuple(first.get("shape", ()))
+        if first.get("type") == "imageType":  # a pixel buffer: channel-first by definition
+            want = (1, 3, *(input_shape[1:3] if input_shape[-1] == 3 else input_shape[2:4]))
+            out.append(_check("image input size matches contract", list(got_in), list(want), got_in == want))
+        else:
+            out.append(_check("input shape matches contract", list(got_in), list(input_shape), got_in == input_shape))
+        tensor_out = d["outputs"][0].get("shape")
+        if tensor_out:
+            out.append(_check("output shape matches reference", list(tensor_out), list(ref_shape), tuple(tensor_out) == ref_shape))
+        if p != "fp32":
+            n16, n32 = d["weight_dtypes"].get("FLOAT16", 0), d["weight_dtypes"].get("FLOAT32", 0)
+            out.append(_check("no float32 weight tensors", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
+        if p in _COREML_COMPRESSION:
+            n = sum(d["compressed_weight_ops"].get(op, 0) for op in _COREML_COMPRESSION[p])
+            out.append(_check(f"compressed weights ({' / '.join(_COREML_COMPRESSION[p])})", n, 1, n >= 1, ">="))
+    if artifact.format == "tflite" and p != "fp32":
+        want_dtype = {"fp16": "float16"}.get(p, "int8")
+        n = d["tensor_dtypes"].get(want_dtype, 0)
+        out.append(_check(f"weights stored as {want_dtype}", n, 1, n >= 1, ">="))
+        if p in ("int8", "int16x8"):
+            io = d["inputs"][0]["dtype"]
+            want_io = "int8" if p == "int8" else "int16"
+            out.append(_check("integer input", io, want_io, io == want_io))
     return out
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ class Runner:
     run: Callable[[np.ndarray], np.ndarray]
     check: str  # what actually executed, recorded in the report
     note: str = ""
+    timed: bool = True  # its latency means something (a real runtime, not a reference interpreter)
 
 
 def _per_sample(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
@@ -37,6 +39,8 @@ def onnx_runner(path: Path, threads: int = 2) -> Runner:
 
 
 def tflite_runner(path: Path, threads: int = 2) -> Runner:
+    """Runs the file's signature; integer I/O (full-integer variants) is quantized and dequantized
+    with the scale and zero point stored in the file, as an app would."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
@@ -44,70 +48,99 @@ def tflite_runner(path: Path, threads: int = 2) -> Runner:
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
 
+    def quant(x: np.ndarray) -> np.ndarray:
+        if np.issubdtype(inp["dtype"], np.floating):
+            return x.astype(inp["dtype"])
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+
+    def dequant(y: np.ndarray) -> np.ndarray:
+        if np.issubdtype(out["dtype"], np.floating):
+            return y.astype(np.float32)
+        scale, zero = out["quantization"]
+        return (y.astype(np.float32) - zero) * np.float32(scale)
+
     def one(x: np.ndarray) -> np.ndarray:
-        interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interp.set_tensor(inp["index"], quant(x))
         interp.invoke()
-        return interp.get_tensor(out["index"]).copy()
+        return dequant(interp.get_tensor(out["index"]))
 
-    return Runner(_per_sample(one), check="ai_edge_litert interpreter (CPU, XNNPACK)")
-
-
-def coreml_runner(path: Path, *, reference=None, precision: str = "fp32") -> Runner:
-    """``MLModel.predict`` on macOS. Elsewhere Core ML cannot execute, so the proxy runs the float
-    PyTorch reference at the artifact's precision (fp16: weights and every layer's output rounded to
-    float16); the gate adds structural checks of the saved package itself."""
-    if platform.system() == "Darwin":
-        import coremltools as ct
-
-        model = ct.models.MLModel(str(path))
-        out_name = model.get_spec().description.output[0].name
-        return Runner(_per_sample(lambda x: np.asarray(model.predict({"image": x.astype(np.float32)})[out_name])),
-                      check="coremltools MLModel.predict (macOS)")
-    if reference is None:
-        raise ConversionError("Core ML cannot execute off macOS and no reference model was given for the proxy",
-                              fix="run verification on macOS, or pass the float reference")
-    import torch
-
-    model = fp16_rounding_copy(reference) if precision == "fp16" else reference
-    what = "float16 rounding of weights and of every layer's output" if precision == "fp16" else "float32"
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
-
-    return Runner(lambda x: np.concatenate([run(x[i:i + 16]) for i in range(0, len(x), 16)]),
-                  check=f"proxy: PyTorch with {what} + structural check of the .mlpackage (Core ML not executed: needs macOS)",
-                  note="Core ML predict runs on macOS only; this proxy does not emulate float16 accumulation inside an op")
+    io = "" if np.issubdtype(inp["dtype"], np.floating) else f", {np.dtype(inp['dtype']).name} I/O"
+    return Runner(_per_sample(one), check=f"ai_edge_litert interpreter (CPU, XNNPACK{io})")
 
 
-def fp16_rounding_copy(module):
-    """A copy of ``module`` whose weights, input and every leaf module's output are rounded to
-    float16 and computed in float32. CPU float16 kernels are ~25x slower and differ little."""
-    import copy
+def coreml_runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255", cross_check: int = 4) -> Runner:
+    """Core ML: ``MLModel.predict`` on macOS (cross-checked against the MIL interpreter on the first
+    ``cross_check`` samples); elsewhere the MIL reference interpreter runs the saved program itself.
 
-    import torch
+    Inputs are the bundle's contract tensors. An image input is fed as the pixel buffer an app would
+    hand over (RGB 0–255); a classifier's output is its probability vector in label order."""
+    from toolkit.convert.coreml import inspect
+    from toolkit.verify.mil import MILProgram
 
-    m = copy.deepcopy(module).eval()
-    with torch.no_grad():
-        for t in list(m.parameters()) + list(m.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+    details = inspect(path)
+    image_input = details["inputs"][0]["type"] == "imageType"
+    classifier = details["classifier"]
+    scale_to_pixels = 255.0 if pixel_range == "0-1" else 1.0
 
-    def round_out(_mod, _inp, out):
-        return out.half().float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+    def program_input(x: np.ndarray) -> np.ndarray:
+        if not image_input:
+            return x.astype(np.float32)
+        nchw = x if layout == "nchw" else x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(nchw * scale_to_pixels, dtype=np.float32)
 
-    for sub in m.modules():
-        if next(sub.children(), None) is None:
-            sub.register_forward_hook(round_out)
-    m.register_forward_pre_hook(lambda _mod, args: tuple(a.half().float() for a in args))
-    return m
+    program = MILProgram(path)
+    out_name = "classLabel_probs" if classifier else program.output_names[0]
+
+    def interpret(x: np.ndarray) -> np.ndarray:
+        out = program.run({program.input_names[0]: program_input(x)})[out_name]
+        return np.asarray(out.detach().numpy() if hasattr(out, "detach") else out, dtype=np.float32).reshape(1, *np.shape(out)[1:])
+
+    where = "MIL reference interpreter (the saved program, op by op, at its own precision)"
+    if platform.system() != "Darwin":
+        return Runner(_per_sample(interpret), check=f"{where}; Core ML predict needs macOS", timed=False,
+                      note="float16 programs: each op computes in float32 from float16 inputs and stores float16; "
+                           "the GPU and Neural Engine also accumulate some ops in float16")
+
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(path))
+    class_labels = json.loads(model.user_defined_metadata.get("skinkit.labels", "[]"))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if image_input:
+            from PIL import Image
+
+            hwc = program_input(x)[0].transpose(1, 2, 0)
+            feed = Image.fromarray(np.clip(np.round(hwc), 0, 255).astype(np.uint8), mode="RGB")
+        else:
+            feed = x.astype(np.float32)
+        out = model.predict({program.input_names[0]: feed})
+        if classifier:
+            probs = out[out_name]
+            return np.array([[probs[c] for c in class_labels]], dtype=np.float32)
+        return np.asarray(out[out_name], dtype=np.float32)
+
+    run = _per_sample(predict)
+
+    def run_and_cross_check(x: np.ndarray) -> np.ndarray:
+        y = run(x)
+        n = min(cross_check, len(x))
+        if n:
+            diff = float(np.max(np.abs(_per_sample(interpret)(x[:n]) - y[:n])))
+            runner.note = f"MIL interpreter vs predict on {n} samples: max abs difference {diff:.3g}"
+        return y
+
+    runner = Runner(run_and_cross_check, check="coremltools MLModel.predict (macOS), cross-checked by the MIL interpreter")
+    return runner
 
 
-def make_runner(fmt: str, path: Path, *, threads: int = 2, reference=None, precision: str = "fp32") -> Runner:
+def make_runner(fmt: str, path: Path, *, threads: int = 2, layout: str = "nhwc", pixel_range: str = "0-255") -> Runner:
     if fmt == "onnx":
         return onnx_runner(path, threads)
     if fmt == "tflite":
         return tflite_runner(path, threads)
     if fmt == "coreml":
-        return coreml_runner(path, reference=reference, precision=precision)
+        return coreml_runner(path, layout=layout, pixel_range=pixel_range)
     raise ConversionError(f"no runner for format {fmt!r}", fix="use onnx, tflite or coreml")
