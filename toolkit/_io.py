@@ -36,3 +36,17 @@ def captured(log_path: Path):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+@contextlib.contextmanager
+def captured_quietly():
+    """``captured()`` into a throwaway log: backends' chatter is dropped, our own errors still raise."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="skinkit-", suffix=".log")
+    os.close(fd)
+    try:
+        with captured(Path(name)):
+            yield
+    finally:
+        os.unlink(name)

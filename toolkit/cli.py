@@ -117,6 +117,29 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
         print(f"{r['name']:22s} {r['task']:17s} {r['input'][0]}x{r['input'][1]}  {'trained' if r['trained_weights'] else 'untrained'}  {r['architecture']}")
 
 
+@app.command()
+@_errors_to_exit
+def inspect(
+    artifact: Path = typer.Argument(..., help="a .tflite, .onnx or .mlpackage file"),
+    as_json: bool = typer.Option(False, "--json", help="print the full structure as JSON"),
+) -> None:
+    """Show what is inside an artifact: I/O, ops, weight dtypes, transposes, GPU / Neural Engine eligibility."""
+    from toolkit._io import captured_quietly
+    from toolkit.convert.inspect import inspect_artifact, render
+
+    with captured_quietly():
+        d = inspect_artifact(artifact)
+    print(json.dumps(d, indent=2) if as_json else render(d))
+
+
+@app.command()
+def matrix(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the supported format × precision table, with the reason for every unsupported pair."""
+    from toolkit.convert.matrix import support_rows, support_table
+
+    print(json.dumps(support_rows(), indent=2) if as_json else support_table())
+
+
 @app.command("recipe-schema")
 def recipe_schema() -> None:
     """Print the JSON schema of export recipes."""

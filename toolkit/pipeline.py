@@ -143,7 +143,7 @@ def _convert(s: ExportState) -> ExportState:
         except SkinkitError:
             raise
         except Exception as exc:  # a backend's own failure: name model, target and fix
-            raise describe_failure(exc, t.format, spec.name) from exc
+            raise describe_failure(exc, t.format, spec.name, module=s.wrapped, sample=sample) from exc
     return replace(s, artifacts=tuple(artifacts))
 
 

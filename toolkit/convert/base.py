@@ -44,8 +44,7 @@ CONVERTERS = tuple(SUPPORTED)
 
 # Why each remaining (format, precision) pair is not offered; the generated matrix table prints these.
 UNSUPPORTED: dict[tuple[str, str], str] = {
-    **{("onnx", p): "ONNX is shipped as the float interchange and reference artifact; phones get TFLite or Core ML"
-       for p in PRECISIONS if p != "fp32"},
+    **{("onnx", p): "ONNX ships as the float interchange artifact" for p in PRECISIONS if p != "fp32"},
     ("tflite", "palettize8"): "no lookup-table weight type in the TFLite schema",
     ("tflite", "palettize6"): "no lookup-table weight type in the TFLite schema",
     ("tflite", "palettize4"): "no lookup-table weight type in the TFLite schema",
@@ -116,15 +115,58 @@ def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: P
     return Artifact(format=fmt, precision=precision, path=path, seconds=time.perf_counter() - t0, details=details)
 
 
-def describe_failure(exc: BaseException, fmt: str, spec_name: str) -> ConversionError:
-    """Turn a backend's exception into one error naming the model, target, the failing op where the
-    message carries one, and a suggested fix."""
+def _op_names(message: str) -> list[str]:
+    """Op names a backend's error mentions: 'aten.i0.default', "op 'special_i0'", 'aten::xyz'."""
+    import re
+
+    found = re.findall(r"aten(?:\.|::)(\w+?)(?:\.default|\.Tensor|\.Scalar|\b)", message)
+    found += re.findall(r"op '(\w+)'", message)
+    return list(dict.fromkeys(found))
+
+
+def _normalize_op(name: str) -> str:
+    name = name.split(".")[1] if name.startswith("aten.") else name
+    return name.removeprefix("special_").removeprefix("linalg_").rstrip("_")
+
+
+def locate_op(module, sample, op_names: list[str]) -> list[str]:
+    """The PyTorch module paths (with class) whose forward calls one of ``op_names``, found by
+    exporting the module and reading each node's module stack. Empty if export itself fails."""
+    import torch
+
+    wanted = {_normalize_op(n) for n in op_names}
+    try:
+        ep = torch.export.export(module.eval(), (sample,))
+    except Exception:
+        return []
+    where = []
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or _normalize_op(str(node.target)) not in wanted:
+            continue
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        path, cls = stack[-1] if stack else ("", type(module).__name__)
+        where.append(f"{path or '(top level)'} ({cls.rsplit('.', 1)[-1]}) calls {node.target}")
+    return list(dict.fromkeys(where))
+
+
+def describe_failure(exc: BaseException, fmt: str, spec_name: str, *, module=None, sample=None) -> ConversionError:
+    """Turn a backend's exception into one error naming the model, the target, the failing op and
+    the PyTorch module that calls it where they can be found, and a suggested fix."""
     msg = str(exc).strip().splitlines()
     first = next((m for m in msg if m.strip()), type(exc).__name__)
+    joined = " ".join(msg)
+    lowered = joined.lower()
     hint = "simplify the module (static shapes, no data-dependent control flow) or drop this target from the recipe"
-    lowered = " ".join(msg).lower()
+    ops = _op_names(joined)
+    where = locate_op(module, sample, ops) if ops and module is not None and sample is not None else []
     if "dynamic" in lowered or "symbolic" in lowered or "guard" in lowered:
         hint = "export with a static input shape: remove shape-dependent Python branches in forward()"
-    elif "not supported" in lowered or "unsupported" in lowered or "no converter" in lowered or "not implemented" in lowered:
-        hint = "replace the unsupported op with supported primitives, or drop this target from the recipe"
-    return ConversionError(f"{fmt} conversion of {spec_name} failed: {type(exc).__name__}: {first[:400]}", fix=hint)
+    elif "data-dependent" in lowered or "control flow" in lowered:
+        hint = "replace data-dependent Python control flow (if on tensor values) with torch.where"
+    elif ops or "not supported" in lowered or "unsupported" in lowered or "not implemented" in lowered or "lowering not found" in lowered:
+        hint = (f"replace {', '.join(ops) or 'the unsupported op'} with supported primitives"
+                f"{' in ' + where[0].split(' calls ')[0] if where else ''}, or drop the {fmt} target from the recipe")
+    cause = f"{fmt} conversion of {spec_name} failed: {type(exc).__name__}: {first[:300]}"
+    if ops:
+        cause += f" [unsupported op: {', '.join(ops)}" + (f"; in {'; '.join(where)}]" if where else "]")
+    return ConversionError(cause, fix=hint)

@@ -104,6 +104,7 @@ def inspect(path: Path) -> dict:
     spec = ct.utils.load_spec(str(path))
     ops: collections.Counter = collections.Counter()
     weight_dtypes: collections.Counter = collections.Counter()
+    param_dtypes: collections.Counter = collections.Counter()
     for fn in spec.mlProgram.functions.values():
         for block in fn.block_specializations.values():
             for op in block.operations:
@@ -111,8 +112,12 @@ def inspect(path: Path) -> dict:
                 if op.type == "const" or op.type.startswith("constexpr_"):
                     for out in op.outputs:
                         tt = out.type.tensorType
-                        if len(tt.dimensions) >= 1 and op.type == "const":
-                            weight_dtypes[ct.proto.MIL_pb2.DataType.Name(tt.dataType)] += 1
+                        dtype = ct.proto.MIL_pb2.DataType.Name(tt.dataType)
+                        # Weights are the kernels and matrices (rank >= 2); rank-1 consts are biases,
+                        # PReLU slopes and norms (iOS18 programs keep some of those float32), and the
+                        # int32 consts are shape, stride and pad parameters.
+                        if op.type == "const" and dtype.startswith(("FLOAT", "INT8", "UINT8", "INT4", "UINT4")):
+                            (weight_dtypes if len(tt.dimensions) >= 2 else param_dtypes)[dtype] += 1
 
     def io(features):
         out = []
@@ -132,6 +137,7 @@ def inspect(path: Path) -> dict:
         "op_histogram": dict(sorted(ops.items())),
         "transpose_count": ops.get("transpose", 0),
         "weight_dtypes": dict(weight_dtypes),
+        "param_dtypes": dict(param_dtypes),
         "compressed_weight_ops": compressed,
         "inputs": io(spec.description.input),
         "outputs": io(spec.description.output),

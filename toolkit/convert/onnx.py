@@ -29,10 +29,26 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     tmp_path = path.with_suffix(".onnx.tmp")
     onnx.save(model, str(tmp_path))
     os.replace(tmp_path, path)
+    return {"simplified": bool(ok), **inspect(path)}
+
+
+def inspect(path: Path) -> dict:
+    """Opset, I/O, op histogram and initializer dtypes, read from the file."""
+    import onnx
+
+    model = onnx.load(str(path))
     ops = collections.Counter(n.op_type for n in model.graph.node)
+    init = {t.name for t in model.graph.initializer}
+
+    def io(values):
+        return [{"name": v.name, "dtype": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),
+                 "shape": [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]}
+                for v in values if v.name not in init]
+
     return {
-        "opset": OPSET,
-        "simplified": bool(ok),
+        "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        "inputs": io(model.graph.input),
+        "outputs": io(model.graph.output),
         "op_histogram": dict(sorted(ops.items())),
         "transpose_count": ops.get("Transpose", 0),
         "weight_dtypes": dict(collections.Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in model.graph.initializer)),

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.convert.base import graph_output_name
+from toolkit.convert.rewrites import channel_last_rewrites
 from toolkit.errors import ConversionError
 
 METADATA_NAME = "skinkit"
@@ -38,14 +39,14 @@ def signature_key(spec) -> str:
     return spec.task
 
 
-def _float_flatbuffer(module, sample, spec) -> bytes:
+def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
     import litert_torch
     import torch
 
     key = (tuple(sample.shape), spec.name)
     cached = _FLOAT_CACHE.get(module)
     if cached is not None and cached[0] == key:
-        return cached[1]
+        return cached[1]  # (flatbuffer, rewrites applied)
 
     out_name = graph_output_name(spec)
 
@@ -57,9 +58,10 @@ def _float_flatbuffer(module, sample, spec) -> bytes:
         def forward(self, image):
             return {out_name: self.inner(image)}
 
-    data = litert_torch.signature(signature_key(spec), Named(module.eval()), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
-    _FLOAT_CACHE[module] = (key, data)
-    return data
+    rewritten, rewrites = channel_last_rewrites(module, sample)
+    data = litert_torch.signature(signature_key(spec), Named(rewritten), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
+    _FLOAT_CACHE[module] = (key, (data, rewrites))
+    return data, rewrites
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -240,7 +242,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     tmp = path.with_name(f".{path.name}.tmp")
     float_tmp = path.with_name(f".{path.name}.float.tmp")
     try:
-        data = _float_flatbuffer(module, sample, spec)
+        data, rewrites = _float_flatbuffer(module, sample, spec)
         if precision != "fp32":
             float_tmp.write_bytes(data)
             lo, hi = (0.0, 255.0) if options.get("pixel_range", "0-255") == "0-255" else (0.0, 1.0)
@@ -249,6 +251,8 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         tmp.write_bytes(_embed_metadata(data, meta))
         details = inspect(tmp)
         details.update(_check_applied(precision, details))
+        if rewrites:
+            details["rewrites"] = rewrites
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -90,7 +90,7 @@ def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shap
             out.append(_check("output shape matches reference", list(tensor_out), list(ref_shape), tuple(tensor_out) == ref_shape))
         if p != "fp32":
             n16, n32 = d["weight_dtypes"].get("FLOAT16", 0), d["weight_dtypes"].get("FLOAT32", 0)
-            out.append(_check("no float32 weight tensors", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
+            out.append(_check("no float32 weight tensors (kernels, matrices)", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
         if p in _COREML_COMPRESSION:
             n = sum(d["compressed_weight_ops"].get(op, 0) for op in _COREML_COMPRESSION[p])
             out.append(_check(f"compressed weights ({' / '.join(_COREML_COMPRESSION[p])})", n, 1, n >= 1, ">="))

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from toolkit.errors import ConversionError
+from toolkit.errors import ConversionError, VerificationError
 
 
 @dataclass
@@ -33,7 +33,11 @@ def onnx_runner(path: Path, threads: int = 2) -> Runner:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VerificationError(f"ONNX Runtime cannot load {path.name}: {str(exc).strip()[:300]}",
+                                fix="re-export; check the opset and the ops reported by `skinkit inspect`") from None
     name = sess.get_inputs()[0].name
     return Runner(_per_sample(lambda x: sess.run(None, {name: x.astype(np.float32)})[0]), check="onnxruntime (CPU)")
 
@@ -43,8 +47,12 @@ def tflite_runner(path: Path, threads: int = 2) -> Runner:
     with the scale and zero point stored in the file, as an app would."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:  # the runtime refuses the file: it would on a phone too
+        raise VerificationError(f"the LiteRT interpreter cannot load {path.name}: {str(exc).strip()}",
+                                fix="export another precision for this model (see `skinkit matrix`)") from None
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
 

@@ -1,0 +1,95 @@
+"""The MIL reference interpreter runs saved Core ML programs exactly enough to verify them on Linux."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.mil_models import OpZoo, Palette
+from toolkit.errors import VerificationError
+from toolkit.verify import mil
+
+
+def _save(module, path, *, precision="fp32", x=None, compress=None):
+    import coremltools as ct
+
+    x = torch.rand(1, 3, 32, 32) * 255 if x is None else x
+    model = ct.convert(torch.jit.trace(module.eval(), (x,)), inputs=[ct.TensorType(name="image", shape=tuple(x.shape))],
+                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                       compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
+    if compress is not None:
+        model = compress(model)
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zoo")
+    module = OpZoo().eval()
+    return module, _save(module, tmp / "zoo32.mlpackage"), _save(module, tmp / "zoo16.mlpackage", precision="fp16")
+
+
+def _inputs(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 3, 32, 32, generator=g).mul(255).round()
+
+
+def test_fp32_program_matches_pytorch_to_float32_precision(zoo):
+    module, p32, _ = zoo
+    program = mil.MILProgram(p32)
+    # The zoo makes the converter emit convolutions of every padding kind, transposed convolution,
+    # both poolings, bilinear and nearest resampling, pixel shuffle, layer norm, attention matmuls...
+    assert {"conv", "conv_transpose", "max_pool", "avg_pool", "upsample_bilinear", "upsample_nearest_neighbor",
+            "pixel_shuffle", "layer_norm", "matmul", "softmax", "gelu", "split", "slice_by_index"} <= {op.op_type for op in program.ops}
+    for x in _inputs():
+        with torch.no_grad():
+            ref = module(x).numpy()
+        out = program.run({"image": x.numpy()})[program.output_names[0]].numpy()
+        np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)
+
+
+def test_fp16_program_stores_every_tensor_in_float16(zoo):
+    module, _, p16 = zoo
+    program = mil.MILProgram(p16)
+    x = _inputs(1)[0]
+    with torch.no_grad():
+        ref = module(x).numpy()
+    out = program.run({"image": x.numpy()})[program.output_names[0]].numpy()
+    err = np.abs(out - ref).max()
+    assert 1e-5 < err < 5e-3, "float16 storage must differ from float32, by float16 rounding only"
+
+
+def test_lossless_palettization_decodes_exactly(tmp_path):
+    """Weights with 16 distinct values survive 4-bit palettization unchanged, so the interpreter's
+    lookup-table decode must reproduce the float16 program's output exactly."""
+    from coremltools.optimize import coreml as cto
+
+    module = Palette().eval()
+    x = _inputs(1)[0]
+    p16 = _save(module, tmp_path / "dense.mlpackage", precision="fp16", x=x)
+    lut = _save(module, tmp_path / "lut.mlpackage", precision="fp16", x=x, compress=lambda m: cto.palettize_weights(
+        m, cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="unique", weight_threshold=1))))
+    program = mil.MILProgram(lut)
+    assert any(op.op_type == "constexpr_lut_to_dense" for op in program.ops)
+    dense = mil.MILProgram(p16).run({"image": x.numpy()})
+    out = program.run({"image": x.numpy()})
+    np.testing.assert_array_equal(next(iter(out.values())).numpy(), next(iter(dense.values())).numpy())
+
+
+def test_unknown_op_is_named(zoo, monkeypatch):
+    _, p32, _ = zoo
+    monkeypatch.delitem(mil.KERNELS, "pixel_shuffle")
+    with pytest.raises(VerificationError, match="uses ops it does not implement: pixel_shuffle") as e:
+        mil.MILProgram(p32)
+    assert "macOS" in e.value.fix
+
+
+def test_not_a_package_is_a_clear_error(tmp_path):
+    (tmp_path / "x.mlpackage").mkdir()
+    with pytest.raises(VerificationError, match="not an .mlpackage"):
+        mil.MILProgram(tmp_path / "x.mlpackage")
+
+
+def test_missing_input_is_named(zoo):
+    with pytest.raises(VerificationError, match="input 'image' not given"):
+        mil.MILProgram(zoo[1]).run({"pixels": np.zeros((1, 3, 32, 32), np.float32)})
