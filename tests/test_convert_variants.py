@@ -185,3 +185,23 @@ def test_pixel_shuffle_rewrite_is_exact_and_leaves_the_input_alone(r):
     assert isinstance(net[1], torch.nn.PixelShuffle), "the input module is not changed"
     with torch.no_grad():
         assert torch.equal(twin(sample), net(sample))
+
+
+def test_grouped_palettization_beside_per_tensor_raises_ios_target(tmp_path):
+    import json
+
+    recipe = write_recipe(tmp_path / "seg.yaml", """
+name: seg_lut
+model: {name: skin_segmenter}
+targets:
+  - {format: coreml, precision: palettize6}
+  - {format: coreml, precision: palettize6, group_size: 8}
+evaluation: {n: 8}
+benchmark: {enabled: false}
+""")
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    arts = json.loads((tmp_path / "out" / "seg_lut" / "manifest.json").read_text())["artifacts"]
+    assert [a["path"] for a in arts] == ["artifacts/skin_segmenter_palettize6.mlpackage", "artifacts/skin_segmenter_palettize6_g8.mlpackage"]
+    assert [a["structure"]["deployment_target"] for a in arts] == ["iOS16", "iOS18"]
+    assert all(a["structure"]["compressed_weight_ops"]["constexpr_lut_to_dense"] > 0 for a in arts)

@@ -9,12 +9,12 @@ from toolkit.errors import VerificationError
 from toolkit.verify import mil
 
 
-def _save(module, path, *, precision="fp32", x=None, compress=None):
+def _save(module, path, *, precision="fp32", x=None, compress=None, target="iOS16"):
     import coremltools as ct
 
     x = torch.rand(1, 3, 32, 32) * 255 if x is None else x
     model = ct.convert(torch.jit.trace(module.eval(), (x,)), inputs=[ct.TensorType(name="image", shape=tuple(x.shape))],
-                       convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                       convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
                        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16)
     if compress is not None:
         model = compress(model)
@@ -59,16 +59,20 @@ def test_fp16_program_stores_every_tensor_in_float16(zoo):
     assert 1e-5 < err < 5e-3, "float16 storage must differ from float32, by float16 rounding only"
 
 
-def test_lossless_palettization_decodes_exactly(tmp_path):
+@pytest.mark.parametrize("target, grouping", [
+    ("iOS16", {"mode": "unique"}),
+    ("iOS18", {"mode": "kmeans", "nbits": 4, "granularity": "per_grouped_channel", "group_size": 8}),
+], ids=["per-tensor-iOS16", "grouped-iOS18"])
+def test_lossless_palettization_decodes_exactly(tmp_path, target, grouping):
     """Weights with 16 distinct values survive 4-bit palettization unchanged, so the interpreter's
     lookup-table decode must reproduce the float16 program's output exactly."""
     from coremltools.optimize import coreml as cto
 
     module = Palette().eval()
     x = _inputs(1)[0]
-    p16 = _save(module, tmp_path / "dense.mlpackage", precision="fp16", x=x)
-    lut = _save(module, tmp_path / "lut.mlpackage", precision="fp16", x=x, compress=lambda m: cto.palettize_weights(
-        m, cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="unique", weight_threshold=1))))
+    p16 = _save(module, tmp_path / "dense.mlpackage", precision="fp16", x=x, target=target)
+    lut = _save(module, tmp_path / "lut.mlpackage", precision="fp16", x=x, target=target, compress=lambda m: cto.palettize_weights(
+        m, cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(weight_threshold=1, **grouping))))
     program = mil.MILProgram(lut)
     assert any(op.op_type == "constexpr_lut_to_dense" for op in program.ops)
     dense = mil.MILProgram(p16).run({"image": x.numpy()})

@@ -139,7 +139,7 @@ def _convert(s: ExportState) -> ExportState:
         try:
             with captured(s.log_path):
                 artifacts.append(convert_target(s.wrapped, sample, spec, fmt=t.format, precision=t.precision,
-                                                out_dir=out_dir, stem=spec.name, options=options))
+                                                out_dir=out_dir, stem=spec.name, options=options, variant=t.variant))
         except SkinkitError:
             raise
         except Exception as exc:  # a backend's own failure: name model, target and fix

@@ -59,8 +59,13 @@ class Target(_Strict):
         return self
 
     @property
+    def variant(self) -> str:
+        """The precision plus what distinguishes two targets of one precision (a palette's grouping)."""
+        return self.precision + (f"_g{self.group_size}" if self.group_size else "")
+
+    @property
     def key(self) -> str:
-        return f"{self.format}_{self.precision}"
+        return f"{self.format}_{self.variant}"
 
 
 class CalibrationConfig(_Strict):

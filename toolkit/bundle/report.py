@@ -35,6 +35,24 @@ def render(m: dict) -> str:
         lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {_fmt(num.get('max_abs_error', '—'))} | "
                      f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
                      f"{'pass' if v['passed'] else '**FAIL**'} |")
+    lines += ["", "## Structure (read back from each file)", "",
+              "| artifact | input | transposes | weights | notes |", "|---|---|---|---|---|"]
+    for a in m["artifacts"]:
+        st = a["structure"]
+        first = (st.get("inputs") or [{}])[0]
+        q = first.get("quantization")
+        inp = f"{first.get('dtype', first.get('type', '?'))} {first.get('shape', '')}" + (f", scale {q['scale']:.4g} zero point {q['zero_point']}" if q else "")
+        weights = st.get("tensor_dtypes") or st.get("weight_dtypes") or {}
+        notes = []
+        if st.get("compressed_weight_ops"):
+            notes.append("compressed: " + ", ".join(f"{k}×{v}" for k, v in st["compressed_weight_ops"].items()))
+        if st.get("output_transform") == "softmax":
+            notes.append("classifier: outputs probabilities, compared with the softmax of the float logits")
+        if st.get("deployment_target"):
+            notes.append(f"minimum {st['deployment_target']}" + (f" ({st['deployment_target_note']})" if st.get("deployment_target_note") else ""))
+        notes += st.get("rewrites", [])
+        lines.append(f"| `{a['path']}` | {inp} | {st.get('transpose_count', '—')} | "
+                     f"{', '.join(f'{k}×{v}' for k, v in weights.items())} | {'; '.join(notes)} |")
     failing = [(a["path"], c) for a in m["artifacts"] for c in a["verification"]["criteria"] if not c["passed"]]
     if failing:
         lines += ["", "## Failed criteria", ""]
