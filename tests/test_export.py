@@ -84,3 +84,35 @@ def test_existing_bundle_is_not_overwritten(bundle, tmp_path):
     assert proc.returncode == 1
     assert "bundle already exists" in proc.stderr and "--force" in proc.stderr
     assert (path / "manifest.json").read_bytes() == before
+
+
+def test_inspect_reads_each_artifact_back(bundle):
+    path, _ = bundle
+    arts = path / "artifacts"
+    proc = run_cli("inspect", str(arts / "acne_mobilenetv2_fp16.tflite"), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d = json.loads(proc.stdout)
+    assert d["signatures"] == {"classification": {"inputs": ["image"], "outputs": ["logits"]}}
+    assert d["transpose_count"] == 0 and d["gpu_delegate"]["fully_delegable"] is True
+    assert d["metadata"]["labels"] == ["clear", "mild", "moderate", "severe"] and d["metadata"]["precision"] == "fp16"
+    assert d["sha256"] == file_sha256(arts / "acne_mobilenetv2_fp16.tflite")
+
+    cm = json.loads(run_cli("inspect", str(arts / "acne_mobilenetv2_fp16.mlpackage"), "--json").stdout)
+    assert cm["compute_units"]["neural_engine"] == "all ops eligible"
+    assert cm["metadata"]["model"] == "acne_mobilenetv2" and cm["metadata"]["precision"] == "fp16"
+    onnx = json.loads(run_cli("inspect", str(arts / "acne_mobilenetv2_fp32.onnx"), "--json").stdout)
+    assert onnx["opset"] == 18 and onnx["inputs"][0]["shape"] == [1, 224, 224, 3]
+
+    text = run_cli("inspect", str(arts / "acne_mobilenetv2_fp16.tflite")).stdout
+    assert "signatures classification(image) -> logits" in text and "transposes 0" in text
+
+
+def test_inspect_bad_files(tmp_path):
+    proc = run_cli("inspect", str(tmp_path / "missing.tflite"))
+    assert proc.returncode == 1 and "artifact not found" in proc.stderr
+    (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer at all")
+    proc = run_cli("inspect", str(tmp_path / "broken.tflite"))
+    assert proc.returncode == 1 and "cannot be read as tflite" in proc.stderr
+    (tmp_path / "model.pb").write_bytes(b"x")
+    proc = run_cli("inspect", str(tmp_path / "model.pb"))
+    assert proc.returncode == 1 and "not an artifact skinkit knows" in proc.stderr

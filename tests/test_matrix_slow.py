@@ -20,4 +20,4 @@ def test_reference_model_exports_and_verifies(spec, tmp_path):
     proc = run_cli("export", str(r), "--out", str(tmp_path / "out"), "--json", timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert summary["passed"] and len(summary["artifacts"]) == 4
+    assert summary["passed"] and len(summary["artifacts"]) == 5

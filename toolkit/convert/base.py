@@ -51,7 +51,7 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("tflite", "int4_block"): "XNNPACK runs int4 weights only in fully-connected layers; the conv layers of these models would stay float",
     ("tflite", "sparse"): "TFLite's sparse tensor format is read by few delegates; export a pruned model at fp16/int8 instead",
     ("coreml", "dynamic_int8"): "Core ML has no run-time activation quantization; use int8_weights",
-    ("coreml", "int8"): "W8A8 needs coremltools' torch-side quantizer, whose output diverged on these models (see STACK notes); not offered until it verifies",
+    ("coreml", "int8"): "W8A8 goes through coremltools' torch-side quantizer, which gave wrong outputs on MobileNet in our trials; not offered until it verifies",
     ("coreml", "int16x8"): "Core ML has no int16 activation type",
 }
 
