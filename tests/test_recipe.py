@@ -13,7 +13,8 @@ MINIMAL = {"name": "b", "model": {"name": "acne_mobilenetv2"}, "targets": [{"for
 def test_shipped_recipes_parse(path):
     r = load_recipe(path)
     assert r.name == path.stem
-    assert {t.key for t in r.targets} == {"onnx_fp32", "tflite_fp32", "tflite_fp16", "coreml_fp16"}
+    assert {t.key for t in r.targets} == {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8", "coreml_fp16"}
+    assert r.calibration.source == "synthetic" and r.calibration.n == 64
 
 
 def test_defaults_are_filled():
