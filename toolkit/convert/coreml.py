@@ -20,7 +20,7 @@ from toolkit.errors import ConversionError
 INPUT_NAME = "image"
 _TARGETS = ("iOS16", "iOS17", "iOS18")
 # The constexpr op each compression leaves in the program, per opset generation.
-_COMPRESSED_OPS = {
+COMPRESSED_OPS = {
     "int8_weights": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
     "int4_block": ("constexpr_blockwise_shift_scale",),
     "palettize8": ("constexpr_lut_to_dense",),
@@ -195,7 +195,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     try:
         mlmodel.save(str(tmp))
         details = inspect(tmp)
-        expected = _COMPRESSED_OPS.get(precision)
+        expected = COMPRESSED_OPS.get(precision)
         if expected and not any(details["compressed_weight_ops"].get(op, 0) for op in expected):
             raise ConversionError(
                 f"coreml {precision} was requested but the saved program has no {' / '.join(expected)} ops "

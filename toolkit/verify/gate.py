@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from toolkit.convert.base import PRECISIONS, Artifact
+from toolkit.convert.coreml import COMPRESSED_OPS
 from toolkit.data.tasks import TaskData
 from toolkit.registry import ModelSpec, Tolerance
 from toolkit.verify import metrics
@@ -63,15 +64,6 @@ def _check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
 
 
-# Compressed-weight ops a Core ML precision must leave in the program.
-_COREML_COMPRESSION = {
-    "int8_weights": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
-    "int4_block": ("constexpr_blockwise_shift_scale",),
-    "palettize8": ("constexpr_lut_to_dense",), "palettize6": ("constexpr_lut_to_dense",), "palettize4": ("constexpr_lut_to_dense",),
-    "sparse": ("constexpr_sparse_to_dense",),
-}
-
-
 def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> list[dict]:
     """What the saved file itself must show, on every platform: I/O shapes of the contract and the
     asked-for storage precision (never silently float)."""
@@ -91,9 +83,9 @@ def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shap
         if p != "fp32":
             n16, n32 = d["weight_dtypes"].get("FLOAT16", 0), d["weight_dtypes"].get("FLOAT32", 0)
             out.append(_check("no float32 weight tensors (kernels, matrices)", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
-        if p in _COREML_COMPRESSION:
-            n = sum(d["compressed_weight_ops"].get(op, 0) for op in _COREML_COMPRESSION[p])
-            out.append(_check(f"compressed weights ({' / '.join(_COREML_COMPRESSION[p])})", n, 1, n >= 1, ">="))
+        if p in COMPRESSED_OPS:
+            n = sum(d["compressed_weight_ops"].get(op, 0) for op in COMPRESSED_OPS[p])
+            out.append(_check(f"compressed weights ({' / '.join(COMPRESSED_OPS[p])})", n, 1, n >= 1, ">="))
     if artifact.format == "tflite" and p != "fp32":
         want_dtype = {"fp16": "float16"}.get(p, "int8")
         n = d["tensor_dtypes"].get(want_dtype, 0)

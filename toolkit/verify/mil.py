@@ -256,6 +256,12 @@ def _l2_norm(x, axes=None, epsilon=1e-6, **_):
 
 # ----------------------------------------------------------------------------------- reductions
 
+def _prod(x, dims, keep):
+    for dim in sorted((d % x.dim() for d in dims), reverse=True):  # highest first: lower indices stay valid
+        x = x.prod(dim=dim, keepdim=keep)
+    return x
+
+
 def _reduce(fn):
     def run(x, axes=None, keep_dims=False, **_):
         dims = tuple(int(a) for a in axes) if axes is not None else tuple(range(x.dim()))
@@ -267,7 +273,7 @@ kernel("reduce_mean")(_reduce(lambda x, d, k: x.mean(dim=d, keepdim=k)))
 kernel("reduce_sum")(_reduce(lambda x, d, k: x.sum(dim=d, keepdim=k)))
 kernel("reduce_max")(_reduce(lambda x, d, k: x.amax(dim=d, keepdim=k)))
 kernel("reduce_min")(_reduce(lambda x, d, k: x.amin(dim=d, keepdim=k)))
-kernel("reduce_prod")(_reduce(lambda x, d, k: torch.prod(x.flatten(0) if len(d) == x.dim() and not k else x, dim=d[0], keepdim=k) if len(d) == 1 else x.prod()))
+kernel("reduce_prod")(_reduce(lambda x, d, k: _prod(x, d, k)))
 kernel("reduce_l2_norm")(_reduce(lambda x, d, k: torch.sqrt((x * x).sum(dim=d, keepdim=k))))
 
 
@@ -320,12 +326,13 @@ def _upsample_nn(x, scale_factor_height=1, scale_factor_width=1, **_):
 
 @kernel("upsample_bilinear")
 def _upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corners=True, half_pixel_centers=None, **_):
-    if half_pixel_centers is None:
-        half_pixel_centers = not bool(align_corners)
+    align = bool(align_corners)
+    half_pixel = (not align) if half_pixel_centers is None else bool(half_pixel_centers)
+    if not align and not half_pixel:
+        raise VerificationError("MIL interpreter: upsample_bilinear without aligned corners or half-pixel centers "
+                                "(TF1 'asymmetric' sampling) is not implemented", fix="report it with the model")
     size = (int(round(x.shape[2] * float(scale_factor_height))), int(round(x.shape[3] * float(scale_factor_width))))
-    if bool(align_corners) or not half_pixel_centers:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=bool(align_corners))
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align)
 
 
 @kernel("resize_bilinear")

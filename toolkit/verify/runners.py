@@ -43,8 +43,8 @@ def onnx_runner(path: Path, threads: int = 2) -> Runner:
 
 
 def tflite_runner(path: Path, threads: int = 2) -> Runner:
-    """Runs the file's signature; integer I/O (full-integer variants) is quantized and dequantized
-    with the scale and zero point stored in the file, as an app would."""
+    """Runs the file's input → output; integer I/O (full-integer variants) is quantized and
+    dequantized with the scale and zero point stored in the file, as an app would."""
     from ai_edge_litert.interpreter import Interpreter
 
     try:
