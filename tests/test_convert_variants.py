@@ -65,8 +65,17 @@ def test_coreml_deployment_target_is_raised_only_where_needed():
     target, note = coreml.deployment_target("int4_block", {})
     assert target == "iOS18" and "int4 block-wise" in note
     assert coreml.deployment_target("palettize6", {"group_size": 8})[0] == "iOS18"
-    with pytest.raises(ConversionError, match="needs iOS18"):
+    assert coreml.deployment_target("int8", {}) == ("iOS17", "raised from the default iOS16: int8 activations (quantize / dequantize ops) need iOS17")
+    assert coreml.deployment_target("int8", {"deployment_target": "iOS18"}) == ("iOS18", None)
+    with pytest.raises(ConversionError, match="int4 block-wise weights need iOS18, but the recipe sets deployment_target iOS17"):
         coreml.deployment_target("int4_block", {"deployment_target": "iOS17"})
+
+
+def test_coreml_w8a8_without_calibration_data_is_an_error(segmenter, tmp_path):
+    spec, wrapped, sample = segmenter
+    with pytest.raises(ConversionError, match="coreml int8 needs calibration images"):
+        coreml.convert(wrapped, sample, spec, precision="int8", path=tmp_path / "x.mlpackage", options={})
+    assert not list(tmp_path.iterdir())
 
 
 def test_coreml_sparse_without_zeros_names_pruning(segmenter, tmp_path):

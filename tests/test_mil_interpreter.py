@@ -97,3 +97,13 @@ def test_not_a_package_is_a_clear_error(tmp_path):
 def test_missing_input_is_named(zoo):
     with pytest.raises(VerificationError, match="input 'image' not given"):
         mil.MILProgram(zoo[1]).run({"pixels": np.zeros((1, 3, 32, 32), np.float32)})
+
+
+def test_activation_quantize_dequantize_kernels():
+    x = torch.tensor([[-1.0, 0.26, 300.0], [0.75, -0.25, -100.0]])
+    q = mil.KERNELS["quantize"](input=x, scale=0.5, zero_point=np.int8(0), output_dtype="int8")
+    assert q.tolist() == [[-2, 1, 127], [2, -0, -128]]  # round half to even: 1.5 -> 2, -0.5 -> -0
+    assert mil.KERNELS["dequantize"](input=q, scale=0.5, zero_point=np.int8(0)).tolist() == [[-1.0, 0.5, 63.5], [1.0, 0.0, -64.0]]
+    per_row = mil.KERNELS["quantize"](input=x, scale=np.array([0.5, 0.25]), zero_point=np.array([0, 10], np.uint8),
+                                      axis=0, output_dtype="uint8")
+    assert per_row.tolist() == [[0, 1, 255], [13, 9, 0]]

@@ -24,7 +24,8 @@ PRECISIONS: dict[str, Precision] = {
     "fp16": Precision("float16 weights and compute", "fp16"),
     "int8_weights": Precision("int8 per-channel weights, dequantized at load; float compute", "int8"),
     "dynamic_int8": Precision("int8 per-channel weights; activations quantized at run time (dynamic range)", "int8"),
-    "int8": Precision("int8 weights and int8 activations from calibration (full integer, int8 I/O)", "int8", calibrated=True),
+    "int8": Precision("int8 weights and int8 activations from calibration (TFLite: full integer, int8 I/O; Core ML: W8A8, iOS17)",
+                      "int8", calibrated=True),
     "int16x8": Precision("int8 weights and int16 activations from calibration (int16 I/O)", "int8", calibrated=True),
     "palettize8": Precision("8-bit lookup-table weights (k-means), float16 compute", "int8"),
     "palettize6": Precision("6-bit lookup-table weights (k-means), float16 compute", "lowbit"),
@@ -38,7 +39,7 @@ SUPPORTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnx": ("toolkit.convert.onnx", ".onnx", ("fp32",)),
     "tflite": ("toolkit.convert.tflite", ".tflite", ("fp32", "fp16", "int8_weights", "dynamic_int8", "int8", "int16x8")),
     "coreml": ("toolkit.convert.coreml", ".mlpackage",
-               ("fp32", "fp16", "int8_weights", "palettize8", "palettize6", "palettize4", "int4_block", "sparse")),
+               ("fp32", "fp16", "int8_weights", "int8", "palettize8", "palettize6", "palettize4", "int4_block", "sparse")),
 }
 CONVERTERS = tuple(SUPPORTED)
 
@@ -51,7 +52,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("tflite", "int4_block"): "XNNPACK runs int4 weights only in fully-connected layers; the conv layers of these models would stay float",
     ("tflite", "sparse"): "TFLite's sparse tensor format is read by few delegates; export a pruned model at fp16/int8 instead",
     ("coreml", "dynamic_int8"): "Core ML has no run-time activation quantization; use int8_weights",
-    ("coreml", "int8"): "W8A8 goes through coremltools' torch-side quantizer, which gave wrong outputs on MobileNet in our trials; not offered until it verifies",
     ("coreml", "int16x8"): "Core ML has no int16 activation type",
 }
 

@@ -22,6 +22,7 @@ _TARGETS = ("iOS16", "iOS17", "iOS18")
 # The constexpr op each compression leaves in the program, per opset generation.
 COMPRESSED_OPS = {
     "int8_weights": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
+    "int8": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
     "int4_block": ("constexpr_blockwise_shift_scale",),
     "palettize8": ("constexpr_lut_to_dense",),
     "palettize6": ("constexpr_lut_to_dense",),
@@ -32,25 +33,55 @@ COMPRESSED_OPS = {
 WEIGHT_THRESHOLD = 256
 
 
-def _needs_ios18(precision: str, group_size: int | None) -> str | None:
+def _minimum_target(precision: str, group_size: int | None) -> tuple[str, str] | None:
+    """The iOS version a precision needs beyond the iOS16 default, and why."""
     if precision == "int4_block":
-        return "int4 block-wise weights"
+        return "iOS18", "int4 block-wise weights need iOS18"
     if precision.startswith("palettize") and group_size:
-        return "grouped-channel palettization"
+        return "iOS18", "grouped-channel palettization needs iOS18"
+    if precision == "int8":
+        return "iOS17", "int8 activations (quantize / dequantize ops) need iOS17"
     return None
 
 
 def deployment_target(precision: str, options: dict) -> tuple[str, str | None]:
-    """The recipe's target, or iOS16; raised to iOS18 where the compression needs it (and said why).
+    """The recipe's target, or iOS16; raised where the compression needs more (and said why).
     An explicit lower target that cannot hold the compression is an error."""
     asked = options.get("deployment_target")
-    need = _needs_ios18(precision, options.get("group_size"))
-    if need and asked and _TARGETS.index(asked) < _TARGETS.index("iOS18"):
-        raise ConversionError(f"coreml {precision} needs iOS18 ({need}), but the recipe sets deployment_target {asked}",
-                              fix="set deployment_target: iOS18, or choose int8_weights / ungrouped palettization for older iOS")
-    if need and not asked:
-        return "iOS18", f"raised from the default iOS16: {need} need iOS18"
-    return asked or "iOS16", None
+    need = _minimum_target(precision, options.get("group_size"))
+    if need is None:
+        return asked or "iOS16", None
+    target, why = need
+    if asked and _TARGETS.index(asked) < _TARGETS.index(target):
+        raise ConversionError(f"coreml {precision}: {why}, but the recipe sets deployment_target {asked}",
+                              fix=f"set deployment_target: {target}, or choose a precision older iOS runs (fp16, int8_weights, palettize*)")
+    if asked:
+        return asked, None
+    return target, f"raised from the default iOS16: {why}"
+
+
+def _w8a8(net, calibration: "np.ndarray | None", *, to_nchw: bool):
+    """int8 weights and activations through coremltools' torch-side quantizer: observers record
+    true min/max (not a moving average) over the calibration images, then the model is finalized
+    with its quantize / dequantize pairs for conversion."""
+    import numpy as np
+    import torch
+    from coremltools.optimize.torch.quantization import LinearQuantizer, LinearQuantizerConfig, ModuleLinearQuantizerConfig
+
+    if calibration is None or len(calibration) == 0:
+        raise ConversionError("coreml int8 needs calibration images and none were given",
+                              fix="add a `calibration:` section to the recipe (synthetic or a folder of images)")
+    x = torch.from_numpy(np.ascontiguousarray(calibration.transpose(0, 3, 1, 2) if to_nchw else calibration)).float()
+    # Milestones: observe from step 0; never fake-quantize or freeze while calibrating; BN frozen.
+    cfg = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
+        quantization_scheme="symmetric", activation_observer="min_max", milestones=[0, 10_000, 10_000, 0]))
+    quantizer = LinearQuantizer(net.eval(), cfg)
+    prepared = quantizer.prepare(example_inputs=(x[:1],), inplace=False)
+    quantizer.step()
+    with torch.no_grad():
+        for i in range(0, len(x), 8):
+            prepared(x[i:i + 8])
+    return quantizer.finalize(inplace=False).eval()
 
 
 def _compression_config(precision: str, group_size: int | None):
@@ -162,6 +193,9 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     pixel_scale = 1.0 if options.get("pixel_range", "0-255") == "0-255" else 1.0 / 255.0
 
     net = module.with_input_layout("nchw") if image_input else module
+    if precision == "int8":  # the network sees NCHW behind an image input, the contract layout otherwise
+        to_nchw = image_input and options.get("layout", "nhwc") == "nhwc"
+        net = _w8a8(net, options.get("calibration"), to_nchw=to_nchw)
     if classifier:
         net = torch.nn.Sequential(net, torch.nn.Softmax(dim=-1))
     h, w = spec.input_size
@@ -174,8 +208,12 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     else:
         inp = ct.TensorType(name=INPUT_NAME, shape=tuple(sample.shape))
     kwargs = {"classifier_config": ct.ClassifierConfig(list(spec.labels))} if classifier else {"outputs": [ct.TensorType(name=out_name)]}
+    pipeline = ct.PassPipeline.DEFAULT
+    if precision == "int8":
+        # This pass dropped a re-quantization around MobileNet's flatten (output cosine -0.65 vs 0.998 without it).
+        pipeline.remove_passes(["common::int_op_canonicalization"])
     mlmodel = ct.convert(
-        traced, inputs=[inp], convert_to="mlprogram",
+        traced, inputs=[inp], convert_to="mlprogram", pass_pipeline=pipeline,
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
         minimum_deployment_target=getattr(ct.target, target), **kwargs,
     )
@@ -195,6 +233,9 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     try:
         mlmodel.save(str(tmp))
         details = inspect(tmp)
+        if precision == "int8" and not details["op_histogram"].get("quantize"):
+            raise ConversionError("coreml int8 was requested but the saved program has no quantize ops (activations float)",
+                                  fix="export int8_weights instead, or check the calibration data")
         expected = COMPRESSED_OPS.get(precision)
         if expected and not any(details["compressed_weight_ops"].get(op, 0) for op in expected):
             raise ConversionError(

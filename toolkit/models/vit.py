@@ -43,6 +43,9 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
+        # A constant, not computed from x.shape in forward(): graph tracers (torch.fx in the Core ML
+        # quantizer) would otherwise see a traced float and try to observe it.
+        self.scale = float((dim // heads) ** -0.5)
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
@@ -53,7 +56,7 @@ class Attention(nn.Module):
         qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = torch.softmax((q * (d // self.heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
         return self.out_proj((attn @ v).transpose(1, 2).reshape(b, n, d))
 
 

@@ -86,6 +86,9 @@ def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shap
         if p in COMPRESSED_OPS:
             n = sum(d["compressed_weight_ops"].get(op, 0) for op in COMPRESSED_OPS[p])
             out.append(_check(f"compressed weights ({' / '.join(COMPRESSED_OPS[p])})", n, 1, n >= 1, ">="))
+        if p == "int8":
+            n = d["op_histogram"].get("quantize", 0)
+            out.append(_check("int8 activations (quantize ops)", n, 1, n >= 1, ">="))
     if artifact.format == "tflite" and p != "fp32":
         want_dtype = {"fp16": "float16"}.get(p, "int8")
         n = d["tensor_dtypes"].get(want_dtype, 0)

@@ -459,6 +459,30 @@ def _fill(shape, value=0.0, **_):
     return torch.full([int(s) for s in np.asarray(shape).reshape(-1)], float(value))
 
 
+def _per_axis(v, x, axis):
+    """A scale / zero point: scalar, or one value per index of ``axis``."""
+    v = torch.as_tensor(v, dtype=torch.float32)
+    if v.dim() == 0 or axis is None:
+        return v
+    shape = [1] * x.dim()
+    shape[int(axis) % x.dim()] = -1
+    return v.reshape(shape)
+
+
+@kernel("quantize")
+def _quantize(input, scale, zero_point=None, axis=None, output_dtype="int8", **_):
+    """Activation quantization (iOS17): round(x / scale + zero point), saturated to the integer type."""
+    lo, hi = {"int8": (-128, 127), "uint8": (0, 255)}[str(output_dtype)]
+    zp = 0.0 if zero_point is None else _per_axis(zero_point, input, axis)
+    return torch.clamp(torch.round(input / _per_axis(scale, input, axis) + zp), lo, hi)
+
+
+@kernel("dequantize")
+def _dequantize(input, scale, zero_point=None, axis=None, **_):
+    zp = 0.0 if zero_point is None else _per_axis(zero_point, input, axis)
+    return (input.to(torch.float32) - zp) * _per_axis(scale, input, axis)
+
+
 @kernel("classify")
 def _classify(probabilities, classes, **_):
     """The classifier head: the label of the most probable class and the probabilities themselves."""
