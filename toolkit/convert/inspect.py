@@ -31,6 +31,7 @@ add sub mul real_div maximum minimum pow sqrt rsqrt exp relu relu6 clip sigmoid 
 leaky_relu softmax conv conv_transpose linear matmul batch_norm instance_norm layer_norm l2_norm reduce_mean reduce_sum
 reduce_max reduce_min max_pool avg_pool upsample_nearest_neighbor upsample_bilinear resize_bilinear pixel_shuffle
 pixel_unshuffle reshape transpose concat split slice_by_index slice_by_size squeeze expand_dims pad cast tile
+quantize dequantize
 """.split())
 _NOT_COMPUTE = ("const", "classify")  # constants and the classifier's label lookup run outside the graph
 
