@@ -119,6 +119,42 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 @_errors_to_exit
+def verify(
+    bundle: Path = typer.Argument(..., help="a bundle folder written by `skinkit export`"),
+    data: Optional[Path] = typer.Option(None, "--data", help="evaluation folder (labels.csv + images); default: the bundle's own evaluation set"),
+    n: Optional[int] = typer.Option(None, "--n", help="use only the first N evaluation images"),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="also write a JUnit XML report for CI"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+) -> None:
+    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails)."""
+    from toolkit._io import captured_quietly
+    from toolkit.verify.bundle import junit_xml, verify_bundle
+
+    with captured_quietly():
+        summary = verify_bundle(bundle, data=data, n=n)
+    if junit is not None:
+        tmp = junit.with_name(f".{junit.name}.tmp")
+        tmp.write_text(junit_xml(summary))
+        tmp.replace(junit)
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        ev = summary["evaluation"]
+        print(f"{summary['bundle']}: integrity ok ({len(summary['integrity'])} artifacts); "
+              f"{ev['n']} images ({ev['source']}), {summary['seconds']} s")
+        for a in summary["artifacts"]:
+            print(f"  {'pass' if a['passed'] else 'FAIL'}  {a['path']}  ({a['check'].split(';')[0]})")
+    if not summary["passed"]:
+        for a in summary["artifacts"]:
+            for c in a["criteria"]:
+                if not c["passed"]:
+                    print(f"  - {a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})", file=sys.stderr)
+        print("skinkit: verification gate failed", file=sys.stderr)
+        raise typer.Exit(3)
+
+
+@app.command()
+@_errors_to_exit
 def inspect(
     artifact: Path = typer.Argument(..., help="a .tflite, .onnx or .mlpackage file"),
     as_json: bool = typer.Option(False, "--json", help="print the full structure as JSON"),

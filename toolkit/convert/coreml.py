@@ -10,8 +10,10 @@ not in the file is an error, never a silently float model.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from toolkit.convert.base import graph_output_name
@@ -127,12 +129,29 @@ def _set_metadata(mlmodel, spec, precision: str, meta: dict, target: str) -> Non
         fields[f"skinkit.{key}"] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+@contextlib.contextmanager
+def package_copy(path: Path):
+    """A private copy of an ``.mlpackage`` to open: coremltools rewrites a package's Manifest.json
+    when it loads one, and a bundle being verified must not be written to (it may be read-only)."""
+    with tempfile.TemporaryDirectory(prefix="skinkit-mlpackage-") as tmp:
+        dst = Path(tmp) / Path(path).name
+        shutil.copytree(path, dst)
+        yield dst
+
+
+def load_spec(path: Path):
+    import coremltools as ct
+
+    with package_copy(path) as copy:
+        return ct.utils.load_spec(str(copy))
+
+
 def inspect(path: Path) -> dict:
     """Op histogram, weight dtypes, compression ops and I/O of a saved ML program, read back from
     the package (works on Linux)."""
     import coremltools as ct
 
-    spec = ct.utils.load_spec(str(path))
+    spec = load_spec(path)
     ops: collections.Counter = collections.Counter()
     weight_dtypes: collections.Counter = collections.Counter()
     param_dtypes: collections.Counter = collections.Counter()

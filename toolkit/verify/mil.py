@@ -528,23 +528,26 @@ class MILProgram:
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import load_mil_proto
 
+        from toolkit.convert.coreml import package_copy
+
         path = Path(path)
         if not (path / "Manifest.json").is_file():
             raise VerificationError(f"{path} is not an .mlpackage (no Manifest.json)", fix="pass the .mlpackage folder")
-        self.spec = ct.utils.load_spec(str(path))
-        if self.spec.WhichOneof("Type") != "mlProgram":
-            raise VerificationError(f"{path} is a neural-network model, not an ML program", fix="export with convert_to='mlprogram'")
-        weights = path / "Data" / "com.apple.CoreML" / "weights"
-        prog = load_mil_proto(self.spec.mlProgram, self.spec.specificationVersion, str(weights))
-        self.function = prog.functions["main"]
-        self.ops = list(self.function.operations)
+        with package_copy(path) as copy:  # loading must not touch the bundle's own files
+            self.spec = ct.utils.load_spec(str(copy))
+            if self.spec.WhichOneof("Type") != "mlProgram":
+                raise VerificationError(f"{path} is a neural-network model, not an ML program", fix="export with convert_to='mlprogram'")
+            weights = copy / "Data" / "com.apple.CoreML" / "weights"
+            prog = load_mil_proto(self.spec.mlProgram, self.spec.specificationVersion, str(weights))
+            self.function = prog.functions["main"]
+            self.ops = list(self.function.operations)
+            self._constants = self._materialize()
         unknown = sorted({op.op_type for op in self.ops if not self._is_constant(op) and op.op_type not in KERNELS})
         if unknown:
             raise VerificationError(f"MIL interpreter: {path.name} uses ops it does not implement: {', '.join(unknown)}",
                                     fix="run verification on macOS (MLModel.predict), or add the ops to toolkit/verify/mil.py")
         self.input_names = list(self.function.inputs)
         self.output_names = [v.name for v in self.function.outputs]
-        self._constants = self._materialize()
 
     @staticmethod
     def _is_constant(op) -> bool:

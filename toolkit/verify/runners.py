@@ -111,9 +111,16 @@ def coreml_runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255
                       note="float16 programs: each op computes in float32 from float16 inputs and stores float16; "
                            "the GPU and Neural Engine also accumulate some ops in float16")
 
+    import shutil
+    import tempfile
+    import weakref
+
     import coremltools as ct
 
-    model = ct.models.MLModel(str(path))
+    # MLModel opens (and may rewrite) the package: give it a private copy that lives with the runner.
+    private = Path(tempfile.mkdtemp(prefix="skinkit-mlpackage-")) / path.name
+    shutil.copytree(path, private)
+    model = ct.models.MLModel(str(private))
     class_labels = json.loads(model.user_defined_metadata.get("skinkit.labels", "[]"))
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -143,6 +150,7 @@ def coreml_runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255
         return y
 
     runner = Runner(run_and_cross_check, check="coremltools MLModel.predict (macOS), cross-checked by the MIL interpreter")
+    weakref.finalize(runner, shutil.rmtree, private.parent, True)
     return runner
 
 

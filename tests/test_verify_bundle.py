@@ -1,0 +1,87 @@
+"""`skinkit verify BUNDLE`: integrity first, then the gate re-run on every artifact, for CI."""
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from toolkit.convert.base import file_sha256
+
+
+@pytest.fixture
+def bundle_copy(default_bundle, tmp_path):
+    out, proc = default_bundle
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dst = tmp_path / "acne_test"
+    shutil.copytree(out / "acne_test", dst)
+    return dst
+
+
+def test_reference_bundle_passes_with_junit(bundle_copy, tmp_path):
+    junit = tmp_path / "report.xml"
+    before = {p: p.stat().st_mtime_ns for p in bundle_copy.rglob("*") if p.is_file()}
+    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["passed"] and summary["evaluation"] == {"source": "synthetic", "n": 16, "folder": None}
+    assert [a["path"] for a in summary["artifacts"]] == [e["path"] for e in summary["integrity"]]
+    assert all(e["matches"] for e in summary["integrity"])
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    assert {p: p.stat().st_mtime_ns for p in bundle_copy.rglob("*") if p.is_file()} == before, "verify never writes into a bundle"
+
+
+def test_tampered_and_unlisted_files_are_named(bundle_copy):
+    art = bundle_copy / "artifacts" / "acne_mobilenetv2_fp32.tflite"
+    data = bytearray(art.read_bytes())
+    data[-100] ^= 0xFF
+    art.write_bytes(bytes(data))
+    (bundle_copy / "artifacts" / "extra.onnx").write_bytes(b"x")
+    proc = run_cli("verify", str(bundle_copy))
+    assert proc.returncode == 1
+    assert "artifacts/acne_mobilenetv2_fp32.tflite was modified" in proc.stderr
+    assert "artifacts/extra.onnx is not listed in the manifest" in proc.stderr
+
+
+def test_damaged_artifact_fails_the_gate_with_exit_3(bundle_copy, tmp_path):
+    """A damaged weight recorded in the manifest passes integrity but not the gate."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = bundle_copy / "artifacts" / "acne_mobilenetv2_fp32.onnx"
+    model = onnx.load(str(path))
+    big = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    big.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(big) * 1.5, big.name))
+    onnx.save(model, str(path))
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["path"].endswith("fp32.onnx"):
+            a["sha256"] = file_sha256(path)
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+
+    junit = tmp_path / "report.xml"
+    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "artifacts/acne_mobilenetv2_fp32.onnx: max abs error vs float" in proc.stderr
+    assert "FAIL  artifacts/acne_mobilenetv2_fp32.onnx" in proc.stdout
+    assert "pass  artifacts/acne_mobilenetv2_fp32.tflite" in proc.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "1"
+    failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["artifacts/acne_mobilenetv2_fp32.onnx"]
+
+
+def test_evaluation_folder_replaces_the_bundles_own(bundle_copy, tmp_path):
+    data = tmp_path / "data"
+    assert run_cli("data", "acne_mobilenetv2", "--out", str(data), "--n", "8", "--split", "val").returncode == 0
+    proc = run_cli("verify", str(bundle_copy), "--data", str(data), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["evaluation"] == {"source": "folder", "n": 8, "folder": str(data)}
+
+
+def test_not_a_bundle(tmp_path):
+    proc = run_cli("verify", str(tmp_path))
+    assert proc.returncode == 1 and "is not a skinkit bundle (no manifest.json)" in proc.stderr

@@ -1,0 +1,131 @@
+"""``skinkit verify BUNDLE``: re-check a written bundle, the way CI gates a pull request.
+
+1. Integrity: every artifact's sha256 against the manifest (a tampered, missing or unlisted file is
+   an error naming it), and the reference checkpoint's sha256 against the one the bundle was built
+   from.
+2. The gate: every artifact runs again on the evaluation set (the bundle's own, or ``--data DIR``)
+   against the float PyTorch reference rebuilt from the manifest's recipe; the same criteria as at
+   export. Nothing is rewritten in the bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from toolkit.errors import BadInputError
+
+
+class IntegrityError(BadInputError):
+    """A bundle's files do not match its manifest."""
+
+
+def read_manifest(bundle: Path) -> dict:
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        raise BadInputError(f"{bundle} is not a skinkit bundle (no manifest.json)",
+                            fix="pass the folder `skinkit export` wrote, e.g. bundles/acne_mobilenetv2")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise IntegrityError(f"{path} is not valid JSON: {exc}", fix="re-export the bundle") from None
+
+
+def check_integrity(bundle: Path, manifest: dict) -> list[dict]:
+    """One entry per artifact file with its expected and actual sha256; raises naming every mismatch."""
+    from toolkit.convert.base import file_sha256
+
+    rows, problems = [], []
+    listed = set()
+    for a in manifest["artifacts"]:
+        path = bundle / a["path"]
+        listed.add(path.name)
+        if not path.exists():
+            problems.append(f"{a['path']} is missing")
+            continue
+        actual = file_sha256(path)
+        rows.append({"path": a["path"], "sha256": actual, "matches": actual == a["sha256"]})
+        if actual != a["sha256"]:
+            problems.append(f"{a['path']} was modified (sha256 {actual[:12]}…, manifest says {a['sha256'][:12]}…)")
+    extra = sorted(p.name for p in (bundle / "artifacts").iterdir() if p.name not in listed) if (bundle / "artifacts").is_dir() else []
+    problems += [f"artifacts/{name} is not listed in the manifest" for name in extra]
+    if problems:
+        raise IntegrityError("bundle integrity check failed: " + "; ".join(problems),
+                             fix="re-export the bundle; never edit its files by hand")
+    return rows
+
+
+def _state(bundle: Path, manifest: dict, data: Path | None, n: int | None, log_path: Path):
+    from toolkit.pipeline import ExportState
+    from toolkit.recipe import EvaluationConfig, Recipe
+
+    recipe = Recipe.model_validate(manifest["recipe"]["resolved"])
+    ev = recipe.evaluation
+    if data is not None:
+        ev = EvaluationConfig(source="folder", folder=data.resolve(), n=n or 100_000)
+    elif n is not None:
+        ev = ev.model_copy(update={"n": n})
+    recipe = recipe.model_copy(update={"evaluation": ev})
+    recipe_path = Path(manifest["recipe"]["path"])
+    return ExportState(recipe=recipe, recipe_path=recipe_path, staging=bundle, log_path=log_path)
+
+
+def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None) -> dict:
+    """Integrity, then the gate on every artifact. Returns a summary; never modifies the bundle."""
+    from toolkit.convert.base import Artifact
+    from toolkit.errors import CheckpointError
+    from toolkit.pipeline import _compress, _load, _verify
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    integrity = check_integrity(bundle, manifest)
+    fd, log_name = tempfile.mkstemp(prefix="skinkit-verify-", suffix=".log")
+    os.close(fd)
+    t0 = time.perf_counter()
+    try:
+        state = _compress(_load(_state(bundle, manifest, data, n, Path(log_name))))
+        want = manifest["model"].get("checkpoint_sha256")
+        got = state.loaded.provenance.get("checkpoint_sha256")
+        if want and got != want:
+            raise CheckpointError(f"the reference checkpoint {state.loaded.provenance.get('checkpoint')} is not the one "
+                                  f"the bundle was built from (sha256 {str(got)[:12]}…, manifest says {want[:12]}…)",
+                                  fix="verify with the checkpoint named in the manifest, or re-export the bundle")
+        artifacts = tuple(Artifact(format=a["format"], precision=a["precision"], path=bundle / a["path"], seconds=0.0,
+                                   details=a["structure"]) for a in manifest["artifacts"])
+        state = _verify(replace(state, artifacts=artifacts))
+    finally:
+        Path(log_name).unlink(missing_ok=True)
+    results = []
+    for a in manifest["artifacts"]:
+        v = state.verification[Path(a["path"]).name]
+        results.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "passed": v["passed"],
+                        "check": v["check"], "criteria": v["criteria"],
+                        **{k: v[k] for k in ("numerics", "agreement", "task_metric", "by_group") if k in v}})
+    return {
+        "bundle": str(bundle), "model": manifest["model"]["name"], "passed": all(r["passed"] for r in results),
+        "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(state.data),
+                       "folder": str(data) if data else manifest["evaluation"].get("folder")},
+        "integrity": integrity, "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def junit_xml(summary: dict) -> str:
+    """JUnit XML for CI: one test case per artifact, failing with every criterion it missed."""
+    cases, failures = [], 0
+    for a in summary["artifacts"]:
+        failed = [c for c in a["criteria"] if not c["passed"]]
+        body = ""
+        if failed:
+            failures += 1
+            text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
+            body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
+        cases.append(f'  <testcase classname={quoteattr(summary["model"])} name={quoteattr(a["path"])}>'
+                     f'{body}<system-out>{escape(a["check"])}</system-out></testcase>')
+    head = (f'<testsuite name={quoteattr("skinkit verify " + summary["bundle"])} tests="{len(cases)}" '
+            f'failures="{failures}" time="{summary["seconds"]}">')
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + head + "\n" + "\n".join(cases) + "\n</testsuite>\n"
