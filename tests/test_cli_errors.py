@@ -3,6 +3,8 @@ the report kept. Nothing half-written is left behind."""
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli, write_recipe
 
 
@@ -104,3 +106,19 @@ def test_help_does_not_import_heavy_frameworks():
             "print(sorted(m for m in ('torch', 'tensorflow', 'coremltools') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_public_api_is_lazy_and_complete():
+    import subprocess
+    import sys
+
+    code = ("import sys, toolkit; print(sorted(m for m in ('torch', 'tensorflow', 'coremltools') if m in sys.modules)); "
+            "print(all(callable(getattr(toolkit, n)) for n in toolkit.__all__ if n != '__version__'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "True"]
+    import toolkit
+    from toolkit.verify.bundle import verify_bundle
+
+    assert toolkit.verify_bundle is verify_bundle
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        toolkit.nope

@@ -1,3 +1,31 @@
-"""skinkit: trained PyTorch skin-analysis models to verified on-device bundles."""
+"""skinkit: trained PyTorch skin-analysis models to verified on-device bundles.
+
+The public API, imported lazily so that ``import toolkit`` (and ``skinkit --help``) stays instant::
+
+    from toolkit import load_recipe, export, verify_bundle, inspect_artifact, MILProgram
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "load_recipe": "toolkit.recipe",
+    "parse_recipe": "toolkit.recipe",
+    "export": "toolkit.pipeline",
+    "verify_bundle": "toolkit.verify.bundle",
+    "inspect_artifact": "toolkit.convert.inspect",
+    "MILProgram": "toolkit.verify.mil",
+    "get_spec": "toolkit.registry",
+    "list_models": "toolkit.registry",
+    "load_model": "toolkit.load",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
