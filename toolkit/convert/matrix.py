@@ -10,13 +10,13 @@ from toolkit.convert.base import PRECISIONS, SUPPORTED, UNSUPPORTED
 EXPECTED_FAILURES: dict[tuple[str, str, str], str] = {
     ("acne_mobilenetv2", "coreml", "palettize4"):
         "post-training 4-bit palettization of a width-0.5 MobileNetV2 costs 5 macro-F1 points (limit 4); "
-        "compact depthwise nets need palettization-aware training (issue 5) or 6 bits",
+        "compact depthwise nets need palettization-aware training, or 6 bits",
     ("acne_efficientnet_b0", "coreml", "palettize4"):
         "post-training 4-bit palettization drops EfficientNet-B0 (width 0.35) to 0.89 top-1 agreement and "
         "-10 macro-F1 points; use palettize6 or int4_block",
     ("texture_sr", "tflite", "int16x8"):
-        "ai-edge-litert's int16 ADD kernel refuses the file at load ('input1_shift <= 0' on the residual "
-        "adds, whose operand scales differ too much); use int8 or fp16",
+        "ai-edge-litert's int16 ADD kernel refuses the file at load ('input1_shift <= 0': the two operand "
+        "scales of an int16 add differ too much); use int8 or fp16",
 }
 
 
