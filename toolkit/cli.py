@@ -145,10 +145,11 @@ def verify(
         for a in summary["artifacts"]:
             print(f"  {'pass' if a['passed'] else 'FAIL'}  {a['path']}  ({a['check'].split(';')[0]})")
     if not summary["passed"]:
+        from toolkit.verify.gate import failed_criteria
+
         for a in summary["artifacts"]:
-            for c in a["criteria"]:
-                if not c["passed"]:
-                    print(f"  - {a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})", file=sys.stderr)
+            for line in failed_criteria(a["path"], a["criteria"]):
+                print(f"  - {line}", file=sys.stderr)
         print("skinkit: verification gate failed", file=sys.stderr)
         raise typer.Exit(3)
 

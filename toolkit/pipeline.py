@@ -41,6 +41,7 @@ class ExportState:
     artifacts: tuple = ()
     data: object = None
     verification: dict = field(default_factory=dict)  # artifact filename -> result
+    runners: dict = field(default_factory=dict)  # artifact filename -> Runner, built once by verify
     benchmark: dict = field(default_factory=dict)
     reference_benchmark: dict | None = None
     manifest: dict | None = None
@@ -88,21 +89,27 @@ def _compress(s: ExportState) -> ExportState:
     return replace(s, model=model, wrapped=wrapped, compression=report)
 
 
+def _images(s: ExportState, cfg, *, split: str):
+    """The images a recipe section names: the synthetic generator's ``split``, or a folder
+    (relative to the recipe)."""
+    from toolkit.data.folder import load_folder
+    from toolkit.data.tasks import task_data
+
+    spec = s.loaded.spec
+    if cfg.source == "folder":
+        folder = cfg.folder if cfg.folder.is_absolute() else (s.recipe_path.parent / cfg.folder)
+        return load_folder(spec, folder.resolve(), limit=cfg.n)
+    return task_data(spec, cfg.n, split=split, seed=cfg.seed)
+
+
 def _calibration_inputs(s: ExportState):
     """Contract-shaped calibration images, only when a target needs activation ranges."""
     from toolkit.convert.base import PRECISIONS
-    from toolkit.data.folder import load_folder
-    from toolkit.data.tasks import task_data
     from toolkit.verify.gate import contract_inputs
 
     if not any(PRECISIONS[t.precision].calibrated for t in s.recipe.targets):
         return None
-    c, spec = s.recipe.calibration, s.loaded.spec
-    if c.source == "folder":
-        folder = c.folder if c.folder.is_absolute() else (s.recipe_path.parent / c.folder)
-        data = load_folder(spec, folder.resolve(), limit=c.n)
-    else:
-        data = task_data(spec, c.n, split="calib", seed=c.seed)
+    data = _images(s, s.recipe.calibration, split="calib")
     return contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
 
 
@@ -148,15 +155,7 @@ def _convert(s: ExportState) -> ExportState:
 
 
 def _evaluation_data(s: ExportState):
-    from toolkit.data.folder import load_folder
-    from toolkit.data.tasks import task_data
-
-    ev = s.recipe.evaluation
-    spec = s.loaded.spec
-    if ev.source == "folder":
-        folder = ev.folder if ev.folder.is_absolute() else (s.recipe_path.parent / ev.folder)
-        return load_folder(spec, folder.resolve(), limit=ev.n)
-    return task_data(spec, ev.n, split=ev.split, seed=ev.seed)
+    return _images(s, s.recipe.evaluation, split=s.recipe.evaluation.split)
 
 
 def _verify(s: ExportState) -> ExportState:
@@ -168,7 +167,7 @@ def _verify(s: ExportState) -> ExportState:
     data = _evaluation_data(s)
     x = contract_inputs(data, inp.pixel_range, inp.layout)
     ref = reference_outputs(s.wrapped, x)
-    results = {}
+    results, runners = {}, {}
     for a in s.artifacts:
         tol = resolve_tolerance(spec, a.precision, s.recipe.tolerances.get(a.precision))
         # A Core ML classifier returns probabilities: compare them with the reference's.
@@ -176,13 +175,14 @@ def _verify(s: ExportState) -> ExportState:
         try:
             with captured(s.log_path):
                 runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, layout=inp.layout, pixel_range=inp.pixel_range)
+            runners[a.filename] = runner
             res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=a_ref, tolerance=tol, layout=inp.layout)
         except VerificationError as exc:  # could not execute it: a failed check, never a pass
             res = {"check": "not executed", "passed": False, "error": exc.one_line(),
                    "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
         res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v is not None}
         results[a.filename] = res
-    return replace(s, data=data, verification=results)
+    return replace(s, data=data, verification=results, runners=runners)
 
 
 def softmax(z):
@@ -195,10 +195,8 @@ def softmax(z):
 def _benchmark(s: ExportState) -> ExportState:
     import torch
 
-    from toolkit._io import captured
     from toolkit.benchmark import measure_latency
     from toolkit.verify.gate import contract_inputs
-    from toolkit.verify.runners import make_runner
 
     cfg = s.recipe.benchmark
     if not cfg.enabled:
@@ -210,12 +208,10 @@ def _benchmark(s: ExportState) -> ExportState:
     ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
     bench = {}
     for a in s.artifacts:
-        if s.verification.get(a.filename, {}).get("check") == "not executed":
+        runner = s.runners.get(a.filename)
+        if runner is None:
             bench[a.filename] = {"skipped": "the artifact could not be executed (see verification)"}
             continue
-        with captured(s.log_path):
-            runner = make_runner(a.format, a.path, threads=cfg.threads, layout=s.recipe.input.layout,
-                                 pixel_range=s.recipe.input.pixel_range)
         if not runner.timed:
             bench[a.filename] = {"skipped": "Core ML executes on macOS only; the reference interpreter's latency means nothing"}
             continue
@@ -350,8 +346,9 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
     log_path.unlink(missing_ok=True)  # kept only when an export fails, for the backend's own messages
     result = ExportResult(final, state.manifest, log_path)
     if not result.passed:
-        failures = [f"{a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
-                    for a in state.manifest["artifacts"] for c in a["verification"]["criteria"] if not c["passed"]]
+        from toolkit.verify.gate import failed_criteria
+
+        failures = [line for a in state.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
         raise VerificationFailed(f"verification gate failed for {len(failures)} criteria; bundle and report kept at {final}",
                                  failures=failures, bundle_dir=str(final),
                                  fix="see report.md; loosen tolerances only if the drop is acceptable")

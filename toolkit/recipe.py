@@ -68,6 +68,15 @@ class Target(_Strict):
         return f"{self.format}_{self.variant}"
 
 
+def _check_source(cfg, section: str):
+    """An image source is the synthetic generator or a folder, and a folder only with source 'folder'."""
+    if cfg.source == "folder" and cfg.folder is None:
+        raise ValueError(f"source 'folder' needs {section}.folder")
+    if cfg.source == "synthetic" and cfg.folder is not None:
+        raise ValueError(f"{section}.folder is set but source is 'synthetic'; set source: folder")
+    return cfg
+
+
 class CalibrationConfig(_Strict):
     """Images whose activation ranges set the scales of full-integer targets (int8, int16x8)."""
 
@@ -78,11 +87,7 @@ class CalibrationConfig(_Strict):
 
     @model_validator(mode="after")
     def _folder(self) -> "CalibrationConfig":
-        if self.source == "folder" and self.folder is None:
-            raise ValueError("source 'folder' needs calibration.folder")
-        if self.source == "synthetic" and self.folder is not None:
-            raise ValueError("calibration.folder is set but source is 'synthetic'; set source: folder")
-        return self
+        return _check_source(self, "calibration")
 
 
 class PruningConfig(_Strict):
@@ -104,11 +109,7 @@ class EvaluationConfig(_Strict):
 
     @model_validator(mode="after")
     def _folder(self) -> "EvaluationConfig":
-        if self.source == "folder" and self.folder is None:
-            raise ValueError("source 'folder' needs evaluation.folder")
-        if self.source == "synthetic" and self.folder is not None:
-            raise ValueError("evaluation.folder is set but source is 'synthetic'; set source: folder")
-        return self
+        return _check_source(self, "evaluation")
 
 
 class ToleranceOverride(_Strict):

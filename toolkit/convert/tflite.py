@@ -213,7 +213,8 @@ def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
 
 
 def inspect_input_name(path: Path) -> str:
-    return inspect(path)["inputs"][0]["name"]
+    sg = _model(path).subgraphs[0]
+    return _text(sg.tensors[sg.inputs[0]].name)
 
 
 def _check_applied(precision: str, details: dict) -> dict:

@@ -60,6 +60,11 @@ def _criterion(name: str, value: float | None, bound: float | None, *, op: str) 
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
 
 
+def failed_criteria(path: str, criteria: list[dict]) -> list[str]:
+    """One line per failed criterion of an artifact, as the CLI and the errors print them."""
+    return [f"{path}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})" for c in criteria if not c["passed"]]
+
+
 def _check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
 

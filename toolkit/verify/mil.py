@@ -212,40 +212,34 @@ def _channel_view(v, x):
     return torch.as_tensor(v, dtype=x.dtype).reshape(1, -1, *([1] * (x.dim() - 2)))
 
 
+def _standardize(x, dims, epsilon):
+    return (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(x.var(dim=dims, keepdim=True, unbiased=False) + float(epsilon))
+
+
+def _affine(y, gamma, beta, view):
+    if gamma is not None:
+        y = y * view(gamma)
+    if beta is not None:
+        y = y + view(beta)
+    return y
+
+
 @kernel("batch_norm")
 def _batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5, **_):
     y = (x - _channel_view(mean, x)) / torch.sqrt(_channel_view(variance, x) + float(epsilon))
-    if gamma is not None:
-        y = y * _channel_view(gamma, x)
-    if beta is not None:
-        y = y + _channel_view(beta, x)
-    return y
+    return _affine(y, gamma, beta, lambda v: _channel_view(v, x))
 
 
 @kernel("instance_norm")
 def _instance_norm(x, gamma=None, beta=None, epsilon=1e-5, **_):
-    dims = tuple(range(2, x.dim()))
-    mu = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, unbiased=False)
-    y = (x - mu) / torch.sqrt(var + float(epsilon))
-    if gamma is not None:
-        y = y * _channel_view(gamma, x)
-    if beta is not None:
-        y = y + _channel_view(beta, x)
-    return y
+    y = _standardize(x, tuple(range(2, x.dim())), epsilon)
+    return _affine(y, gamma, beta, lambda v: _channel_view(v, x))
 
 
 @kernel("layer_norm")
 def _layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5, **_):
     dims = tuple(int(a) for a in axes) if axes is not None else tuple(range(x.dim()))
-    mu = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, unbiased=False)
-    y = (x - mu) / torch.sqrt(var + float(epsilon))
-    if gamma is not None:
-        y = y * torch.as_tensor(gamma, dtype=x.dtype)
-    if beta is not None:
-        y = y + torch.as_tensor(beta, dtype=x.dtype)
-    return y
+    return _affine(_standardize(x, dims, epsilon), gamma, beta, lambda v: torch.as_tensor(v, dtype=x.dtype))
 
 
 @kernel("l2_norm")

@@ -84,12 +84,12 @@ def coreml_runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255
 
     Inputs are the bundle's contract tensors. An image input is fed as the pixel buffer an app would
     hand over (RGB 0–255); a classifier's output is its probability vector in label order."""
-    from toolkit.convert.coreml import inspect
     from toolkit.verify.mil import MILProgram
 
-    details = inspect(path)
-    image_input = details["inputs"][0]["type"] == "imageType"
-    classifier = details["classifier"]
+    program = MILProgram(path)  # also the package's spec: one copy, one load
+    description = program.spec.description
+    image_input = description.input[0].type.WhichOneof("Type") == "imageType"
+    classifier = bool(description.predictedFeatureName)
     scale_to_pixels = 255.0 if pixel_range == "0-1" else 1.0
 
     def program_input(x: np.ndarray) -> np.ndarray:
@@ -98,7 +98,6 @@ def coreml_runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255
         nchw = x if layout == "nchw" else x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(nchw * scale_to_pixels, dtype=np.float32)
 
-    program = MILProgram(path)
     out_name = "classLabel_probs" if classifier else program.output_names[0]
 
     def interpret(x: np.ndarray) -> np.ndarray:
