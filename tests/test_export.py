@@ -56,8 +56,13 @@ def test_verification_figures(bundle):
         assert v["agreement"] >= 0.98
     # Accuracy of the trained model on held-out data, and per skin-tone group.
     v = arts[("onnx", "fp32")]["verification"]
-    assert v["task_metric"]["float"]["accuracy"] > 0.85
+    acc = v["metrics"]["accuracy"]["float"]
+    assert acc["value"] > 0.85 and acc["ci95"][0] < acc["value"] <= acc["ci95"][1] and acc["ci95"][0] > 0.7
+    assert v["metrics"]["accuracy"]["drop"] == {"value": 0.0, "ci95": [0.0, 0.0]}  # fp32 decides as float does
+    assert v["task_metric"]["name"] == "macro_f1" and v["task_metric"]["drop"] == 0.0
     assert sum(g["n"] for g in v["by_group"].values()) == 48
+    tone = json.loads((path / "manifest.json").read_text())["evaluation"]["skin_tone"]
+    assert {g: d["n"] for g, d in v["by_group"].items()} == tone["groups"] and len(tone["ita"]) == 48
     check = arts[("coreml", "fp16")]["verification"]["check"]
     assert check.startswith("coremltools MLModel.predict" if sys.platform == "darwin" else "MIL reference interpreter")
 

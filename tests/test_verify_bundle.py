@@ -26,7 +26,9 @@ def test_reference_bundle_passes_with_junit(bundle_copy, tmp_path):
     proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
-    assert summary["passed"] and summary["evaluation"] == {"source": "synthetic", "n": 16, "folder": None}
+    ev = summary["evaluation"]
+    assert summary["passed"] and (ev["source"], ev["n"], ev["folder"], ev["bootstrap"], ev["noninferiority"]) == ("synthetic", 16, None, 1000, "ci")
+    assert sum(ev["skin_tone"]["groups"].values()) == 16
     assert [a["path"] for a in summary["artifacts"]] == [e["path"] for e in summary["integrity"]]
     assert all(e["matches"] for e in summary["integrity"])
     suite = ET.parse(junit).getroot()
@@ -62,8 +64,8 @@ def test_damaged_artifact_fails_the_gate_with_exit_3(bundle_copy, tmp_path):
             a["sha256"] = file_sha256(path)
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
 
-    junit = tmp_path / "report.xml"
-    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit))
+    junit, html = tmp_path / "report.xml", tmp_path / "report.html"
+    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--html", str(html))
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "artifacts/acne_mobilenetv2_fp32.onnx: max abs error vs float" in proc.stderr
     assert "FAIL  artifacts/acne_mobilenetv2_fp32.onnx" in proc.stdout
@@ -72,6 +74,16 @@ def test_damaged_artifact_fails_the_gate_with_exit_3(bundle_copy, tmp_path):
     assert suite.get("failures") == "1"
     failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["artifacts/acne_mobilenetv2_fp32.onnx"]
+
+    # The culprit finder reads the weights back from the file and names the damaged layer first.
+    from toolkit.load import load_model
+
+    layers = {n: m for n, m in load_model("acne_mobilenetv2").module.named_modules() if hasattr(m, "weight") and m.weight is not None and m.weight.dim() > 1}
+    damaged = [n for n, m in layers.items() if m.weight.numel() == int(np.prod(big.dims))]
+    assert len(damaged) == 1
+    assert f"culprits: keep in higher precision: {damaged[0]}\n" in proc.stdout
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") >= 5 and "FAILED" in page and damaged[0] in page
 
 
 def test_evaluation_folder_replaces_the_bundles_own(bundle_copy, tmp_path):

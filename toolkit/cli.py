@@ -124,26 +124,42 @@ def verify(
     data: Optional[Path] = typer.Option(None, "--data", help="evaluation folder (labels.csv + images); default: the bundle's own evaluation set"),
     n: Optional[int] = typer.Option(None, "--n", help="use only the first N evaluation images"),
     junit: Optional[Path] = typer.Option(None, "--junit", help="also write a JUnit XML report for CI"),
-    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    html: Optional[Path] = typer.Option(None, "--html", help="also write a self-contained HTML report with plots"),
+    culprits: Optional[str] = typer.Option(None, "--culprits", help="rank degraded layers for: failed (recipe default), all, off"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON (strict: NaN as null)"),
 ) -> None:
-    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails)."""
-    from toolkit._io import captured_quietly
-    from toolkit.verify.bundle import junit_xml, verify_bundle
+    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails).
 
+    Reports (JUnit, HTML) are written whether the gate passes or fails."""
+    from toolkit._io import captured_quietly
+    from toolkit.errors import BadInputError
+    from toolkit.verify.bundle import json_safe, junit_xml, verify_bundle, write_atomically
+
+    if culprits not in (None, "failed", "all", "off"):
+        raise BadInputError(f"--culprits {culprits!r} is not one of failed, all, off", fix="pass --culprits failed|all|off")
     with captured_quietly():
-        summary = verify_bundle(bundle, data=data, n=n)
+        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits)
     if junit is not None:
-        tmp = junit.with_name(f".{junit.name}.tmp")
-        tmp.write_text(junit_xml(summary))
-        tmp.replace(junit)
+        write_atomically(junit, junit_xml(summary))
+    if html is not None:
+        from toolkit.verify.html import render_html
+
+        with captured_quietly():
+            write_atomically(html, render_html(summary))
     if as_json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     else:
         ev = summary["evaluation"]
         print(f"{summary['bundle']}: integrity ok ({len(summary['integrity'])} artifacts); "
               f"{ev['n']} images ({ev['source']}), {summary['seconds']} s")
         for a in summary["artifacts"]:
-            print(f"  {'pass' if a['passed'] else 'FAIL'}  {a['path']}  ({a['check'].split(';')[0]})")
+            tm = a.get("task_metric")
+            figure = (f"; {tm['name']} {tm['float']:.4f} → {tm['artifact']:.4f}, drop 95 % CI "
+                      f"[{tm['drop_ci95'][0]:+.4f}, {tm['drop_ci95'][1]:+.4f}]") if tm else ""
+            print(f"  {'pass' if a['passed'] else 'FAIL'}  {a['path']}  ({a['check'].split(';')[0]}{figure})")
+            c = a.get("culprits") or {}
+            if c.get("suggestion") or c.get("error"):
+                print(f"        culprits: {c.get('suggestion') or c.get('error')}")
     if not summary["passed"]:
         from toolkit.verify.gate import failed_criteria
 

@@ -42,6 +42,7 @@ class ExportState:
     data: object = None
     verification: dict = field(default_factory=dict)  # artifact filename -> result
     runners: dict = field(default_factory=dict)  # artifact filename -> Runner, built once by verify
+    skin_tone: dict | None = None  # measured ITA° and groups of the evaluation images
     benchmark: dict = field(default_factory=dict)
     reference_benchmark: dict | None = None
     manifest: dict | None = None
@@ -160,13 +161,17 @@ def _evaluation_data(s: ExportState):
 
 def _verify(s: ExportState) -> ExportState:
     from toolkit._io import captured
+    from toolkit.verify import subgroups
     from toolkit.verify.gate import contract_inputs, reference_outputs, resolve_tolerance, verify_artifact
     from toolkit.verify.runners import make_runner
+    from toolkit.verify.stats import Bootstrap
 
-    spec, inp = s.loaded.spec, s.recipe.input
+    spec, inp, ev = s.loaded.spec, s.recipe.input, s.recipe.evaluation
     data = _evaluation_data(s)
     x = contract_inputs(data, inp.pixel_range, inp.layout)
     ref = reference_outputs(s.wrapped, x)
+    tone = subgroups.measure(data.inputs, data.skin_masks)
+    boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
     results, runners = {}, {}
     for a in s.artifacts:
         tol = resolve_tolerance(spec, a.precision, s.recipe.tolerances.get(a.precision))
@@ -176,13 +181,39 @@ def _verify(s: ExportState) -> ExportState:
             with captured(s.log_path):
                 runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, layout=inp.layout, pixel_range=inp.pixel_range)
             runners[a.filename] = runner
-            res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=a_ref, tolerance=tol, layout=inp.layout)
+            res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=a_ref, tolerance=tol, layout=inp.layout, tone=tone,
+                                  boot=boot, noninferiority=ev.noninferiority, min_group_size=ev.min_group_size)
         except VerificationError as exc:  # could not execute it: a failed check, never a pass
             res = {"check": "not executed", "passed": False, "error": exc.one_line(),
                    "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
-        res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v is not None}
+        res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v not in (None, {})}
+        if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
+            res["culprits"] = _culprits(s, a, data)
         results[a.filename] = res
-    return replace(s, data=data, verification=results, runners=runners)
+    return replace(s, data=data, verification=results, runners=runners, skin_tone=skin_tone_summary(tone, data))
+
+
+def _culprits(s: ExportState, artifact, data) -> dict:
+    """Which layers the artifact degrades; a diagnosis, so its own failure is reported, not raised."""
+    from toolkit._io import captured
+    from toolkit.verify.culprit import locate
+
+    try:
+        with captured(s.log_path):
+            return locate(s.model, data.inputs[:s.recipe.evaluation.culprit_images], s.loaded.spec,
+                          fmt=artifact.format, path=artifact.path, precision=artifact.precision)
+    except Exception as exc:  # noqa: BLE001 — recorded in the report next to the gate's verdict
+        return {"error": f"culprit localisation failed: {type(exc).__name__}: {exc}"}
+
+
+def skin_tone_summary(tone, data) -> dict:
+    """How the evaluation images were grouped by skin tone, and how that compares with any annotation."""
+    from toolkit.verify.subgroups import GROUP_ORDER, agreement_with_annotation
+
+    return {"method": f"ITA° from {tone.method} (CIELab, OpenCV), six Fitzpatrick-proxy bins",
+            "groups": {g: tone.groups.count(g) for g in GROUP_ORDER if g in tone.groups},
+            "ita": [round(float(v), 3) for v in tone.ita],
+            "versus_annotation": agreement_with_annotation(tone, data.ita, data.groups)}
 
 
 def softmax(z):
@@ -270,7 +301,7 @@ def _bundle(s: ExportState) -> ExportState:
         evaluation={"source": ev.source, "n": len(s.data), "split": ev.split if ev.source == "synthetic" else None,
                     "seed": ev.seed if ev.source == "synthetic" else None,
                     "folder": str(ev.folder) if ev.folder else None,
-                    "groups": {g: s.data.groups.count(g) for g in sorted(set(s.data.groups))}},
+                    "skin_tone": s.skin_tone},
         artifacts=entries,
         reference_benchmark=s.reference_benchmark,
         verdict={"passed": len(passed) == len(entries), "artifact_count": len(entries), "passed_count": len(passed)},

@@ -106,6 +106,14 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     split: Literal["test", "val"] = "test"
     folder: Path | None = None
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap replicates for 95 % confidence intervals")
+    noninferiority: Literal["ci", "point"] = Field(
+        "ci", description="'ci': a metric's drop passes if the upper end of its paired 95 % CI is within the margin; "
+                          "'point': if the point estimate is")
+    min_group_size: int = Field(10, ge=1, description="skin-tone groups with fewer images are reported but not gated")
+    culprits: Literal["failed", "all", "off"] = Field(
+        "failed", description="rank the layers each artifact degrades (per-layer SQNR against float): for failing artifacts, all, or none")
+    culprit_images: int = Field(16, ge=1, le=256, description="evaluation images the culprit finder runs")
 
     @model_validator(mode="after")
     def _folder(self) -> "EvaluationConfig":
@@ -116,7 +124,17 @@ class ToleranceOverride(_Strict):
     max_abs: float | None = Field(None, gt=0)
     min_cosine: float | None = Field(None, ge=-1, le=1)
     min_agreement: float | None = Field(None, ge=0, le=1)
-    max_metric_drop: float | None = Field(None, ge=0)
+    max_metric_drop: float | None = Field(None, ge=0, description="non-inferiority margin of the headline task metric")
+    margins: dict[str, float] = Field({}, description="non-inferiority margins on other task metrics, e.g. {recall.severe: 0.02}")
+    max_group_drop: float | None = Field(None, ge=0, description="largest headline-metric drop allowed in any skin-tone group")
+
+    @field_validator("margins")
+    @classmethod
+    def _non_negative(cls, margins: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in margins.items() if not v >= 0]
+        if bad:
+            raise ValueError(f"margins must be >= 0 (got {', '.join(f'{k}: {margins[k]}' for k in bad)})")
+        return margins
 
 
 class BenchmarkConfig(_Strict):

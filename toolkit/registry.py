@@ -26,14 +26,19 @@ class Tolerance:
 
     ``max_abs`` and ``min_cosine`` are numerics on the raw outputs; ``min_agreement`` is top-1
     (classification) or per-pixel argmax (segmentation) agreement with float; ``max_metric_drop``
-    is how far the task metric may fall below float's, in the metric's own units. A bound left
-    ``None`` is not checked (elementwise error says little about an 8-bit model; agreement does).
+    is the non-inferiority margin of the headline task metric: how far it may fall below float's, in
+    the metric's own units. ``margins`` adds margins on any other metric of the task (names as in
+    ``toolkit.verify.stats`` that have a float counterpart, e.g. ``recall.severe`` or ``mae.tewl``).
+    ``max_group_drop`` bounds the headline drop in the worst skin-tone group. A bound left ``None`` is
+    not checked (elementwise error says little about an 8-bit model; agreement does).
     """
 
     max_abs: float | None = None
     min_cosine: float | None = None
     min_agreement: float | None = None
     max_metric_drop: float | None = None
+    margins: dict[str, float] = field(default_factory=dict)
+    max_group_drop: float | None = None
 
 
 @dataclass(frozen=True)

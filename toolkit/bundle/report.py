@@ -30,7 +30,8 @@ def render(m: dict) -> str:
         v = a["verification"]
         num = v.get("numerics", {})
         tm = v.get("task_metric")
-        task = f"{tm['name']} {tm['float'][tm['name']]:.4f} → {tm['artifact'][tm['name']]:.4f}" if tm else "—"
+        task = (f"{tm['name']} {tm['float']:.4f} → {tm['artifact']:.4f} (drop {tm['drop']:+.4f}, "
+                f"95 % CI {tm['drop_ci95'][0]:+.4f} … {tm['drop_ci95'][1]:+.4f})") if tm else "—"
         agree = v.get("agreement")
         lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {_fmt(num.get('max_abs_error', '—'))} | "
                      f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
@@ -57,14 +58,21 @@ def render(m: dict) -> str:
     if failing:
         lines += ["", "## Failed criteria", ""]
         lines += [f"- `{p}`: {c['name']}: {_fmt(c['value'])} (required {c['op']} {_fmt(c['bound'])})" for p, c in failing]
-    lines += ["", "## Per skin-tone group (ITA° bins)", ""]
+    tone = m["evaluation"].get("skin_tone") or {}
+    lines += ["", "## Per skin-tone group (ITA° bins)", "", f"Groups measured as {tone.get('method', '?')}."]
+    ann = tone.get("versus_annotation")
+    if ann:
+        lines.append(f"Against the data's annotated ITA°: same group for {ann['group_agreement']:.0%} of {ann['n']} images, "
+                     f"mean |ΔITA| {ann['ita_mean_abs_difference']:.1f}°.")
+    lines.append("")
     for a in m["artifacts"]:
         groups = a["verification"].get("by_group")
         if not groups:
             continue
         key = a["verification"]["task_metric"]["name"]
         lines.append(f"**{a['path']}**: " + "; ".join(
-            f"{g} (n={d['n']}) {key} {d[f'float_{key}']:.3f} → {d[f'artifact_{key}']:.3f}" for g, d in groups.items()))
+            f"{g} (n={d['n']}) {key} {d['metrics'][key]['float']['value']:.3f} → {d['metrics'][key]['artifact']['value']:.3f}"
+            for g, d in groups.items()))
         lines.append("")
     bench = [(a["path"], a["benchmark"]) for a in m["artifacts"] if a.get("benchmark")]
     if bench or m.get("reference_benchmark"):

@@ -5,9 +5,12 @@ Format (documented in the README):
     DIR/labels.csv      header ``file,<target columns>[,ita][,group]``
     DIR/<file>          RGB images (png/jpg), resized to the model input with INTER_AREA
     DIR/masks/<stem>.png  segmentation only: class-index masks at any size (nearest-neighbour resize)
+    DIR/skin/<stem>.png   optional, for every image or none: skin masks (non-zero = skin) from which the
+                          skin tone (ITA°) is measured; without them skin pixels are estimated
 
 Target columns: classification ``label`` (a class name or index); regression one column per
 output name (e.g. ``hydration,tewl``); super-resolution none (the image is the high-resolution target).
+Optional ``ita`` / ``group`` columns are an annotation of skin tone, reported next to the measured one.
 """
 
 from __future__ import annotations
@@ -49,9 +52,17 @@ def load_folder(spec: ModelSpec, folder: Path, *, limit: int | None = None) -> T
         raise DataError(f"{labels} has no 'file' column", fix="make the header start with: file")
     rows = rows[:limit] if limit else rows
     h, w = spec.input_size
-    inputs, targets, groups, itas = [], [], [], []
+    inputs, targets, groups, itas, skins = [], [], [], [], []
+    skin_dir = folder / "skin"
     for i, row in enumerate(rows, start=2):
         img = _read_rgb(folder / row["file"])
+        if skin_dir.is_dir():
+            skin_path = skin_dir / (Path(row["file"]).stem + ".png")
+            skin = cv2.imread(str(skin_path), cv2.IMREAD_GRAYSCALE)
+            if skin is None:
+                raise DataError(f"missing or unreadable skin mask {skin_path}",
+                                fix="give every image a skin/<image stem>.png, or remove the skin/ folder to estimate skin pixels")
+            skins.append(cv2.resize((skin > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST))
         if spec.task == "super_resolution":
             oh, ow = spec.output_size
             hr = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_AREA)
@@ -86,7 +97,7 @@ def load_folder(spec: ModelSpec, folder: Path, *, limit: int | None = None) -> T
     y = np.array(targets, np.int64) if spec.task == "classification" else np.stack(targets)
     if spec.task == "regression":
         y = y.astype(np.float32)
-    return TaskData(np.stack(inputs), y, tuple(groups), np.array(itas))
+    return TaskData(np.stack(inputs), y, tuple(groups), np.array(itas), np.stack(skins) if skins else None)
 
 
 def write_folder(data: TaskData, spec: ModelSpec, folder: Path) -> None:
@@ -100,6 +111,8 @@ def write_folder(data: TaskData, spec: ModelSpec, folder: Path) -> None:
     cols += ["ita", "group"]
     if spec.task == "segmentation":
         (folder / "masks").mkdir(exist_ok=True)
+    if data.skin_masks is not None:
+        (folder / "skin").mkdir(exist_ok=True)
     with open(folder / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(cols)
@@ -114,5 +127,7 @@ def write_folder(data: TaskData, spec: ModelSpec, folder: Path) -> None:
                 row += [f"{v:.4f}" for v in data.targets[i]]
             elif spec.task == "segmentation":
                 cv2.imwrite(str(folder / "masks" / f"img_{i:05d}.png"), data.targets[i].astype(np.uint8))
+            if data.skin_masks is not None:
+                cv2.imwrite(str(folder / "skin" / f"img_{i:05d}.png"), data.skin_masks[i].astype(np.uint8) * 255)
             row += [f"{data.ita[i]:.3f}", data.groups[i]]
             writer.writerow(row)

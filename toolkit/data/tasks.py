@@ -20,7 +20,8 @@ class TaskData:
     inputs: np.ndarray  # N x H x W x 3 uint8
     targets: np.ndarray  # classification: N int; regression: N x k float; segmentation: N x H x W int; SR: N x H x W x 3 uint8
     groups: tuple[str, ...]  # ITA group per sample
-    ita: np.ndarray  # N float
+    ita: np.ndarray  # N float; annotated ITA° (NaN where unknown)
+    skin_masks: np.ndarray | None = None  # N x H x W uint8 {0, 1} at input resolution, where the data has them
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -34,19 +35,22 @@ def _sr_pair(spec: ModelSpec, seed: int, split: str, index: int):
     oy, ox = 48 + int(rng.integers(-20, 21)), 48 + int(rng.integers(-20, 21))
     hr = sample.image[oy:oy + hr_h, ox:ox + hr_w]
     lr = cv2.resize(hr, spec.input_size[::-1], interpolation=cv2.INTER_AREA)
-    return sample, lr, hr
+    skin = cv2.resize(sample.skin_mask[oy:oy + hr_h, ox:ox + hr_w], spec.input_size[::-1], interpolation=cv2.INTER_NEAREST)
+    return sample, lr, hr, skin
 
 
 def task_data(spec: ModelSpec, n: int, *, split: str, seed: int = 0, start: int = 0) -> TaskData:
     """``n`` samples of ``split`` shaped for ``spec``'s task."""
-    inputs, targets, groups, ita = [], [], [], []
+    inputs, targets, groups, ita, skins = [], [], [], [], []
     h, w = spec.input_size
     for i in range(start, start + n):
         if spec.task == "super_resolution":
-            sample, x, y = _sr_pair(spec, seed, split, i)
+            sample, x, y, skin = _sr_pair(spec, seed, split, i)
         else:
             sample = make_sample(seed, split, i, size=h if h == w else 224)
-            x = sample.image if sample.image.shape[:2] == (h, w) else cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA)
+            resized = sample.image.shape[:2] != (h, w)
+            x = cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA) if resized else sample.image
+            skin = cv2.resize(sample.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST) if resized else sample.skin_mask
             if spec.task == "classification":
                 y = sample.acne_grade
             elif spec.task == "regression":
@@ -57,5 +61,6 @@ def task_data(spec: ModelSpec, n: int, *, split: str, seed: int = 0, start: int 
         targets.append(y)
         groups.append(sample.group)
         ita.append(sample.ita)
+        skins.append(skin)
     return TaskData(np.stack(inputs), np.stack(targets) if spec.task != "classification" else np.array(targets, np.int64),
-                    tuple(groups), np.array(ita, np.float64))
+                    tuple(groups), np.array(ita, np.float64), np.stack(skins))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -19,6 +20,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.errors import BadInputError
+
+
+_RESULT_KEYS = ("error", "tolerance", "numerics", "numerics_by_output", "agreement", "task_metric", "metrics", "confusion",
+                "by_group", "error_histogram", "culprits")
 
 
 class IntegrityError(BadInputError):
@@ -60,22 +65,24 @@ def check_integrity(bundle: Path, manifest: dict) -> list[dict]:
     return rows
 
 
-def _state(bundle: Path, manifest: dict, data: Path | None, n: int | None, log_path: Path):
+def _state(bundle: Path, manifest: dict, data: Path | None, n: int | None, culprits: str | None, log_path: Path):
     from toolkit.pipeline import ExportState
-    from toolkit.recipe import EvaluationConfig, Recipe
+    from toolkit.recipe import Recipe
 
     recipe = Recipe.model_validate(manifest["recipe"]["resolved"])
     ev = recipe.evaluation
-    if data is not None:
-        ev = EvaluationConfig(source="folder", folder=data.resolve(), n=n or 100_000)
+    if data is not None:  # the recipe's gate settings stay; only the images change
+        ev = ev.model_copy(update={"source": "folder", "folder": data.resolve(), "n": n or 100_000})
     elif n is not None:
         ev = ev.model_copy(update={"n": n})
+    if culprits is not None:
+        ev = ev.model_copy(update={"culprits": culprits})
     recipe = recipe.model_copy(update={"evaluation": ev})
     recipe_path = Path(manifest["recipe"]["path"])
     return ExportState(recipe=recipe, recipe_path=recipe_path, staging=bundle, log_path=log_path)
 
 
-def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None) -> dict:
+def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None) -> dict:
     """Integrity, then the gate on every artifact. Returns a summary; never modifies the bundle."""
     from toolkit.convert.base import Artifact
     from toolkit.errors import CheckpointError
@@ -88,7 +95,7 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        state = _compress(_load(_state(bundle, manifest, data, n, Path(log_name))))
+        state = _compress(_load(_state(bundle, manifest, data, n, culprits, Path(log_name))))
         want = manifest["model"].get("checkpoint_sha256")
         got = state.loaded.provenance.get("checkpoint_sha256")
         if want and got != want:
@@ -105,13 +112,36 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
         v = state.verification[Path(a["path"]).name]
         results.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "passed": v["passed"],
                         "check": v["check"], "criteria": v["criteria"],
-                        **{k: v[k] for k in ("numerics", "agreement", "task_metric", "by_group") if k in v}})
+                        **{k: v[k] for k in _RESULT_KEYS if k in v}})
     return {
-        "bundle": str(bundle), "model": manifest["model"]["name"], "passed": all(r["passed"] for r in results),
+        "bundle": str(bundle), "model": manifest["model"]["name"], "task": manifest["model"]["task"],
+        "labels": manifest["labels"], "passed": all(r["passed"] for r in results),
         "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(state.data),
-                       "folder": str(data) if data else manifest["evaluation"].get("folder")},
+                       "folder": str(data) if data else manifest["evaluation"].get("folder"),
+                       "bootstrap": state.recipe.evaluation.bootstrap, "noninferiority": state.recipe.evaluation.noninferiority,
+                       "skin_tone": state.skin_tone},
         "integrity": integrity, "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities as None, so the JSON is strict (readable by any parser)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary sibling, then rename: a report is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def junit_xml(summary: dict) -> str:

@@ -15,7 +15,9 @@ from toolkit.convert.base import PRECISIONS, Artifact
 from toolkit.convert.coreml import COMPRESSED_OPS
 from toolkit.data.tasks import TaskData
 from toolkit.registry import ModelSpec, Tolerance
-from toolkit.verify import metrics
+from toolkit.verify import metrics, stats
+from toolkit.verify.stats import Bootstrap
+from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
 from toolkit.verify.runners import Runner
 
 
@@ -24,7 +26,8 @@ def resolve_tolerance(spec: ModelSpec, precision: str, override) -> Tolerance:
     tol = spec.tolerance(PRECISIONS[precision].tier)
     if override is None:
         return tol
-    return replace(tol, **{k: v for k, v in override.model_dump().items() if v is not None})
+    changes = {k: v for k, v in override.model_dump().items() if v is not None and k != "margins"}
+    return replace(tol, **changes, margins={**tol.margins, **override.margins})
 
 
 def contract_inputs(data: TaskData, pixel_range: str, layout: str) -> np.ndarray:
@@ -46,18 +49,13 @@ def _to_nchw(y: np.ndarray, spec: ModelSpec, layout: str) -> np.ndarray:
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if dense and layout == "nhwc" else y
 
 
-def _headline(spec: ModelSpec, out: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return metrics.task_metric(spec.task, out, targets, num_classes=len(spec.labels),
-                              output_names=tuple(o.name for o in spec.outputs))
-
-
-def _criterion(name: str, value: float | None, bound: float | None, *, op: str) -> dict | None:
+def _criterion(name: str, value: float | None, bound: float | None, *, op: str, **extra) -> dict | None:
     if bound is None or value is None:
         return None
     ok = (value <= bound) if op == "<=" else (value >= bound)
     if isinstance(value, float) and math.isnan(value):
         ok = False
-    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
+    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok), **extra}
 
 
 def failed_criteria(path: str, criteria: list[dict]) -> list[str]:
@@ -105,8 +103,61 @@ def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shap
     return out
 
 
+def numerics_by_output(spec: ModelSpec, ref: np.ndarray, out: np.ndarray) -> dict[str, dict]:
+    """Numerics of each named output (a regression model's columns; otherwise its one output)."""
+    if spec.task == "regression" and len(spec.outputs) == ref.shape[-1] > 1:
+        return {o.name: metrics.numerics(ref[:, j], out[:, j]) for j, o in enumerate(spec.outputs)}
+    return {spec.outputs[0].name: metrics.numerics(ref, out)}
+
+
+def error_histogram(ref: np.ndarray, out: np.ndarray, bins: int = 41) -> dict:
+    """Signed error (artifact minus float) of every output value, binned symmetrically about zero."""
+    d = out.astype(np.float64).ravel() - ref.astype(np.float64).ravel()
+    edge = float(np.max(np.abs(d))) or 1e-12
+    counts, edges = np.histogram(d, bins=bins, range=(-edge, edge))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def check_margin_names(tolerance: Tolerance, rows: dict) -> None:
+    from toolkit.errors import RecipeError
+
+    known = sorted(k for k, v in rows.items() if "drop" in v)
+    unknown = [k for k in tolerance.margins if k not in known]
+    if unknown:
+        raise RecipeError(f"tolerance margins name unknown metrics: {', '.join(unknown)}",
+                          fix=f"use metrics of this task that have a float counterpart: {', '.join(known)}")
+
+
+def _drop_criterion(name: str, row: dict, margin: float | None, noninferiority: str) -> dict | None:
+    """Non-inferiority: the drop (positive = worse than float) must stay within the margin, judged on
+    the upper end of its paired 95 % CI ('ci') or on the point estimate ('point')."""
+    drop = row["drop"]
+    value = drop["ci95"][1] if noninferiority == "ci" else drop["value"]
+    label = f"{name} drop vs float ({'upper 95 % CI' if noninferiority == 'ci' else 'point estimate'})"
+    return _criterion(label, value, margin, op="<=", point=drop["value"], ci95=drop["ci95"])
+
+
+def by_group(spec: ModelSpec, out: np.ndarray, ref: np.ndarray, targets: np.ndarray, tone: SkinTone,
+             boot: Bootstrap, *, probabilities: bool) -> dict[str, dict]:
+    """Every metric, with its float value and drop, within each measured skin-tone group."""
+    groups = np.array(tone.groups)
+    result = {}
+    for i, g in enumerate(GROUP_ORDER):
+        sel = groups == g
+        if not sel.any():
+            continue
+        rows = stats.compare(spec.task, out[sel], ref[sel], targets[sel], boot.subset(sel, seed=1 + i), labels=spec.labels,
+                             output_names=tuple(o.name for o in spec.outputs), probabilities=probabilities)["metrics"]
+        ita = tone.ita[sel]
+        result[g] = {"n": int(sel.sum()),
+                     "ita_range": [float(np.nanmin(ita)), float(np.nanmax(ita))] if np.isfinite(ita).any() else None,
+                     "metrics": rows}
+    return result
+
+
 def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data: TaskData, x: np.ndarray,
-                    ref: np.ndarray, tolerance: Tolerance, layout: str) -> dict:
+                    ref: np.ndarray, tolerance: Tolerance, layout: str, tone: SkinTone, boot: Bootstrap,
+                    noninferiority: str = "ci", min_group_size: int = 10) -> dict:
     out = runner.run(x)
     criteria: list[dict] = []
     finite = bool(np.all(np.isfinite(out)))
@@ -121,34 +172,43 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
         result.update(passed=False, criteria=criteria)
         return result
 
-    num = metrics.numerics(ref, out)
+    probabilities = artifact.details.get("output_transform") == "softmax"
     ref_c, out_c = _to_nchw(ref, spec, layout), _to_nchw(out, spec, layout)
-    agree = metrics.agreement(spec.task, ref_c, out_c)
-    float_m, art_m = _headline(spec, ref_c, data.targets), _headline(spec, out_c, data.targets)
+    compared = stats.compare(spec.task, out_c, ref_c, data.targets, boot, labels=spec.labels,
+                             output_names=tuple(o.name for o in spec.outputs), probabilities=probabilities)
+    rows = compared["metrics"]
+    check_margin_names(tolerance, rows)
+    num = metrics.numerics(ref, out)
+    agree = rows["agreement"]["artifact"]["value"] if "agreement" in rows else None
     key = spec.metric
-    drop = (float_m[key] - art_m[key]) if spec.higher_is_better else (art_m[key] - float_m[key])
+    head = rows[key]
 
     criteria += [c for c in (
         _criterion("max abs error vs float", num["max_abs_error"], tolerance.max_abs, op="<="),
         _criterion("cosine vs float", num["cosine"], tolerance.min_cosine, op=">="),
         _criterion("top-1 agreement with float" if spec.task == "classification" else "pixel agreement with float", agree, tolerance.min_agreement, op=">="),
-        _criterion(f"{key} drop vs float", drop, tolerance.max_metric_drop, op="<="),
+        _drop_criterion(key, head, tolerance.max_metric_drop, noninferiority),
+        *(_drop_criterion(name, rows[name], margin, noninferiority) for name, margin in sorted(tolerance.margins.items())),
     ) if c is not None]
 
-    groups: dict[str, dict] = {}
-    labels = np.array(data.groups)
-    for g in sorted(set(data.groups)):
-        sel = labels == g
-        fg = _headline(spec, ref_c[sel], data.targets[sel])[key]
-        ag = _headline(spec, out_c[sel], data.targets[sel])[key]
-        groups[g] = {"n": int(sel.sum()), f"float_{key}": fg, f"artifact_{key}": ag,
-                     "agreement": metrics.agreement(spec.task, ref_c[sel], out_c[sel])}
+    groups = by_group(spec, out_c, ref_c, data.targets, tone, boot, probabilities=probabilities)
+    gated = {g: d["metrics"][key]["drop"]["value"] for g, d in groups.items() if g != UNKNOWN and d["n"] >= min_group_size}
+    if tolerance.max_group_drop is not None and gated:
+        worst = max(gated, key=lambda g: gated[g])
+        criteria.append(_criterion(f"worst skin-tone group {key} drop vs float ({worst}, n={groups[worst]['n']})",
+                                   gated[worst], tolerance.max_group_drop, op="<=", group=worst))
     result.update(
         passed=all(c["passed"] for c in criteria),
         numerics=num,
+        numerics_by_output=numerics_by_output(spec, ref, out),
+        error_histogram=error_histogram(ref, out),
         agreement=agree,
-        task_metric={"name": key, "higher_is_better": spec.higher_is_better, "float": float_m, "artifact": art_m, "drop": drop},
+        task_metric={"name": key, "higher_is_better": spec.higher_is_better, "float": head["float"]["value"],
+                     "artifact": head["artifact"]["value"], "drop": head["drop"]["value"], "drop_ci95": head["drop"]["ci95"]},
+        metrics=rows,
         by_group=groups,
         criteria=criteria,
     )
+    if "confusion" in compared:
+        result["confusion"] = compared["confusion"]
     return result
