@@ -35,12 +35,12 @@ def test_matching_undoes_axis_order_and_refuses_strangers():
     rng = np.random.default_rng(0)
     import torch.nn as nn
 
-    layers = {"a": nn.Conv2d(3, 8, 3), "b": nn.Conv2d(8, 8, 3, groups=8), "c": nn.Linear(8, 4)}
+    layers = {"a": nn.Conv2d(3, 8, 3), "b": nn.Conv2d(8, 8, 3, groups=8), "c": nn.Linear(64, 16)}
     w = {k: m.weight.detach().numpy() for k, m in layers.items()}
     weights = [
         culprit.ArtifactWeight("ohwi", np.transpose(w["a"], (0, 2, 3, 1)).copy()),  # TFLite CONV_2D layout
         culprit.ArtifactWeight("1hwo", np.transpose(w["b"], (1, 2, 3, 0)).copy()),  # TFLite DEPTHWISE layout
-        culprit.ArtifactWeight("noise", rng.normal(size=(4, 8)).astype(np.float32)),  # unrelated, same shape as c
+        culprit.ArtifactWeight("noise", rng.normal(size=(16, 64)).astype(np.float32)),  # unrelated, same shape as c
     ]
     matched = culprit.match_weights(layers, weights)
     assert set(matched) == {"a", "b"}

@@ -131,3 +131,27 @@ def test_small_groups_are_reported_but_not_gated():
                           boot=Bootstrap.draw(n, replicates=100), min_group_size=10)
     assert res["by_group"]["dark"]["n"] == 3
     assert not any(c["name"].startswith("worst skin-tone group") for c in res["criteria"])
+
+
+def test_margins_on_named_metrics_and_unknown_names():
+    spec = get_spec("acne_mobilenetv2")
+    images, masks, groups, itas = _known_ita_set(per_group=4)
+    n = len(images)
+    targets = np.arange(n) % 4
+    ref = np.eye(4, dtype=np.float32)[targets] * 5
+    out = ref.copy()
+    severe = targets == 3
+    out[severe] = np.roll(ref[severe], 1, axis=1)  # the artifact never says "severe"
+    tone = subgroups.measure(images, masks)
+    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
+    kw = dict(spec=spec, data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref=ref,
+              layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=100), noninferiority="point")
+    res = verify_artifact(art, Runner(lambda x: out, check="fake"), tolerance=Tolerance(margins={"recall.severe": 0.1, "recall.clear": 0.0}), **kw)
+    crit = {c["name"]: c for c in res["criteria"]}
+    assert crit["recall.severe drop vs float (point estimate)"]["value"] == 1.0 and not crit["recall.severe drop vs float (point estimate)"]["passed"]
+    assert crit["recall.clear drop vs float (point estimate)"]["passed"]
+    from toolkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="unknown metrics: recall.severest$") as err:
+        verify_artifact(art, Runner(lambda x: out, check="fake"), tolerance=Tolerance(margins={"recall.severest": 0.1}), **kw)
+    assert "recall.severe" in err.value.fix and "macro_f1" in err.value.fix and "agreement" not in err.value.fix

@@ -91,7 +91,10 @@ def test_evaluation_folder_replaces_the_bundles_own(bundle_copy, tmp_path):
     assert run_cli("data", "acne_mobilenetv2", "--out", str(data), "--n", "8", "--split", "val").returncode == 0
     proc = run_cli("verify", str(bundle_copy), "--data", str(data), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)["evaluation"] == {"source": "folder", "n": 8, "folder": str(data)}
+    ev = json.loads(proc.stdout)["evaluation"]
+    assert (ev["source"], ev["n"], ev["folder"]) == ("folder", 8, str(data))
+    assert ev["skin_tone"]["method"].startswith("ITA° from skin mask")  # the folder's skin/ masks were used
+    assert sum(ev["skin_tone"]["groups"].values()) == 8 and ev["skin_tone"]["versus_annotation"]["n"] == 8
 
 
 def test_not_a_bundle(tmp_path):

@@ -58,6 +58,13 @@ def render(m: dict) -> str:
     if failing:
         lines += ["", "## Failed criteria", ""]
         lines += [f"- `{p}`: {c['name']}: {_fmt(c['value'])} (required {c['op']} {_fmt(c['bound'])})" for p, c in failing]
+        for a in m["artifacts"]:
+            c = a["verification"].get("culprits") or {}
+            if c.get("ranking"):
+                worst = ", ".join(f"`{r['layer']}` (local SQNR {r['local_sqnr_db']} dB)" for r in c["ranking"][:3])
+                lines.append(f"- `{a['path']}` culprit layers ({c['method']}): {worst}; {c['suggestion']}")
+            elif c.get("error"):
+                lines.append(f"- `{a['path']}`: {c['error']}")
     tone = m["evaluation"].get("skin_tone") or {}
     lines += ["", "## Per skin-tone group (ITA° bins)", "", f"Groups measured as {tone.get('method', '?')}."]
     ann = tone.get("versus_annotation")

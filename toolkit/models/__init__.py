@@ -18,8 +18,10 @@ _CLS_TOL = {
     # Logits span about ±20: float16 keeps ~3 significant digits, so 0.25 is ~1 % of the range.
     "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.98, max_metric_drop=0.01),
     # Quantized tiers: elementwise error is not meaningful at 8 bits; agreement and macro-F1 are.
-    "int8": Tolerance(min_cosine=0.98, min_agreement=0.95, max_metric_drop=0.02),
-    "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.90, max_metric_drop=0.04),
+    # Margins are judged on the upper end of the drop's 95 % CI: on 200 images that end sits about
+    # 1.5 points above a drop of zero once a few decisions differ (published w8a8 MobileNetV2: −1.8 top-1).
+    "int8": Tolerance(min_cosine=0.98, min_agreement=0.95, max_metric_drop=0.03),
+    "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.90, max_metric_drop=0.05),
 }
 _CLS_OUT = (OutputSpec("logits", "unnormalized log-probabilities over acne grades"),)
 _CLS_TRAIN = TrainingConfig(n_train=2400, n_val=300, epochs=5, batch_size=32, lr=3e-3)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 SQNR_CAP_DB = 100.0  # identical tensors (infinite SQNR) count as this, so differences stay finite
-MIN_MATCH_COSINE = 0.3
+MIN_MATCH_COSINE = 0.5  # unrelated tensors of one shape score about 1/sqrt(size)
 _ACTIVATION_BITS = {"int8": 8, "int16x8": 16}
 
 
