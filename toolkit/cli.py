@@ -172,6 +172,42 @@ def verify(
 
 @app.command()
 @_errors_to_exit
+def bench(
+    bundle: Path = typer.Argument(..., help="a bundle folder written by `skinkit export`"),
+    threads: str = typer.Option("1,2", "--threads", help="host thread counts, comma-separated"),
+    device: Optional[list[str]] = typer.Option(None, "--device", help="device profile name or YAML (repeat; default: all in benchmarks/devices)"),
+    warmup: int = typer.Option(5, min=0, help="untimed runs first"),
+    repeats: int = typer.Option(30, min=1, help="timed runs (p50/p90 over these)"),
+    android: bool = typer.Option(False, "--android", help="also run TFLite artifacts on attached Android phones (adb)"),
+    benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="TFLite benchmark_model binary to push to the phone"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+) -> None:
+    """Host latency (measured), cost from the graph, and phone latency (estimated per device profile)."""
+    from toolkit._io import captured_quietly
+    from toolkit.benchmark.bench import bench_bundle
+    from toolkit.errors import BadInputError
+
+    try:
+        counts = tuple(sorted({int(t) for t in threads.split(",")}))
+    except ValueError:
+        raise BadInputError(f"--threads {threads!r} is not a comma-separated list of integers", fix="e.g. --threads 1,2") from None
+    if not counts or min(counts) < 1:
+        raise BadInputError(f"--threads {threads!r} needs positive thread counts", fix="e.g. --threads 1,2")
+    with captured_quietly():
+        result = bench_bundle(bundle, threads=counts, profiles=device, warmup=warmup, repeats=repeats, android=android,
+                              benchmark_binary=benchmark_model)
+    if as_json:
+        from toolkit.verify.bundle import json_safe
+
+        print(json.dumps(json_safe(result), indent=2, allow_nan=False))
+        return
+    from toolkit.benchmark.render import render_bench
+
+    print(render_bench(result))
+
+
+@app.command()
+@_errors_to_exit
 def inspect(
     artifact: Path = typer.Argument(..., help="a .tflite, .onnx or .mlpackage file"),
     as_json: bool = typer.Option(False, "--json", help="print the full structure as JSON"),

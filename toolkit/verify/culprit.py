@@ -37,9 +37,10 @@ class ArtifactWeight:
 
 
 def _tflite_weights(path: Path) -> list[ArtifactWeight]:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_path=str(path))
+    # The graph as written: without the XNNPACK delegate, which would fold the ops into one DELEGATE node.
+    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     details = {d["index"]: d for d in interp.get_tensor_details()}
     producers = {o: op for op in interp._get_ops_details() for o in op["outputs"]}  # noqa: SLF001 (no public op table)

@@ -1,0 +1,179 @@
+"""``skinkit bench BUNDLE``: what each artifact costs and how fast it runs, measured where it can be and
+estimated where it cannot, every figure labelled as one or the other.
+
+1. Host, measured side by side in one run: the float PyTorch model (the reference every ratio divides by),
+   each artifact on its runtime (TFLite with XNNPACK, ONNX Runtime; Core ML on macOS) at each thread count,
+   and — when the bundle has an ONNX model — an ONNX Runtime int8 twin quantized here from it (QDQ, per-channel,
+   calibrated on the synthetic calibration split), so TFLite int8 can be compared with ORT int8. p50/p90 over
+   repeats after warm-up, peak memory, and the host roofline's lower bound.
+2. Cost per artifact from its graph (MACs, parameters, weight and activation bytes).
+3. Estimated latency per device profile (``toolkit.benchmark.devices``).
+4. Attached phones (``toolkit.benchmark.phones``), when asked for and present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _reference(bundle: Path, manifest: dict, log_path: Path):
+    from toolkit.pipeline import _compress, _load
+    from toolkit.verify.bundle import _state
+
+    return _compress(_load(_state(bundle, manifest, None, None, None, log_path)))
+
+
+def _sample(state, n: int = 1, split: str = "test") -> np.ndarray:
+    from toolkit.data.tasks import task_data
+    from toolkit.verify.gate import contract_inputs
+
+    data = task_data(state.loaded.spec, n, split=split, seed=0)
+    return contract_inputs(data, state.recipe.input.pixel_range, state.recipe.input.layout)
+
+
+def ort_int8(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
+    """An ONNX Runtime int8 model (QDQ, uint8 activations, per-channel int8 weights) quantized from the
+    bundle's float ONNX on calibration images: the int8 baseline ORT users would build."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{name: calibration[i:i + 1].astype(np.float32)} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = out_dir / (onnx_path.stem + "_ort_int8.onnx")
+    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profiles: list[str] | None = None,
+                 warmup: int = 5, repeats: int = 30, android: bool = False, benchmark_binary: Path | None = None,
+                 ort_int8_baseline: bool = True) -> dict:
+    import torch
+
+    from toolkit._io import captured
+    from toolkit.benchmark.cost import artifact_cost
+    from toolkit.benchmark.devices import estimate, load_profiles
+    from toolkit.benchmark.host import PeakMemory, host_roofline, measure_latency, roofline_bound_ms
+    from toolkit.benchmark.phones import android_devices, ios_devices, run_android
+    from toolkit.errors import VerificationError
+    from toolkit.verify.bundle import check_integrity, read_manifest
+    from toolkit.verify.runners import make_runner
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    check_integrity(bundle, manifest)
+    device_profiles = load_profiles(profiles)
+    fd, log_name = tempfile.mkstemp(prefix="skinkit-bench-", suffix=".log")
+    os.close(fd)
+    log = Path(log_name)
+    tmp = Path(tempfile.mkdtemp(prefix="skinkit-bench-"))  # the ORT int8 baseline lives here, then goes
+    t_start = time.perf_counter()
+    inp = manifest["recipe"]["resolved"]["input"]
+    try:
+        with captured(log):
+            state = _reference(bundle, manifest, log)
+        x = _sample(state)
+        wrapped = state.wrapped
+        roof = host_roofline(max(threads))
+        reference = {}
+        for t in threads:
+            torch.set_num_threads(t)
+            with torch.inference_mode(), PeakMemory() as mem:
+                reference[t] = measure_latency(lambda v: wrapped(torch.from_numpy(v)), x, warmup=warmup, repeats=repeats)
+            reference[t].update(runtime=f"PyTorch {torch.__version__} eager fp32", peak_memory_mb=mem.peak_mb, memory_method=mem.method)
+        rows = []
+        onnx_fp32 = next((a for a in manifest["artifacts"] if a["format"] == "onnx" and a["precision"] == "fp32"), None)
+        entries = [(a["path"], a["format"], a["precision"], bundle / a["path"], True) for a in manifest["artifacts"]]
+        if ort_int8_baseline and onnx_fp32 is not None:
+            with captured(log):
+                q = ort_int8(bundle / onnx_fp32["path"], _sample(state, 16, split="val"), tmp)
+            entries.append((f"(baseline) {q.name}", "onnx", "int8", q, False))
+        for label, fmt, precision, path, in_bundle in entries:
+            with captured(log):
+                cost = artifact_cost(path)
+            row = {"artifact": label, "format": fmt, "precision": precision, "in_bundle": in_bundle,
+                   "size_bytes": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size,
+                   "cost": cost.as_dict(), "host": {}, "estimates": []}
+            for t in threads:
+                try:
+                    with PeakMemory() as mem:  # loading the model counts: that is what a phone app pays too
+                        with captured(log):
+                            runner = make_runner(fmt, path, threads=t, layout=inp["layout"], pixel_range=inp["pixel_range"])
+                        m = measure_latency(runner.run, x, warmup=warmup, repeats=repeats) if runner.timed else None
+                except VerificationError as exc:
+                    row["host"][t] = {"skipped": exc.one_line()}
+                    continue
+                if m is None:
+                    row["host"][t] = {"skipped": "Core ML executes on macOS only (the MIL interpreter's speed means nothing)"}
+                    continue
+                m.update(runtime=runner.check, peak_memory_mb=mem.peak_mb, memory_method=mem.method,
+                         ratio_to_torch_fp32=round(m["p50_ms"] / reference[t]["p50_ms"], 3))
+                if t == max(threads):
+                    bound = roofline_bound_ms(cost.macs, cost.weight_bytes, roof)
+                    m.update(roofline_bound_ms=round(bound, 4), ratio_to_roofline=round(m["p50_ms"] / bound, 1))
+                row["host"][t] = m
+            row["estimates"] = [estimate(p, cost, precision) for p in device_profiles]
+            rows.append(row)
+        _ratios_to_ort(rows, threads)
+        phones = {"android": android_devices(), "ios": ios_devices()}
+        if android and phones["android"]["available"]:
+            for row in rows:
+                if row["format"] == "tflite" and row["in_bundle"]:
+                    row["phones"] = []
+                    for serial in phones["android"]["devices"]:
+                        for delegate in ("xnnpack", "gpu"):
+                            try:
+                                row["phones"].append(run_android(bundle / row["artifact"], serial=serial, delegate=delegate,
+                                                                 benchmark_binary=benchmark_binary))
+                            except RuntimeError as exc:
+                                row["phones"].append({"device": serial, "delegate": delegate, "error": str(exc)})
+    finally:
+        log.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"bundle": str(bundle), "model": manifest["model"]["name"], "threads": list(threads),
+            "host": {"machine": _machine(), "roofline": roof, "reference": {str(t): v for t, v in reference.items()}},
+            "artifacts": [{**r, "host": {str(t): v for t, v in r["host"].items()}} for r in rows],
+            "phones": phones, "seconds": round(time.perf_counter() - t_start, 1),
+            "note": "host figures are measured; device figures are estimates from each profile (see 'basis')"}
+
+
+def _ratios_to_ort(rows: list[dict], threads: tuple[int, ...]) -> None:
+    """Each artifact's p50 against ONNX Runtime at the same threads: fp32 against the bundle's ONNX,
+    int8 against the int8 baseline."""
+    by = {(r["format"], r["precision"]): r for r in rows}
+    for r in rows:
+        ort = by.get(("onnx", "int8")) if r["precision"] == "int8" else by.get(("onnx", "fp32"))
+        if ort is None or ort is r:
+            continue
+        for t in threads:
+            a, b = r["host"].get(t, {}), ort["host"].get(t, {})
+            if "p50_ms" in a and "p50_ms" in b:
+                a["ratio_to_onnxruntime"] = round(a["p50_ms"] / b["p50_ms"], 3)
+                a["onnxruntime_reference"] = f"onnxruntime {ort['precision']}"
+
+
+def _machine() -> str:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
