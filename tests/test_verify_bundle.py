@@ -21,9 +21,9 @@ def bundle_copy(default_bundle, tmp_path):
 
 
 def test_reference_bundle_passes_with_junit(bundle_copy, tmp_path):
-    junit = tmp_path / "report.xml"
+    junit, html = tmp_path / "report.xml", tmp_path / "report.html"
     before = {p: p.stat().st_mtime_ns for p in bundle_copy.rglob("*") if p.is_file()}
-    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--json")
+    proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--html", str(html), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     ev = summary["evaluation"]
@@ -33,6 +33,11 @@ def test_reference_bundle_passes_with_junit(bundle_copy, tmp_path):
     assert all(e["matches"] for e in summary["integrity"])
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    page = html.read_text()
+    assert "PASSED: 4 of 4 artifacts pass the gate" in page and page.count("<h2 id=") == 4
+    assert "Culprit layers" not in page  # only failing artifacts are diagnosed by default
+    assert page.count("data:image/png;base64,") == 4 * 4  # histogram, group drops, two confusion matrices
+    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched when opened
     assert {p: p.stat().st_mtime_ns for p in bundle_copy.rglob("*") if p.is_file()} == before, "verify never writes into a bundle"
 
 
