@@ -43,6 +43,7 @@ class ExportState:
     verification: dict = field(default_factory=dict)  # artifact filename -> result
     runners: dict = field(default_factory=dict)  # artifact filename -> Runner, built once by verify
     skin_tone: dict | None = None  # measured ITA° and groups of the evaluation images
+    gate_inputs: object = None  # GateInputs: evaluation images, float outputs, skin tone, bootstrap (built once)
     benchmark: dict = field(default_factory=dict)
     reference_benchmark: dict | None = None
     manifest: dict | None = None
@@ -139,20 +140,101 @@ def _convert(s: ExportState) -> ExportState:
     out_dir.mkdir(exist_ok=True)
     calibration = _calibration_inputs(s)
     meta = artifact_metadata(s)
+    if any(t.keep_float == "auto" for t in s.recipe.targets):
+        s = replace(s, gate_inputs=_gate_inputs(s))
     artifacts = []
     for t in s.recipe.targets:
         options = {"deployment_target": t.deployment_target, "pixel_range": s.recipe.input.pixel_range,
                    "layout": s.recipe.input.layout, "calibration": calibration, "metadata": meta,
-                   "input_type": t.input_type, "classifier": t.classifier, "group_size": t.group_size}
+                   "input_type": t.input_type, "classifier": t.classifier, "group_size": t.group_size,
+                   "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
         try:
             with captured(s.log_path):
-                artifacts.append(convert_target(s.wrapped, sample, spec, fmt=t.format, precision=t.precision,
-                                                out_dir=out_dir, stem=spec.name, options=options, variant=t.variant))
+                if t.keep_float == "auto":
+                    options["keep_float"], search = _mixed_precision(s, t, sample, options)
+                artifact = convert_target(s.wrapped, sample, spec, fmt=t.format, precision=t.precision,
+                                          out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
+                if t.keep_float == "auto":
+                    artifact.details["mixed_precision"] = search
+                artifacts.append(artifact)
         except SkinkitError:
             raise
         except Exception as exc:  # a backend's own failure: name model, target and fix
             raise describe_failure(exc, t.format, spec.name, module=s.wrapped, sample=sample) from exc
     return replace(s, artifacts=tuple(artifacts))
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    data: object  # TaskData
+    x: object  # contract-shaped inputs
+    ref: object  # float outputs
+    tone: object  # SkinTone
+    boot: object  # Bootstrap
+
+
+def _gate_inputs(s: ExportState) -> GateInputs:
+    """What every gate run compares against, built once per export."""
+    from toolkit.verify import subgroups
+    from toolkit.verify.gate import contract_inputs, reference_outputs
+    from toolkit.verify.stats import Bootstrap
+
+    if s.gate_inputs is not None:
+        return s.gate_inputs
+    data = _evaluation_data(s)
+    x = contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
+    ev = s.recipe.evaluation
+    return GateInputs(data=data, x=x, ref=reference_outputs(s.wrapped, x), tone=subgroups.measure(data.inputs, data.skin_masks),
+                      boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))
+
+
+def _gate(s: ExportState, artifact, runner, g: GateInputs) -> dict:
+    """The gate on one artifact: its precision tier's tolerance with the recipe's overrides."""
+    from toolkit.verify.gate import resolve_tolerance, verify_artifact
+
+    tol = resolve_tolerance(s.loaded.spec, artifact.precision, s.recipe.tolerances.get(artifact.precision))
+    # A Core ML classifier returns probabilities: compare them with the reference's.
+    ref = softmax(g.ref) if artifact.details.get("output_transform") == "softmax" else g.ref
+    ev = s.recipe.evaluation
+    res = verify_artifact(artifact, runner, spec=s.loaded.spec, data=g.data, x=g.x, ref=ref, tolerance=tol,
+                          layout=s.recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=ev.noninferiority,
+                          min_group_size=ev.min_group_size)
+    res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v not in (None, {})}
+    return res
+
+
+def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tuple[str, ...], dict]:
+    """The fewest layers to keep float for the target to pass its gate (``toolkit.compress.mixed``)."""
+    import tempfile as _tempfile
+
+    from toolkit.compress.mixed import Probe, search_keep_float
+    from toolkit.convert.base import convert_target, tree_size
+    from toolkit.verify.culprit import locate
+    from toolkit.verify.gate import failed_criteria
+    from toolkit.verify.runners import make_runner
+
+    spec, g, inp = s.loaded.spec, s.gate_inputs, s.recipe.input
+    with _tempfile.TemporaryDirectory(dir=s.staging, prefix=".mixed-") as tmp:
+        def build(keep: tuple[str, ...]):
+            return convert_target(s.wrapped, sample, spec, fmt=target.format, precision=target.precision, out_dir=Path(tmp),
+                                  stem=spec.name, options={**options, "keep_float": keep}, variant=f"probe{len(keep)}")
+
+        plain = build(())
+        ranked = locate(s.model, g.data.inputs[:s.recipe.evaluation.culprit_images], spec, fmt=target.format,
+                        path=plain.path, precision=target.precision)["ranking"]
+        ranking = [r["layer"] for r in ranked if r.get("artifact_tensor")]
+
+        def evaluate(keep: tuple[str, ...]) -> Probe:
+            artifact = plain if not keep else build(keep)
+            runner = make_runner(artifact.format, artifact.path, threads=s.recipe.benchmark.threads, layout=inp.layout,
+                                 pixel_range=inp.pixel_range)
+            res = _gate(s, artifact, runner, g)
+            return Probe(keep=keep, passed=res["passed"], failed=tuple(failed_criteria(f"keep {len(keep)}", res["criteria"])),
+                         size_bytes=tree_size(artifact.path))
+
+        result = search_keep_float(ranking, evaluate, max_layers=target.keep_float_max)
+    keep = tuple(result["kept_float"]) if result["met"] else tuple(ranking[:result["searched_up_to"]])
+    return keep, result
 
 
 def _evaluation_data(s: ExportState):
@@ -161,36 +243,24 @@ def _evaluation_data(s: ExportState):
 
 def _verify(s: ExportState) -> ExportState:
     from toolkit._io import captured
-    from toolkit.verify import subgroups
-    from toolkit.verify.gate import contract_inputs, reference_outputs, resolve_tolerance, verify_artifact
     from toolkit.verify.runners import make_runner
-    from toolkit.verify.stats import Bootstrap
 
-    spec, inp, ev = s.loaded.spec, s.recipe.input, s.recipe.evaluation
-    data = _evaluation_data(s)
-    x = contract_inputs(data, inp.pixel_range, inp.layout)
-    ref = reference_outputs(s.wrapped, x)
-    tone = subgroups.measure(data.inputs, data.skin_masks)
-    boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
+    inp, ev = s.recipe.input, s.recipe.evaluation
+    g = _gate_inputs(s)
     results, runners = {}, {}
     for a in s.artifacts:
-        tol = resolve_tolerance(spec, a.precision, s.recipe.tolerances.get(a.precision))
-        # A Core ML classifier returns probabilities: compare them with the reference's.
-        a_ref = softmax(ref) if a.details.get("output_transform") == "softmax" else ref
         try:
             with captured(s.log_path):
                 runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, layout=inp.layout, pixel_range=inp.pixel_range)
             runners[a.filename] = runner
-            res = verify_artifact(a, runner, spec=spec, data=data, x=x, ref=a_ref, tolerance=tol, layout=inp.layout, tone=tone,
-                                  boot=boot, noninferiority=ev.noninferiority, min_group_size=ev.min_group_size)
+            res = _gate(s, a, runner, g)
         except VerificationError as exc:  # could not execute it: a failed check, never a pass
             res = {"check": "not executed", "passed": False, "error": exc.one_line(),
                    "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
-        res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v not in (None, {})}
         if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
-            res["culprits"] = _culprits(s, a, data)
+            res["culprits"] = _culprits(s, a, g.data)
         results[a.filename] = res
-    return replace(s, data=data, verification=results, runners=runners, skin_tone=skin_tone_summary(tone, data))
+    return replace(s, data=g.data, verification=results, runners=runners, skin_tone=skin_tone_summary(g.tone, g.data), gate_inputs=g)
 
 
 def _culprits(s: ExportState, artifact, data) -> dict:

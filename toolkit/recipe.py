@@ -40,6 +40,10 @@ class Target(_Strict):
     classifier: bool | None = Field(
         None, description="coreml: add softmax and a classifier config with the labels (default: on for classification models)")
     group_size: int | None = Field(None, ge=1, description="coreml palettize*: one lookup table per this many output channels")
+    keep_float: Literal["auto"] | tuple[str, ...] | None = Field(
+        None, description="tflite int8 / int16x8 mixed precision: module paths of layers kept float, or 'auto' for the "
+                          "fewest layers (ranked by the noise each adds) that make the artifact pass its gate")
+    keep_float_max: int = Field(16, ge=1, description="with keep_float: auto, the most layers the search may keep float")
 
     @model_validator(mode="after")
     def _supported(self) -> "Target":
@@ -56,12 +60,14 @@ class Target(_Strict):
             raise ValueError("input_type applies to coreml targets only")
         if self.group_size is not None and not self.precision.startswith("palettize"):
             raise ValueError("group_size applies to palettize4/6/8 only")
+        if self.keep_float is not None and (self.format != "tflite" or self.precision not in ("int8", "int16x8")):
+            raise ValueError("keep_float applies to tflite int8 and int16x8 targets only")
         return self
 
     @property
     def variant(self) -> str:
         """The precision plus what distinguishes two targets of one precision (a palette's grouping)."""
-        return self.precision + (f"_g{self.group_size}" if self.group_size else "")
+        return self.precision + (f"_g{self.group_size}" if self.group_size else "") + ("_mixed" if self.keep_float else "")
 
     @property
     def key(self) -> str:

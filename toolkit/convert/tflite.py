@@ -172,20 +172,54 @@ def _fp16_weights(q) -> None:
         )
 
 
-def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | None, input_range: tuple[float, float]) -> bytes:
-    from ai_edge_quantizer import quantizer, recipe
+def layer_scope_regex(module_path: str) -> str:
+    """The regex that finds a PyTorch layer's weight tensor by name. litert-torch names tensors after
+    the module stack that made them, e.g. ``…MobileNetV2_model/…Sequential_features/…InvertedResidual_1/
+    …Sequential_block/…ConvBNAct_0/torch.nn.modules.conv.Conv2d_0;`` for ``features.1.block.0.0``."""
+    import re
+
+    return "_model/" + "/".join(f"[^/;]*_{re.escape(part)}" for part in module_path.split(".")) + ";"
+
+
+def layer_ops(model, layer: str) -> list:
+    """The weighted ops (conv, depthwise, fully-connected, transposed conv) of a PyTorch layer, found
+    by their weight tensor's name (output names do not always carry it: a graph output is renamed)."""
+    import re
+
+    from ai_edge_litert import schema_py_generated as fb
+
+    sg = model.subgraphs[0]
+    op_names = _names(fb.BuiltinOperator)
+    kinds = [op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "?") for oc in model.operatorCodes]
+    rx = re.compile(layer_scope_regex(layer))
+    return [op for op in sg.operators if kinds[op.opcodeIndex] in _WEIGHT_OPS and rx.search(_text(sg.tensors[op.inputs[1]].name))]
+
+
+def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | None, input_range: tuple[float, float],
+              keep_float: tuple[str, ...] = ()) -> bytes:
+    from ai_edge_quantizer import qtyping, quantizer, recipe
 
     q = quantizer.Quantizer(str(float_path))
     if precision == "fp16":
         _fp16_weights(q)
         return q.quantize(enable_progress_report=False).quantized_model
     q.load_quantization_recipe(getattr(recipe, _RECIPES[precision])())
+    if keep_float:  # mixed precision: these layers' ops stay float, with (de)quantize around them
+        import re
+
+        fm = _model(float_path)
+        sg = fm.subgraphs[0]
+        for layer in keep_float:
+            for op in layer_ops(fm, layer):  # the quantizer scopes an op by "<output name>;"
+                name = _text(sg.tensors[op.outputs[0]].name)
+                q.update_quantization_recipe(regex=f"^{re.escape(name)};$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                             algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
     if not q.need_calibration:
         return q.quantize(enable_progress_report=False).quantized_model
     if calibration is None or len(calibration) == 0:
         raise ConversionError(f"tflite {precision} needs calibration images and none were given",
                               fix="add a `calibration:` section to the recipe (synthetic or a folder of images)")
-    stats = _global_ranges(q, signature_key(spec), calibration)
+    stats = _cached_ranges(q, float_path, signature_key(spec), calibration)
     # The input is the device contract (pixels): quantize its full range, not just the range the
     # calibration images happened to reach, so a bright pixel never saturates.
     in_name = inspect_input_name(float_path)
@@ -194,6 +228,19 @@ def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | 
         stats[in_name] = {"min": np.full_like(np.asarray(stats[in_name]["min"], dtype=np.float32), lo),
                           "max": np.full_like(np.asarray(stats[in_name]["max"], dtype=np.float32), hi)}
     return q.quantize(stats, enable_progress_report=False).quantized_model
+
+
+_RANGES_CACHE: dict = {}  # (float model, calibration images) -> activation ranges; mixed-precision probes reuse them
+
+
+def _cached_ranges(q, float_path: Path, key: str, calibration: np.ndarray) -> dict:
+    import hashlib
+
+    ident = (hashlib.sha256(Path(float_path).read_bytes()).hexdigest(), hashlib.sha256(calibration.tobytes()).hexdigest())
+    if ident not in _RANGES_CACHE:
+        _RANGES_CACHE.clear()  # one model at a time
+        _RANGES_CACHE[ident] = _global_ranges(q, key, calibration)
+    return {k: dict(v) for k, v in _RANGES_CACHE[ident].items()}
 
 
 def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
@@ -215,6 +262,24 @@ def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
 def inspect_input_name(path: Path) -> str:
     sg = _model(path).subgraphs[0]
     return _text(sg.tensors[sg.inputs[0]].name)
+
+
+def _kept_float(path: Path, layers: tuple[str, ...]) -> dict:
+    """Each kept layer and whether its weighted op really stayed float in the file (a layer the regex
+    did not find is an error: mixed precision that silently quantized everything is not mixed)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = _model(path)
+    sg = m.subgraphs[0]
+    dtype_names = _names(fb.TensorType)
+    found = {layer: sorted({dtype_names[sg.tensors[op.inputs[1]].type].lower() for op in layer_ops(m, layer)}) for layer in layers}
+    missing = [k for k, v in found.items() if not v]
+    quantized = [k for k, v in found.items() if v and v != ["float32"]]
+    if missing or quantized:
+        raise ConversionError(f"mixed precision: layers {missing + quantized} were not kept float in the TFLite file "
+                              f"({'not found: ' + ', '.join(missing) if missing else ''}{'; still quantized: ' + ', '.join(quantized) if quantized else ''})",
+                              fix="name conv / linear layers by their module path (see the culprit ranking)")
+    return {"layers": list(layers), "weight_dtypes": found}
 
 
 def _check_applied(precision: str, details: dict) -> dict:
@@ -247,13 +312,15 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         if precision != "fp32":
             float_tmp.write_bytes(data)
             lo, hi = (0.0, 255.0) if options.get("pixel_range", "0-255") == "0-255" else (0.0, 1.0)
-            data = _quantize(float_tmp, precision, spec, options.get("calibration"), (lo, hi))
+            data = _quantize(float_tmp, precision, spec, options.get("calibration"), (lo, hi), tuple(options.get("keep_float") or ()))
         meta = dict(options.get("metadata", {}), precision=precision, signature=signature_key(spec))
         tmp.write_bytes(_embed_metadata(data, meta))
         details = inspect(tmp)
         details.update(_check_applied(precision, details))
         if rewrites:
             details["rewrites"] = rewrites
+        if options.get("keep_float"):
+            details["kept_float"] = _kept_float(tmp, tuple(options["keep_float"]))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""Automatic mixed precision: the fewest layers kept in float so that a quantized artifact meets its gate.
+
+1. Rank the layers by the noise each adds in the plainly quantized artifact (the culprit finder's local
+   SQNR: ``toolkit.verify.culprit``), worst first.
+2. Keep the worst k in float, re-quantize, and run the gate (every criterion of the target's tolerance
+   tier, including a worst skin-tone group bound where the recipe sets one) on the evaluation set.
+3. Search k: 0, then 1, 2, 4, … until the gate holds or the cap is reached, then bisect between the last
+   failing and the first passing k. Quantization error grows as layers are quantized, so the first k that
+   passes along the ranking is the one kept; every probe is recorded.
+
+Choosing layers on the evaluation set and then gating on it favours the artifact a little; the result
+says so, and an independent ``skinkit verify --data`` run is the unbiased check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Probe:
+    keep: tuple[str, ...]
+    passed: bool
+    failed: tuple[str, ...]  # the criteria that did not hold
+    size_bytes: int
+
+
+def search_keep_float(ranking: list[str], evaluate: Callable[[tuple[str, ...]], Probe], *, max_layers: int) -> dict:
+    """The fewest leading layers of ``ranking`` to keep float so ``evaluate`` passes."""
+    probes: dict[int, Probe] = {}
+
+    def probe(k: int) -> Probe:
+        if k not in probes:
+            probes[k] = evaluate(tuple(ranking[:k]))
+        return probes[k]
+
+    cap = min(max_layers, len(ranking))
+    if probe(0).passed:
+        return _result(0, probes, ranking, cap)
+    lo, k = 0, 1  # lo: largest k known to fail
+    while k < cap and not probe(k).passed:
+        lo, k = k, k * 2
+    k = min(k, cap)
+    if not probe(k).passed:
+        return _result(None, probes, ranking, cap)
+    hi = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if probe(mid).passed:
+            hi = mid
+        else:
+            lo = mid
+    return _result(hi, probes, ranking, cap)
+
+
+def _result(k: int | None, probes: dict[int, Probe], ranking: list[str], cap: int) -> dict:
+    return {
+        "kept_float": list(ranking[:k]) if k is not None else None,
+        "met": k is not None,
+        "searched_up_to": cap,
+        "probes": [{"k": n, "passed": p.passed, "size_bytes": p.size_bytes, "failed": list(p.failed)} for n, p in sorted(probes.items())],
+        "note": "layers chosen on the evaluation set the gate then uses; verify on other data (`skinkit verify --data`) for an unbiased check",
+    }
