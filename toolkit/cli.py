@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -168,6 +169,48 @@ def verify(
                 print(f"  - {line}", file=sys.stderr)
         print("skinkit: verification gate failed", file=sys.stderr)
         raise typer.Exit(3)
+
+
+@app.command()
+@_errors_to_exit
+def calibration(
+    out: Path = typer.Option(..., "--out", help="manifest to write (YAML)"),
+    folder: Optional[Path] = typer.Option(None, "--folder", help="images to describe (every png/jpg/bmp/webp in it)"),
+    synthetic: Optional[int] = typer.Option(None, "--synthetic", help="describe N images of the generator's calib split instead"),
+    name: str = typer.Option(..., "--name"),
+    provenance: str = typer.Option(..., "--provenance", help="where the images come from"),
+    consent: str = typer.Option(..., "--consent", help="the basis on which they may be used"),
+    crop: str = typer.Option("none", "--crop", help="none, or skin: crop to the skin region before resizing"),
+) -> None:
+    """Write a calibration-set manifest: every image by id with its sha256, provenance and consent."""
+    import hashlib
+
+    from toolkit.data.calibration import write_manifest
+    from toolkit.data.folder import IMAGE_SUFFIXES
+    from toolkit.errors import BadInputError
+
+    if (folder is None) == (synthetic is None):
+        raise BadInputError("give exactly one of --folder DIR and --synthetic N", fix="e.g. --folder photos/ or --synthetic 64")
+    if crop not in ("none", "skin"):
+        raise BadInputError(f"--crop {crop!r} is not one of none, skin", fix="--crop none or --crop skin")
+    if synthetic is not None:
+        from toolkit.data.calibration import pixel_sha256
+        from toolkit.data.synthetic import make_sample
+
+        ids = [str(i) for i in range(synthetic)]
+        hashes = [pixel_sha256(make_sample(0, "calib", i, 224).image) for i in range(synthetic)]
+        write_manifest(out, name=name, provenance=provenance, consent=consent, source="synthetic", ids=ids, hashes=hashes,
+                       generator={"split": "calib", "seed": 0, "size": 224}, crop=crop)
+    else:
+        if not folder.is_dir():
+            raise BadInputError(f"folder not found: {folder}", fix="pass the folder holding the calibration images")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise BadInputError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})", fix="add calibration images to it")
+        rel = os.path.relpath(folder.resolve(), out.resolve().parent)
+        write_manifest(out, name=name, provenance=provenance, consent=consent, source="folder", ids=[p.name for p in files],
+                       hashes=[hashlib.sha256(p.read_bytes()).hexdigest() for p in files], folder=rel, crop=crop)
+    print(f"wrote {out}")
 
 
 @app.command()

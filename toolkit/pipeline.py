@@ -44,6 +44,7 @@ class ExportState:
     runners: dict = field(default_factory=dict)  # artifact filename -> Runner, built once by verify
     skin_tone: dict | None = None  # measured ITA° and groups of the evaluation images
     gate_inputs: object = None  # GateInputs: evaluation images, float outputs, skin tone, bootstrap (built once)
+    calibration: dict | None = None  # what calibrated the full-integer targets
     benchmark: dict = field(default_factory=dict)
     reference_benchmark: dict | None = None
     manifest: dict | None = None
@@ -104,15 +105,29 @@ def _images(s: ExportState, cfg, *, split: str):
     return task_data(spec, cfg.n, split=split, seed=cfg.seed)
 
 
-def _calibration_inputs(s: ExportState):
-    """Contract-shaped calibration images, only when a target needs activation ranges."""
+def _calibration_inputs(s: ExportState, evaluation_images) -> tuple[object, dict | None]:
+    """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
+    no image with the evaluation set; and what they were (for the manifest)."""
+    import numpy as np
+
     from toolkit.convert.base import PRECISIONS
-    from toolkit.verify.gate import contract_inputs
+    from toolkit.data.calibration import check_disjoint, load_calibration
 
     if not any(PRECISIONS[t.precision].calibrated for t in s.recipe.targets):
-        return None
-    data = _images(s, s.recipe.calibration, split="calib")
-    return contract_inputs(data, s.recipe.input.pixel_range, s.recipe.input.layout)
+        return None, None
+    cfg = s.recipe.calibration
+    if cfg.source == "manifest":
+        path = cfg.manifest if cfg.manifest.is_absolute() else s.recipe_path.parent / cfg.manifest
+        images, report = load_calibration(path.resolve(), s.loaded.spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
+    else:
+        images = _images(s, cfg, split="calib").inputs
+        report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
+    check_disjoint(images, evaluation_images)
+    report["disjoint_from_evaluation"] = True
+    x = images.astype(np.float32) / (255.0 if s.recipe.input.pixel_range == "0-1" else 1.0)
+    if s.recipe.input.layout == "nchw":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x, report
 
 
 def artifact_metadata(s: ExportState) -> dict:
@@ -138,10 +153,9 @@ def _convert(s: ExportState) -> ExportState:
     sample = torch.rand(*_contract(s.recipe).input_shape(spec)) * (255.0 if s.recipe.input.pixel_range == "0-255" else 1.0)
     out_dir = s.staging / "artifacts"
     out_dir.mkdir(exist_ok=True)
-    calibration = _calibration_inputs(s)
+    s = replace(s, gate_inputs=_gate_inputs(s))  # the evaluation set: calibration must not overlap it
+    calibration, calibration_report = _calibration_inputs(s, s.gate_inputs.data.inputs)
     meta = artifact_metadata(s)
-    if any(t.keep_float == "auto" for t in s.recipe.targets):
-        s = replace(s, gate_inputs=_gate_inputs(s))
     artifacts = []
     for t in s.recipe.targets:
         options = {"deployment_target": t.deployment_target, "pixel_range": s.recipe.input.pixel_range,
@@ -161,7 +175,7 @@ def _convert(s: ExportState) -> ExportState:
             raise
         except Exception as exc:  # a backend's own failure: name model, target and fix
             raise describe_failure(exc, t.format, spec.name, module=s.wrapped, sample=sample) from exc
-    return replace(s, artifacts=tuple(artifacts))
+    return replace(s, artifacts=tuple(artifacts), calibration=calibration_report)
 
 
 @dataclass(frozen=True)
@@ -368,6 +382,7 @@ def _bundle(s: ExportState) -> ExportState:
         outputs=[{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
         labels=list(spec.labels),
         compression=s.compression,
+        calibration=s.calibration,
         evaluation={"source": ev.source, "n": len(s.data), "split": ev.split if ev.source == "synthetic" else None,
                     "seed": ev.seed if ev.source == "synthetic" else None,
                     "folder": str(ev.folder) if ev.folder else None,

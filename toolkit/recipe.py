@@ -86,13 +86,23 @@ def _check_source(cfg, section: str):
 class CalibrationConfig(_Strict):
     """Images whose activation ranges set the scales of full-integer targets (int8, int16x8)."""
 
-    source: Literal["synthetic", "folder"] = "synthetic"
+    source: Literal["synthetic", "folder", "manifest"] = "synthetic"
     n: int = Field(64, ge=1, le=10_000)
     seed: int = 0
     folder: Path | None = None
+    manifest: Path | None = Field(None, description="source manifest: a calibration set manifest (calibration/*.yaml), hashes checked")
+    allow_unreadable: bool = Field(False, description="manifest: skip (and report) unreadable or changed images instead of failing")
 
     @model_validator(mode="after")
     def _folder(self) -> "CalibrationConfig":
+        if self.source == "manifest":
+            if self.manifest is None:
+                raise ValueError("source 'manifest' needs calibration.manifest")
+            if self.folder is not None:
+                raise ValueError("calibration.folder is set but source is 'manifest'")
+            return self
+        if self.manifest is not None:
+            raise ValueError("calibration.manifest is set but source is not 'manifest'; set source: manifest")
         return _check_source(self, "calibration")
 
 

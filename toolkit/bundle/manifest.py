@@ -36,6 +36,7 @@ class Manifest(_Strict):
     outputs: list[dict[str, Any]]
     labels: list[str]
     compression: dict[str, Any] | None
+    calibration: dict[str, Any] | None = None  # the calibration set of full-integer targets, and its checks
     evaluation: dict[str, Any]
     artifacts: list[ArtifactEntry]
     reference_benchmark: dict[str, Any] | None
