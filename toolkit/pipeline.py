@@ -86,10 +86,31 @@ def _compress(s: ExportState) -> ExportState:
 
     model, report = s.model, None
     p = s.recipe.compress.pruning
-    if p is not None:
+    if p is not None and p.method == "magnitude":
         model, report = MagnitudePruner(p.sparsity, p.scope, p.exclude).compress(model)
+    elif p is not None:
+        model, report = _prune_channels(s, p)
     wrapped = DeviceContract(model, s.loaded.spec, _contract(s.recipe)).eval()
     return replace(s, model=model, wrapped=wrapped, compression=report)
+
+
+def _prune_channels(s: ExportState, p):
+    """Remove channels, then (optionally) distil from the float model on unlabeled images."""
+    import torch
+
+    from toolkit._io import captured
+    from toolkit.compress.channels import ChannelPruner, distill
+    from toolkit.data.tasks import task_data
+    from toolkit.load.contract import to_network_input
+
+    spec = s.loaded.spec
+    with captured(s.log_path):
+        model, report = ChannelPruner(p.sparsity, p.exclude).compress(s.model, torch.zeros(1, 3, *spec.input_size))
+    if p.distill is not None:
+        d = p.distill
+        images = to_network_input(task_data(spec, d.n, split="train", seed=d.seed).inputs, spec)
+        report["distillation"] = distill(model, s.model, images, epochs=d.epochs, lr=d.lr, seed=d.seed)
+    return model, report
 
 
 def _images(s: ExportState, cfg, *, split: str):
@@ -274,7 +295,22 @@ def _verify(s: ExportState) -> ExportState:
         if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
             res["culprits"] = _culprits(s, a, g.data)
         results[a.filename] = res
-    return replace(s, data=g.data, verification=results, runners=runners, skin_tone=skin_tone_summary(g.tone, g.data), gate_inputs=g)
+    return replace(s, data=g.data, verification=results, runners=runners, skin_tone=skin_tone_summary(g.tone, g.data), gate_inputs=g,
+                   compression=_against_original(s, g))
+
+
+def _against_original(s: ExportState, g) -> dict | None:
+    """For a compressed model, its float metrics against the uncompressed original's on the evaluation
+    set: artifacts are gated against the compressed float model, so this is the cost of compression."""
+    from toolkit.load.contract import DeviceContract
+    from toolkit.verify.gate import compare_outputs, reference_outputs
+
+    if s.compression is None:
+        return None
+    spec = s.loaded.spec
+    original = DeviceContract(s.loaded.module, spec, _contract(s.recipe)).eval()
+    rows = compare_outputs(spec, g.ref, reference_outputs(original, g.x), g.data.targets, g.boot, s.recipe.input.layout)
+    return {**s.compression, "against_original": {"metric": spec.metric, **rows[spec.metric]}}
 
 
 def _culprits(s: ExportState, artifact, data) -> dict:

@@ -106,10 +106,23 @@ class CalibrationConfig(_Strict):
         return _check_source(self, "calibration")
 
 
+class DistillConfig(_Strict):
+    """Label-free recovery after pruning: the pruned network learns the float network's outputs."""
+
+    n: int = Field(1024, ge=1, le=100_000, description="unlabeled images (the generator's train split)")
+    epochs: int = Field(3, ge=1, le=100)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+
+
 class PruningConfig(_Strict):
-    sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights set to zero")
+    method: Literal["magnitude", "channels"] = Field(
+        "magnitude", description="magnitude: zero individual weights (stored sparse by coreml sparse); "
+                                 "channels: remove whole channels, dependency-aware, so the graph itself shrinks")
+    sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights (magnitude) or of each layer's channels (channels) removed")
     scope: Literal["global", "per_layer"] = "global"
     exclude: tuple[str, ...] = Field((), description="module-name prefixes left dense (e.g. the classifier)")
+    distill: DistillConfig | None = Field(None, description="recover accuracy by distillation from the float model (no labels)")
 
 
 class CompressConfig(_Strict):
@@ -184,8 +197,8 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _sparse_needs_pruning(self) -> "Recipe":
         for t in self.targets:
-            if PRECISIONS[t.precision].needs_sparsity and self.compress.pruning is None:
-                raise ValueError(f"target {t.key} stores pruned weights sparse, but compress.pruning is not set")
+            if PRECISIONS[t.precision].needs_sparsity and (self.compress.pruning is None or self.compress.pruning.method != "magnitude"):
+                raise ValueError(f"target {t.key} stores pruned weights sparse: it needs compress.pruning with method: magnitude")
         return self
 
     def canonical_json(self) -> str:

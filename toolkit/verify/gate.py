@@ -155,6 +155,13 @@ def by_group(spec: ModelSpec, out: np.ndarray, ref: np.ndarray, targets: np.ndar
     return result
 
 
+def compare_outputs(spec: ModelSpec, out: np.ndarray, ref: np.ndarray, targets: np.ndarray, boot: Bootstrap, layout: str) -> dict:
+    """Every task metric of ``out`` against ``ref`` (drops with paired CIs), e.g. a pruned float model
+    against the original one."""
+    return stats.compare(spec.task, _to_nchw(out, spec, layout), _to_nchw(ref, spec, layout), targets, boot, labels=spec.labels,
+                         output_names=tuple(o.name for o in spec.outputs))["metrics"]
+
+
 def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data: TaskData, x: np.ndarray,
                     ref: np.ndarray, tolerance: Tolerance, layout: str, tone: SkinTone, boot: Bootstrap,
                     noninferiority: str = "ci", min_group_size: int = 10) -> dict:
