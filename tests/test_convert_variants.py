@@ -122,7 +122,7 @@ def test_recipe_rejects_unsupported_targets_with_the_reason(target, message):
 def test_sparse_target_needs_pruning():
     from toolkit.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="compress.pruning is not set"):
+    with pytest.raises(RecipeError, match="it needs compress.pruning with method: magnitude"):
         parse_recipe({"name": "x", "model": {"name": "acne_mobilenetv2"}, "targets": [{"format": "coreml", "precision": "sparse"}]})
     r = parse_recipe({"name": "x", "model": {"name": "acne_mobilenetv2"}, "compress": {"pruning": {"sparsity": 0.5}},
                       "targets": [{"format": "coreml", "precision": "sparse"}]})
