@@ -1,6 +1,5 @@
 """Quantized and compressed targets: what the file must contain, and the errors when it cannot."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -396,7 +396,7 @@ def _split(x, axis, num_splits=None, split_sizes=None, **_):
 
 @kernel("slice_by_index")
 def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None, **_):
-    sl, squeeze = [], []
+    sl = []
     for i in range(x.dim()):
         b = None if begin_mask is not None and begin_mask[i] else int(begin[i])
         e = None if end_mask is not None and end_mask[i] else int(end[i])
