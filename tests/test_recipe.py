@@ -71,3 +71,12 @@ def test_recipe_hash_is_stable_and_content_sensitive():
     a, b = parse_recipe(MINIMAL), parse_recipe(dict(MINIMAL))
     assert a.sha256() == b.sha256()
     assert a.sha256() != parse_recipe({**MINIMAL, "name": "c"}).sha256()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "export_recipes" / "compress").glob("*.yaml")), ids=lambda p: p.stem)
+def test_compression_recipes_parse_and_name_existing_files(path):
+    r = load_recipe(path)
+    assert r.name == path.stem or r.name == path.stem + "_compress"
+    if r.calibration.source == "manifest":
+        assert (path.parent / r.calibration.manifest).resolve().is_file()
+    assert any(t.precision in ("int8", "palettize4") for t in r.targets)
