@@ -116,42 +116,37 @@ def test_per_group_figures_and_worst_group_gate():
     assert res["passed"] is False
 
 
-def test_small_groups_are_reported_but_not_gated():
-    spec = get_spec("acne_mobilenetv2")
-    images, masks, groups, itas = _known_ita_set(per_group=3)
+def _gate_on_known_ita(per_group: int, wrong, tolerance: Tolerance, **kw) -> dict:
+    """The gate on known-ITA images whose float outputs are right; the artifact moves the images
+    ``wrong(targets, groups)`` selects to the next grade."""
+    images, masks, groups, itas = _known_ita_set(per_group=per_group)
     n = len(images)
     targets = np.arange(n) % 4
     ref = np.eye(4, dtype=np.float32)[targets] * 5
     out = ref.copy()
-    out[np.array(groups) == "dark"] = np.roll(ref[np.array(groups) == "dark"], 1, axis=1)
-    tone = subgroups.measure(images, masks)
+    sel = wrong(targets, np.array(groups))
+    out[sel] = np.roll(ref[sel], 1, axis=1)
     art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
-    res = verify_artifact(art, Runner(lambda x: out, check="fake"), spec=spec, data=TaskData(images, targets, groups, itas, masks),
-                          x=images.astype(np.float32), ref=ref, tolerance=Tolerance(max_group_drop=0.1), layout="nhwc", tone=tone,
-                          boot=Bootstrap.draw(n, replicates=100), min_group_size=10)
+    return verify_artifact(art, Runner(lambda x: out, check="fake"), spec=get_spec("acne_mobilenetv2"),
+                           data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref=ref,
+                           tolerance=tolerance, layout="nhwc", tone=subgroups.measure(images, masks),
+                           boot=Bootstrap.draw(n, replicates=100), **kw)
+
+
+def test_small_groups_are_reported_but_not_gated():
+    res = _gate_on_known_ita(3, lambda t, g: g == "dark", Tolerance(max_group_drop=0.1), min_group_size=10)
     assert res["by_group"]["dark"]["n"] == 3
     assert not any(c["name"].startswith("worst skin-tone group") for c in res["criteria"])
 
 
 def test_margins_on_named_metrics_and_unknown_names():
-    spec = get_spec("acne_mobilenetv2")
-    images, masks, groups, itas = _known_ita_set(per_group=4)
-    n = len(images)
-    targets = np.arange(n) % 4
-    ref = np.eye(4, dtype=np.float32)[targets] * 5
-    out = ref.copy()
-    severe = targets == 3
-    out[severe] = np.roll(ref[severe], 1, axis=1)  # the artifact never says "severe"
-    tone = subgroups.measure(images, masks)
-    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
-    kw = dict(spec=spec, data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref=ref,
-              layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=100), noninferiority="point")
-    res = verify_artifact(art, Runner(lambda x: out, check="fake"), tolerance=Tolerance(margins={"recall.severe": 0.1, "recall.clear": 0.0}), **kw)
+    from toolkit.errors import RecipeError
+
+    never_severe = lambda t, g: t == 3  # noqa: E731 — the artifact never says "severe"
+    res = _gate_on_known_ita(4, never_severe, Tolerance(margins={"recall.severe": 0.1, "recall.clear": 0.0}), noninferiority="point")
     crit = {c["name"]: c for c in res["criteria"]}
     assert crit["recall.severe drop vs float (point estimate)"]["value"] == 1.0 and not crit["recall.severe drop vs float (point estimate)"]["passed"]
     assert crit["recall.clear drop vs float (point estimate)"]["passed"]
-    from toolkit.errors import RecipeError
-
     with pytest.raises(RecipeError, match="unknown metrics: recall.severest$") as err:
-        verify_artifact(art, Runner(lambda x: out, check="fake"), tolerance=Tolerance(margins={"recall.severest": 0.1}), **kw)
+        _gate_on_known_ita(4, never_severe, Tolerance(margins={"recall.severest": 0.1}), noninferiority="point")
     assert "recall.severe" in err.value.fix and "macro_f1" in err.value.fix and "agreement" not in err.value.fix

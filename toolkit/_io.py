@@ -50,3 +50,12 @@ def captured_quietly():
             yield
     finally:
         os.unlink(name)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary sibling, then rename: a report or manifest is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -134,7 +134,8 @@ def verify(
     Reports (JUnit, HTML) are written whether the gate passes or fails."""
     from toolkit._io import captured_quietly
     from toolkit.errors import BadInputError
-    from toolkit.verify.bundle import json_safe, junit_xml, verify_bundle, write_atomically
+    from toolkit._io import write_atomically
+    from toolkit.verify.bundle import json_safe, junit_xml, verify_bundle
 
     if culprits not in (None, "failed", "all", "off"):
         raise BadInputError(f"--culprits {culprits!r} is not one of failed, all, off", fix="pass --culprits failed|all|off")

@@ -129,10 +129,9 @@ def _images(s: ExportState, cfg, *, split: str):
 def _calibration_inputs(s: ExportState, evaluation_images) -> tuple[object, dict | None]:
     """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
     no image with the evaluation set; and what they were (for the manifest)."""
-    import numpy as np
-
     from toolkit.convert.base import PRECISIONS
     from toolkit.data.calibration import check_disjoint, load_calibration
+    from toolkit.verify.gate import contract_images
 
     if not any(PRECISIONS[t.precision].calibrated for t in s.recipe.targets):
         return None, None
@@ -145,10 +144,7 @@ def _calibration_inputs(s: ExportState, evaluation_images) -> tuple[object, dict
         report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
     check_disjoint(images, evaluation_images)
     report["disjoint_from_evaluation"] = True
-    x = images.astype(np.float32) / (255.0 if s.recipe.input.pixel_range == "0-1" else 1.0)
-    if s.recipe.input.layout == "nchw":
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    return x, report
+    return contract_images(images, s.recipe.input.pixel_range, s.recipe.input.layout), report
 
 
 def artifact_metadata(s: ExportState) -> dict:
@@ -240,8 +236,6 @@ def _gate(s: ExportState, artifact, runner, g: GateInputs) -> dict:
 
 def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tuple[str, ...], dict]:
     """The fewest layers to keep float for the target to pass its gate (``toolkit.compress.mixed``)."""
-    import tempfile as _tempfile
-
     from toolkit.compress.mixed import Probe, search_keep_float
     from toolkit.convert.base import convert_target, tree_size
     from toolkit.verify.culprit import locate
@@ -249,7 +243,7 @@ def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tup
     from toolkit.verify.runners import make_runner
 
     spec, g, inp = s.loaded.spec, s.gate_inputs, s.recipe.input
-    with _tempfile.TemporaryDirectory(dir=s.staging, prefix=".mixed-") as tmp:
+    with tempfile.TemporaryDirectory(dir=s.staging, prefix=".mixed-") as tmp:
         def build(keep: tuple[str, ...]):
             return convert_target(s.wrapped, sample, spec, fmt=target.format, precision=target.precision, out_dir=Path(tmp),
                                   stem=spec.name, options={**options, "keep_float": keep}, variant=f"probe{len(keep)}")
@@ -347,12 +341,11 @@ def _benchmark(s: ExportState) -> ExportState:
     import torch
 
     from toolkit.benchmark import measure_latency
-    from toolkit.verify.gate import contract_inputs
 
     cfg = s.recipe.benchmark
     if not cfg.enabled:
         return s
-    x = contract_inputs(s.data, s.recipe.input.pixel_range, s.recipe.input.layout)[:1]
+    x = s.gate_inputs.x[:1]  # one evaluation image, already in the contract's form
     torch.set_num_threads(cfg.threads)
     with torch.inference_mode():
         ref = measure_latency(lambda v: s.wrapped(torch.from_numpy(v)), x, warmup=cfg.warmup, repeats=cfg.repeats)

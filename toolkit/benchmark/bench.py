@@ -72,6 +72,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     from toolkit.benchmark.devices import estimate, load_profiles
     from toolkit.benchmark.host import PeakMemory, host_roofline, measure_latency, roofline_bound_ms
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
+    from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
     from toolkit.verify.bundle import check_integrity, read_manifest
     from toolkit.verify.runners import make_runner
@@ -109,7 +110,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
             with captured(log):
                 cost = artifact_cost(path)
             row = {"artifact": label, "format": fmt, "precision": precision, "in_bundle": in_bundle,
-                   "size_bytes": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size,
+                   "size_bytes": tree_size(path),
                    "cost": cost.as_dict(), "host": {}, "estimates": []}
             for t in threads:
                 try:

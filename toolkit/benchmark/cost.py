@@ -46,11 +46,9 @@ def _numel(shape) -> int:
 
 
 def _tflite(path: Path) -> Cost:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from toolkit.convert.tflite import graph_interpreter
 
-    # The graph as written: without the XNNPACK delegate, which would fold the ops into one DELEGATE node.
-    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    interp = graph_interpreter(path)
     details = {d["index"]: d for d in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001 (the interpreter has no public op table)
     produced = {o for op in ops for o in op["outputs"]}

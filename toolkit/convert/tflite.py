@@ -259,6 +259,17 @@ def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
     return merged
 
 
+def graph_interpreter(path: Path):
+    """An allocated interpreter over the graph as written: without the XNNPACK delegate, which would fold
+    the ops into one DELEGATE node. ``_get_ops_details()`` is then the op table (the interpreter has no
+    public one)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
 def inspect_input_name(path: Path) -> str:
     sg = _model(path).subgraphs[0]
     return _text(sg.tensors[sg.inputs[0]].name)

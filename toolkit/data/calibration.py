@@ -179,8 +179,8 @@ def write_manifest(out: Path, *, name: str, provenance: str, consent: str, sourc
         doc["folder"] = folder
     doc["preprocessing"] = {"crop": crop}
     doc["images"] = [{"id": i, "sha256": h} for i, h in zip(ids, hashes)]
+    from toolkit._io import write_atomically
+
     CalibrationManifest.model_validate(doc)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
-    tmp.replace(out)
+    write_atomically(out, yaml.safe_dump(doc, sort_keys=False, width=120))
     return out

@@ -135,15 +135,6 @@ def json_safe(value):
     return value
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary sibling, then rename: a report is whole or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def junit_xml(summary: dict) -> str:
     """JUnit XML for CI: one test case per artifact, failing with every criterion it missed."""
     cases, failures = [], 0

@@ -37,11 +37,9 @@ class ArtifactWeight:
 
 
 def _tflite_weights(path: Path) -> list[ArtifactWeight]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from toolkit.convert.tflite import graph_interpreter
 
-    # The graph as written: without the XNNPACK delegate, which would fold the ops into one DELEGATE node.
-    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    interp = graph_interpreter(path)
     details = {d["index"]: d for d in interp.get_tensor_details()}
     producers = {o: op for op in interp._get_ops_details() for o in op["outputs"]}  # noqa: SLF001 (no public op table)
 
@@ -235,7 +233,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
     names = [n for n in layers if n in matched]
     x = to_network_input(images, spec)
     float_acts, float_y = _capture(fused, list(layers), x)
-    order = sorted(layers, key=lambda n: list(float_acts).index(n) if n in float_acts else len(float_acts))
+    order = list(float_acts) + [n for n in layers if n not in float_acts]  # execution order, unreached layers last
 
     twin = copy.deepcopy(fused)
     twin_layers = _layers(twin)

@@ -30,11 +30,16 @@ def resolve_tolerance(spec: ModelSpec, precision: str, override) -> Tolerance:
     return replace(tol, **changes, margins={**tol.margins, **override.margins})
 
 
-def contract_inputs(data: TaskData, pixel_range: str, layout: str) -> np.ndarray:
-    x = data.inputs.astype(np.float32)
+def contract_images(images: np.ndarray, pixel_range: str, layout: str) -> np.ndarray:
+    """uint8 NHWC RGB images as the device contract takes them (float, range, layout)."""
+    x = images.astype(np.float32)
     if pixel_range == "0-1":
         x = x / 255.0
     return x if layout == "nhwc" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def contract_inputs(data: TaskData, pixel_range: str, layout: str) -> np.ndarray:
+    return contract_images(data.inputs, pixel_range, layout)
 
 
 def reference_outputs(wrapped, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
