@@ -55,3 +55,71 @@ def test_sparse_storage_needs_magnitude_pruning():
     base = {"name": "x", "model": {"name": "acne_mobilenetv2"}, "targets": [{"format": "coreml", "precision": "sparse"}]}
     with pytest.raises(Exception, match="needs compress.pruning with method: magnitude"):
         parse_recipe({**base, "compress": {"pruning": {"method": "channels", "sparsity": 0.5}}})
+
+
+def _toy():
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 8)
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.blocks = nn.ModuleList([Block(), Block()])
+            self.head = nn.Linear(8, 2)
+
+    return Toy()
+
+
+def test_layer_ratios_name_beats_type_beats_global_and_longer_name_wins():
+    from toolkit.compress.select import layer_ratios
+
+    ratios = layer_ratios(_toy(), 0.5, {"Linear": 0.2, "Block": 0.3, "blocks": 0.4, "blocks.*.fc": 0.1, "blocks.1.fc": 0.0},
+                          exclude=("stem",))
+    assert ratios == {"stem": 0.0, "blocks.0.conv": 0.4, "blocks.0.fc": 0.1, "blocks.1.conv": 0.4, "blocks.1.fc": 0.0, "head": 0.2}
+    # A type names the layers inside modules of that type; the layer's own type is nearer than its block's.
+    assert layer_ratios(_toy(), 0.5, {"Block": 0.3, "Linear": 0.2}) == {
+        "stem": 0.5, "blocks.0.conv": 0.3, "blocks.0.fc": 0.2, "blocks.1.conv": 0.3, "blocks.1.fc": 0.2, "head": 0.2}
+
+
+def test_override_that_names_nothing_is_an_error_listing_what_exists():
+    from toolkit.compress.select import layer_ratios
+    from toolkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="name nothing in Toy: 'blocks.*.mlp'") as info:
+        layer_ratios(_toy(), 0.5, {"blocks.*.mlp": 0.2, "Linear": 0.1})
+    assert "Block" in info.value.fix and "'stem'" in info.value.fix
+
+
+def test_magnitude_overrides_set_each_layers_own_sparsity():
+    model = load_model("acne_mobilenetv2").module
+    pruned, report = MagnitudePruner(0.5, overrides={"Linear": 0.0, "features.1": 0.2}).compress(model)
+    assert float((pruned.head.fc.weight == 0).float().mean()) == 0.0 and "head.fc" not in report["modules"]
+    f1 = {n: m for n, m in report["modules"].items() if n.startswith("features.1.")}
+    assert f1 and all(m["target"] == 0.2 and abs(m["sparsity"] - 0.2) < 0.03 for m in f1.values())
+    rest = [m for n, m in report["modules"].items() if not n.startswith("features.1.")]
+    zeros = sum(m["sparsity"] * m["weights"] for m in rest) / sum(m["weights"] for m in rest)
+    assert zeros == pytest.approx(0.5, abs=0.01)  # the layers left at the global ratio share one threshold
+
+
+def test_channel_pruning_keeps_pixel_shuffle_feeders_and_honours_overrides():
+    from toolkit.compress.channels import ChannelPruner, feeds_pixel_shuffle
+
+    sr = load_model("texture_sr")
+    x = torch.rand(1, 3, *sr.spec.input_size)
+    assert feeds_pixel_shuffle(sr.module, x) == ["upsample.0"]
+    pruned, report = ChannelPruner(0.5).compress(sr.module, x)
+    assert report["kept_automatically"] == {"tail": "the output layer", "upsample.0": "feeds a PixelShuffle"}
+    assert pruned.upsample[0].out_channels == 128 and pruned.upsample[0].in_channels == 16
+    assert pruned(x).shape == sr.module(x).shape and report["macs"]["ratio"] < 0.5
+
+    vit = load_model("hydration_vit")
+    x = torch.rand(1, 3, *vit.spec.input_size)
+    pruned, report = ChannelPruner(0.5, overrides={"Linear": 0.0, "Conv2d": 0.0, "blocks.*.mlp.0": 0.5}).compress(vit.module, x)
+    assert report["modules"] == {f"blocks.{i}.mlp.0": {"out_channels": [512, 256]} for i in range(4)}
+    assert pruned(x).shape == vit.module(x).shape

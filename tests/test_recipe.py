@@ -80,3 +80,49 @@ def test_compression_recipes_parse_and_name_existing_files(path):
     if r.calibration.source == "manifest":
         assert (path.parent / r.calibration.manifest).resolve().is_file()
     assert any(t.precision in ("int8", "palettize4") for t in r.targets)
+
+
+def test_every_reference_model_has_the_four_compression_recipes():
+    import toolkit.models  # noqa: F401  (registers the models)
+    from toolkit.registry import list_models
+
+    folder = ROOT / "export_recipes" / "compress"
+    for spec in list_models():
+        options = load_recipe(folder / f"{spec.name}.yaml")
+        keys = {t.key: t for t in options.targets}
+        assert {"tflite_fp32", "tflite_int8", "tflite_int8_mixed", "coreml_palettize4"} <= set(keys), spec.name
+        budget = keys["tflite_int8_mixed"].tolerance
+        assert keys["tflite_int8_mixed"].keep_float == "auto" and budget.max_group_drop is not None, spec.name
+        pruned = load_recipe(folder / f"{spec.name}_channels50_int8.yaml")
+        assert (pruned.compress.pruning.method, pruned.compress.pruning.sparsity) == ("channels", 0.5), spec.name
+        assert {"tflite_fp32", "tflite_int8"} <= {t.key for t in pruned.targets}, spec.name
+
+
+def test_target_tolerance_layers_on_the_precision_override():
+    import toolkit.models  # noqa: F401
+    from toolkit.convert.base import Artifact
+    from toolkit.pipeline import target_of
+    from toolkit.registry import get_spec
+    from toolkit.verify.gate import resolve_tolerance
+
+    r = parse_recipe({**MINIMAL, "targets": [
+        {"format": "tflite", "precision": "int8"},
+        {"format": "tflite", "precision": "int8", "keep_float": "auto",
+         "tolerance": {"max_metric_drop": 0.005, "margins": {"recall.severe": 0.01}, "noninferiority": "point"}}],
+        "tolerances": {"int8": {"max_group_drop": 0.04, "margins": {"recall.clear": 0.02}}}})
+    spec = get_spec("acne_mobilenetv2")
+    plain, mixed = (target_of(r, spec, Artifact("tflite", "int8", Path(f"a/acne_mobilenetv2_{v}.tflite"), 0.0))
+                    for v in ("int8", "int8_mixed"))
+    assert (plain.keep_float, mixed.keep_float) == (None, "auto")
+    assert target_of(r, spec, Artifact("tflite", "int8", Path("acne_mobilenetv2_probe3.tflite"), 0.0)) is None
+    tol = resolve_tolerance(spec, "int8", r.tolerances["int8"], mixed.tolerance)
+    default = spec.tolerance("int8")
+    assert (tol.max_metric_drop, tol.max_group_drop, tol.min_agreement) == (0.005, 0.04, default.min_agreement)
+    assert tol.margins == {**default.margins, "recall.clear": 0.02, "recall.severe": 0.01}
+    assert resolve_tolerance(spec, "int8", r.tolerances["int8"], None).max_metric_drop == default.max_metric_drop
+
+
+def test_pruning_override_ratios_are_checked():
+    base = {**MINIMAL, "compress": {"pruning": {"method": "channels", "sparsity": 0.5, "overrides": {"Linear": 1.0}}}}
+    with pytest.raises(RecipeError, match=r"override ratios must be in \[0, 1\) \(got Linear: 1.0\)"):
+        parse_recipe(base)

@@ -87,7 +87,7 @@ def _compress(s: ExportState) -> ExportState:
     model, report = s.model, None
     p = s.recipe.compress.pruning
     if p is not None and p.method == "magnitude":
-        model, report = MagnitudePruner(p.sparsity, p.scope, p.exclude).compress(model)
+        model, report = MagnitudePruner(p.sparsity, p.scope, p.exclude, dict(p.overrides)).compress(model)
     elif p is not None:
         model, report = _prune_channels(s, p)
     wrapped = DeviceContract(model, s.loaded.spec, _contract(s.recipe)).eval()
@@ -105,7 +105,7 @@ def _prune_channels(s: ExportState, p):
 
     spec = s.loaded.spec
     with captured(s.log_path):
-        model, report = ChannelPruner(p.sparsity, p.exclude).compress(s.model, torch.zeros(1, 3, *spec.input_size))
+        model, report = ChannelPruner(p.sparsity, p.exclude, dict(p.overrides)).compress(s.model, torch.zeros(1, 3, *spec.input_size))
     if p.distill is not None:
         d = p.distill
         images = to_network_input(task_data(spec, d.n, split="train", seed=d.seed).inputs, spec)
@@ -219,19 +219,33 @@ def _gate_inputs(s: ExportState) -> GateInputs:
                       boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))
 
 
-def _gate(s: ExportState, artifact, runner, g: GateInputs) -> dict:
-    """The gate on one artifact: its precision tier's tolerance with the recipe's overrides."""
+def _gate(s: ExportState, artifact, runner, g: GateInputs, target=None) -> dict:
+    """The gate on one artifact: its precision tier's tolerance with the recipe's overrides (the tier's,
+    then the target's own; the target is found from the artifact's file name unless given)."""
     from toolkit.verify.gate import resolve_tolerance, verify_artifact
 
-    tol = resolve_tolerance(s.loaded.spec, artifact.precision, s.recipe.tolerances.get(artifact.precision))
+    target = target or target_of(s.recipe, s.loaded.spec, artifact)
+    overrides = (s.recipe.tolerances.get(artifact.precision), target.tolerance if target is not None else None)
+    tol = resolve_tolerance(s.loaded.spec, artifact.precision, *overrides)
+    ev = s.recipe.evaluation
+    judged = next((o.noninferiority for o in reversed(overrides) if o is not None and o.noninferiority), ev.noninferiority)
     # A Core ML classifier returns probabilities: compare them with the reference's.
     ref = softmax(g.ref) if artifact.details.get("output_transform") == "softmax" else g.ref
-    ev = s.recipe.evaluation
     res = verify_artifact(artifact, runner, spec=s.loaded.spec, data=g.data, x=g.x, ref=ref, tolerance=tol,
-                          layout=s.recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=ev.noninferiority,
+                          layout=s.recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=judged,
                           min_group_size=ev.min_group_size)
-    res["tolerance"] = {k: v for k, v in tol.__dict__.items() if v not in (None, {})}
+    res["tolerance"] = {**{k: v for k, v in tol.__dict__.items() if v not in (None, {})}, "noninferiority": judged}
     return res
+
+
+def target_of(recipe: Recipe, spec, artifact):
+    """The recipe target an artifact was built for (by its file name), or None."""
+    from toolkit.convert.base import SUPPORTED
+
+    for t in recipe.targets:
+        if t.format == artifact.format and artifact.filename == f"{spec.name}_{t.variant}{SUPPORTED[t.format][1]}":
+            return t
+    return None
 
 
 def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tuple[str, ...], dict]:
@@ -257,7 +271,7 @@ def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tup
             artifact = plain if not keep else build(keep)
             runner = make_runner(artifact.format, artifact.path, threads=s.recipe.benchmark.threads, layout=inp.layout,
                                  pixel_range=inp.pixel_range)
-            res = _gate(s, artifact, runner, g)
+            res = _gate(s, artifact, runner, g, target)
             return Probe(keep=keep, passed=res["passed"], failed=tuple(failed_criteria(f"keep {len(keep)}", res["criteria"])),
                          size_bytes=tree_size(artifact.path))
 

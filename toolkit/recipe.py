@@ -30,6 +30,26 @@ class InputConfig(_Strict):
     pixel_range: Literal["0-255", "0-1"] = "0-255"
 
 
+class ToleranceOverride(_Strict):
+    max_abs: float | None = Field(None, gt=0)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    max_metric_drop: float | None = Field(None, ge=0, description="non-inferiority margin of the headline task metric")
+    margins: dict[str, float] = Field({}, description="non-inferiority margins on other task metrics, e.g. {recall.severe: 0.02}")
+    max_group_drop: float | None = Field(None, ge=0, description="largest headline-metric drop allowed in any skin-tone group")
+    noninferiority: Literal["ci", "point"] | None = Field(
+        None, description="how these margins are judged (default: evaluation.noninferiority); 'point' suits a budget "
+                          "tighter than the set's sampling error, e.g. 0.5 pt on 200 images")
+
+    @field_validator("margins")
+    @classmethod
+    def _non_negative(cls, margins: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in margins.items() if not v >= 0]
+        if bad:
+            raise ValueError(f"margins must be >= 0 (got {', '.join(f'{k}: {margins[k]}' for k in bad)})")
+        return margins
+
+
 class Target(_Strict):
     format: Literal["onnx", "tflite", "coreml"]
     precision: Precision = "fp32"
@@ -44,6 +64,9 @@ class Target(_Strict):
         None, description="tflite int8 / int16x8 mixed precision: module paths of layers kept float, or 'auto' for the "
                           "fewest layers (ranked by the noise each adds) that make the artifact pass its gate")
     keep_float_max: int = Field(16, ge=1, description="with keep_float: auto, the most layers the search may keep float")
+    tolerance: ToleranceOverride | None = Field(
+        None, description="this target's own gate (an accuracy budget), on top of tolerances.<precision>; "
+                          "with keep_float: auto, the budget the search meets")
 
     @model_validator(mode="after")
     def _supported(self) -> "Target":
@@ -122,7 +145,19 @@ class PruningConfig(_Strict):
     sparsity: float = Field(gt=0.0, lt=1.0, description="fraction of weights (magnitude) or of each layer's channels (channels) removed")
     scope: Literal["global", "per_layer"] = "global"
     exclude: tuple[str, ...] = Field((), description="module-name prefixes left dense (e.g. the classifier)")
+    overrides: dict[str, float] = Field(
+        {}, description="a ratio per module type (Linear, Conv2d, a block class) or module name (path, prefix or glob such "
+                        "as 'blocks.*.mlp.0'); a name beats a type, a type beats sparsity; 0 leaves the layer alone")
     distill: DistillConfig | None = Field(None, description="recover accuracy by distillation from the float model (no labels)")
+
+
+    @field_validator("overrides")
+    @classmethod
+    def _ratios(cls, overrides: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in overrides.items() if not 0.0 <= v < 1.0]
+        if bad:
+            raise ValueError(f"override ratios must be in [0, 1) (got {', '.join(f'{k}: {overrides[k]}' for k in bad)})")
+        return overrides
 
 
 class CompressConfig(_Strict):
@@ -147,23 +182,6 @@ class EvaluationConfig(_Strict):
     @model_validator(mode="after")
     def _folder(self) -> "EvaluationConfig":
         return _check_source(self, "evaluation")
-
-
-class ToleranceOverride(_Strict):
-    max_abs: float | None = Field(None, gt=0)
-    min_cosine: float | None = Field(None, ge=-1, le=1)
-    min_agreement: float | None = Field(None, ge=0, le=1)
-    max_metric_drop: float | None = Field(None, ge=0, description="non-inferiority margin of the headline task metric")
-    margins: dict[str, float] = Field({}, description="non-inferiority margins on other task metrics, e.g. {recall.severe: 0.02}")
-    max_group_drop: float | None = Field(None, ge=0, description="largest headline-metric drop allowed in any skin-tone group")
-
-    @field_validator("margins")
-    @classmethod
-    def _non_negative(cls, margins: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, v in margins.items() if not v >= 0]
-        if bad:
-            raise ValueError(f"margins must be >= 0 (got {', '.join(f'{k}: {margins[k]}' for k in bad)})")
-        return margins
 
 
 class BenchmarkConfig(_Strict):

@@ -3,7 +3,8 @@
 Torch-Pruning (``torch_pruning``) traces the network and groups every layer a channel touches — the
 convolution that makes it, the BatchNorm that scales it, the convolutions that read it, both sides of a
 residual add, every input of a concatenation — and removes whole groups, ranked by their weights' L1 norm.
-The layer that makes the network's output, and any module named in ``exclude``, keep their channels.
+The layer that makes the network's output, layers feeding a PixelShuffle, and modules given ratio 0 (``exclude``,
+``overrides``: ``toolkit.compress.select``) keep their channels.
 Pruning alone costs accuracy; ``distill`` recovers it without labels: the pruned network learns to
 reproduce the float network's outputs on unlabeled images (mean squared error).
 """
@@ -11,8 +12,9 @@ reproduce the float network's outputs on unlabeled images (mean squared error).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from toolkit.compress.select import WEIGHTED, layer_ratios, weighted_layers
 from toolkit.errors import BadInputError
 
 
@@ -20,44 +22,76 @@ from toolkit.errors import BadInputError
 class ChannelPruner:
     ratio: float  # fraction of each prunable layer's channels removed
     exclude: tuple[str, ...] = ()
+    overrides: dict[str, float] = field(default_factory=dict)  # module type / name → ratio (toolkit.compress.select)
     round_to: int = 8  # channel counts stay multiples of this (vector units like them)
 
-    def _weighted(self, model):
-        import torch.nn as nn
-
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d))]
-
     def compress(self, model, example):
-        """A copy of ``model`` with channels removed, and a per-module report. ``example``: a network input."""
+        """A copy of ``model`` with channels removed, and a per-module report. ``example``: a network input.
+        ``model`` is left as it was."""
         import torch
         import torch_pruning as tp
 
         if not 0.0 < self.ratio < 1.0:
             raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
         pruned = copy.deepcopy(model).eval()
-        layers = self._weighted(pruned)
-        excluded = [m for n, m in layers if any(n == p or n.startswith(p + ".") for p in self.exclude)]
-        ignored = excluded + [layers[-1][1]]  # the output layer keeps its channels: they are the model's outputs
-        before = {n: _channels(m) for n, m in layers}
-        macs0, params0 = tp.utils.count_ops_and_params(pruned, example)
+        ratios = layer_ratios(pruned, self.ratio, self.overrides, self.exclude)
+        modules = dict(pruned.named_modules())
+        output_layer = next(reversed(ratios))
+        shuffled = feeds_pixel_shuffle(pruned, example)
+        keep = {n for n, r in ratios.items() if r == 0} | {output_layer} | set(shuffled)
+        own = {modules[n]: r for n, r in ratios.items() if n not in keep and r != self.ratio}
         try:
             pruner = tp.pruner.MagnitudePruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                               pruning_ratio=self.ratio, ignored_layers=ignored, round_to=self.round_to)
+                                               pruning_ratio=self.ratio, pruning_ratio_dict=own or None,
+                                               ignored_layers=[modules[n] for n in sorted(keep)], round_to=self.round_to)
             pruner.step()
             with torch.no_grad():
                 pruned(example)
         except Exception as exc:  # the dependency tracer's own errors
             raise BadInputError(f"channel pruning cannot trace this network: {type(exc).__name__}: {str(exc)[:200]}",
-                                fix="list the modules it cannot follow (e.g. those feeding a PixelShuffle, attention heads) "
-                                    "in compress.pruning.exclude, or use method: magnitude") from None
+                                fix="list the modules it cannot follow (e.g. attention projections) in "
+                                    "compress.pruning.exclude or set them to 0 in overrides, or use method: magnitude") from None
+        return pruned, self.report(model, pruned, example, kept={output_layer: "the output layer", **{n: "feeds a PixelShuffle" for n in shuffled}})
+
+    def report(self, original, pruned, example, kept: dict[str, str] | None = None) -> dict:
+        """Channels per changed module, MACs and parameters before and after."""
+        import torch_pruning as tp
+
+        macs0, params0 = tp.utils.count_ops_and_params(original, example)
         macs1, params1 = tp.utils.count_ops_and_params(pruned, example)
-        after = {n: _channels(m) for n, m in self._weighted(pruned)}
-        return pruned, {
+        before = {n: _channels(m) for n, m in weighted_layers(original)}
+        after = {n: _channels(m) for n, m in weighted_layers(pruned)}
+        return {
             "method": "channels (L1, dependency groups: Torch-Pruning)", "ratio": self.ratio, "excluded": list(self.exclude),
+            "overrides": dict(self.overrides), "kept_automatically": kept or {},
             "macs": {"before": int(macs0), "after": int(macs1), "ratio": round(macs1 / macs0, 4)},
             "params": {"before": int(params0), "after": int(params1), "ratio": round(params1 / params0, 4)},
             "modules": {n: {"out_channels": [before[n], after.get(n)]} for n in before if before[n] != after.get(n)},
         }
+
+
+def feeds_pixel_shuffle(model, example) -> list[str]:
+    """The weighted layers whose output channels a PixelShuffle regroups into space: removing one of them
+    would scramble the upsampled image, and the dependency tracer does not follow the regrouping. Found by
+    running ``example`` and taking, for each PixelShuffle call, the last weighted layer called before it."""
+    import torch
+
+    calls: list[tuple[str, str]] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, type(mod).__name__)))
+             for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    found = []
+    for i, (_, kind) in enumerate(calls):
+        if kind in ("PixelShuffle", "PixelUnshuffle"):
+            before = [n for n, k in calls[:i] if k in WEIGHTED]
+            if before and before[-1] not in found:
+                found.append(before[-1])
+    return found
 
 
 def _channels(m) -> int:

@@ -21,13 +21,16 @@ from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
 from toolkit.verify.runners import Runner
 
 
-def resolve_tolerance(spec: ModelSpec, precision: str, override) -> Tolerance:
-    """The spec's tolerance for the precision's tier, with the recipe's per-precision override on top."""
+def resolve_tolerance(spec: ModelSpec, precision: str, *overrides) -> Tolerance:
+    """The spec's tolerance for the precision's tier, with the recipe's overrides on top, in order
+    (``tolerances.<precision>``, then the target's own ``tolerance``); ``None`` overrides are skipped."""
     tol = spec.tolerance(PRECISIONS[precision].tier)
-    if override is None:
-        return tol
-    changes = {k: v for k, v in override.model_dump().items() if v is not None and k != "margins"}
-    return replace(tol, **changes, margins={**tol.margins, **override.margins})
+    for override in overrides:
+        if override is None:
+            continue
+        changes = {k: v for k, v in override.model_dump().items() if v is not None and k not in ("margins", "noninferiority")}
+        tol = replace(tol, **changes, margins={**tol.margins, **override.margins})
+    return tol
 
 
 def contract_images(images: np.ndarray, pixel_range: str, layout: str) -> np.ndarray:
