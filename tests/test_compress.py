@@ -123,3 +123,37 @@ def test_channel_pruning_keeps_pixel_shuffle_feeders_and_honours_overrides():
     pruned, report = ChannelPruner(0.5, overrides={"Linear": 0.0, "Conv2d": 0.0, "blocks.*.mlp.0": 0.5}).compress(vit.module, x)
     assert report["modules"] == {f"blocks.{i}.mlp.0": {"out_channels": [512, 256]} for i in range(4)}
     assert pruned(x).shape == vit.module(x).shape
+
+
+def test_pruned_export_reports_its_cost_and_fails_its_budget_with_exit_3(tmp_path):
+    """Channel pruning without distillation costs the skin segmenter accuracy: the bundle is written, its
+    artifact passes against the pruned float model, and the pruning budget against the original fails."""
+    import json
+
+    from tests.conftest import run_cli, write_recipe
+    from toolkit.verify.bundle import junit_xml, verify_bundle
+
+    recipe = write_recipe(tmp_path / "pruned.yaml", """
+name: seg_pruned
+model: {name: skin_segmenter}
+compress:
+  pruning: {method: channels, sparsity: 0.5, max_metric_drop: 0.01, max_group_drop: 0.02}
+targets: [{format: tflite, precision: fp32}]
+evaluation: {n: 40, bootstrap: 200}
+benchmark: {enabled: false}
+""")
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path), "-q")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "pruning: miou drop vs original float (upper 95 % CI)" in proc.stderr
+    m = json.loads((tmp_path / "seg_pruned" / "manifest.json").read_text())
+    assert m["verdict"] == {"passed": False, "artifact_count": 1, "passed_count": 1, "compression_passed": False}
+    ao = m["compression"]["against_original"]
+    assert ao["float"]["value"] - ao["artifact"]["value"] == pytest.approx(ao["drop"]["value"]) and ao["drop"]["value"] > 0.01
+    assert {c["name"].split(" (")[0] for c in ao["criteria"]} == {"miou drop vs original float", "worst skin-tone group miou drop vs original float"}
+    assert sum(g["n"] for g in ao["by_group"].values()) == 40
+    assert "## Compression" in (tmp_path / "seg_pruned" / "report.md").read_text()
+
+    summary = verify_bundle(tmp_path / "seg_pruned")  # CI re-checks the same budget
+    assert summary["passed"] is False and summary["artifacts"][0]["passed"] is True
+    assert summary["pruning"]["passed"] is False and summary["pruning"]["drop"] == ao["drop"]
+    assert 'name="pruning (float vs original)"><failure' in junit_xml(summary)

@@ -162,12 +162,18 @@ def verify(
             c = a.get("culprits") or {}
             if c.get("suggestion") or c.get("error"):
                 print(f"        culprits: {c.get('suggestion') or c.get('error')}")
+        if "pruning" in summary:
+            pr = summary["pruning"]
+            print(f"  {'pass' if pr['passed'] else 'FAIL'}  pruning: {pr['metric']} original {pr['original']:.4f} → pruned float "
+                  f"{pr['pruned']:.4f}, drop 95 % CI [{pr['drop']['ci95'][0]:+.4f}, {pr['drop']['ci95'][1]:+.4f}]")
     if not summary["passed"]:
         from toolkit.verify.gate import failed_criteria
 
         for a in summary["artifacts"]:
             for line in failed_criteria(a["path"], a["criteria"]):
                 print(f"  - {line}", file=sys.stderr)
+        for line in failed_criteria("pruning", summary.get("pruning", {}).get("criteria", [])):
+            print(f"  - {line}", file=sys.stderr)
         print("skinkit: verification gate failed", file=sys.stderr)
         raise typer.Exit(3)
 

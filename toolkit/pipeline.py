@@ -311,14 +311,30 @@ def _against_original(s: ExportState, g) -> dict | None:
     """For a compressed model, its float metrics against the uncompressed original's on the evaluation
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
-    from toolkit.verify.gate import compare_outputs, reference_outputs
+    from toolkit.verify.gate import _drop_criterion, by_group, compare_outputs, reference_outputs, to_nchw, worst_group_criterion
 
     if s.compression is None:
         return None
-    spec = s.loaded.spec
+    spec, layout, ev = s.loaded.spec, s.recipe.input.layout, s.recipe.evaluation
     original = DeviceContract(s.loaded.module, spec, _contract(s.recipe)).eval()
-    rows = compare_outputs(spec, g.ref, reference_outputs(original, g.x), g.data.targets, g.boot, s.recipe.input.layout)
-    return {**s.compression, "against_original": {"metric": spec.metric, **rows[spec.metric]}}
+    before = reference_outputs(original, g.x)
+    rows = compare_outputs(spec, g.ref, before, g.data.targets, g.boot, layout)
+    groups = by_group(spec, to_nchw(g.ref, spec, layout), to_nchw(before, spec, layout), g.data.targets, g.tone, g.boot,
+                      probabilities=False)
+    p = s.recipe.compress.pruning
+    criteria = [c for c in (
+        _drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
+        worst_group_criterion(spec.metric, groups, p.max_group_drop, ev.min_group_size, versus="original float"),
+    ) if c is not None] if p is not None else []
+    return {**s.compression, "against_original": {
+        "metric": spec.metric, **rows[spec.metric],
+        "by_group": {k: {"n": v["n"], **v["metrics"][spec.metric]} for k, v in groups.items()},
+        "criteria": criteria, "passed": all(c["passed"] for c in criteria)}}
+
+
+def compression_passed(compression: dict | None) -> bool:
+    """Whether the compressed float model stayed within the recipe's pruning budget (true without one)."""
+    return bool(((compression or {}).get("against_original") or {}).get("passed", True))
 
 
 def _culprits(s: ExportState, artifact, data) -> dict:
@@ -432,7 +448,8 @@ def _bundle(s: ExportState) -> ExportState:
                     "skin_tone": s.skin_tone},
         artifacts=entries,
         reference_benchmark=s.reference_benchmark,
-        verdict={"passed": len(passed) == len(entries), "artifact_count": len(entries), "passed_count": len(passed)},
+        verdict={"passed": len(passed) == len(entries) and compression_passed(s.compression), "artifact_count": len(entries),
+                 "passed_count": len(passed), **({"compression_passed": compression_passed(s.compression)} if s.compression else {})},
         tools=tool_versions(),
         recipe={"path": str(s.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
     )
@@ -508,6 +525,7 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         from toolkit.verify.gate import failed_criteria
 
         failures = [line for a in state.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
+        failures += failed_criteria("pruning", ((state.manifest.get("compression") or {}).get("against_original") or {}).get("criteria", []))
         raise VerificationFailed(f"verification gate failed for {len(failures)} criteria; bundle and report kept at {final}",
                                  failures=failures, bundle_dir=str(final),
                                  fix="see report.md; loosen tolerances only if the drop is acceptable")

@@ -149,6 +149,10 @@ class PruningConfig(_Strict):
         {}, description="a ratio per module type (Linear, Conv2d, a block class) or module name (path, prefix or glob such "
                         "as 'blocks.*.mlp.0'); a name beats a type, a type beats sparsity; 0 leaves the layer alone")
     distill: DistillConfig | None = Field(None, description="recover accuracy by distillation from the float model (no labels)")
+    max_metric_drop: float | None = Field(
+        None, ge=0, description="budget: largest headline-metric drop of the pruned float model against the original "
+                                "(judged as evaluation.noninferiority says); over it, the export fails (exit 3)")
+    max_group_drop: float | None = Field(None, ge=0, description="budget: the same, in the worst skin-tone group (point estimate)")
 
 
     @field_validator("overrides")

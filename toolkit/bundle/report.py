@@ -9,6 +9,39 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _compression(m: dict) -> list[str]:
+    """Pruning (cost against the original model, budget) and mixed-precision choices, where there are any."""
+    lines = []
+    c = m.get("compression")
+    if c:
+        lines += ["", "## Compression", "", f"- method: {c['method']}"]
+        if "macs" in c:
+            lines.append(f"- MACs {c['macs']['before']:,} → {c['macs']['after']:,} ({c['macs']['ratio']}×), "
+                         f"parameters {c['params']['before']:,} → {c['params']['after']:,} ({c['params']['ratio']}×)")
+        if "achieved_sparsity" in c:
+            lines.append(f"- sparsity {c['achieved_sparsity']} (target {c['target_sparsity']})")
+        if c.get("distillation"):
+            d = c["distillation"]
+            lines.append(f"- distilled on {d['images']} unlabeled images, {d['epochs']} epochs: output MSE {d['mse_before']} → {d['mse_after']}")
+        ao = c.get("against_original")
+        if ao:
+            lines.append(f"- compressed float model against the original: {ao['metric']} {ao['float']['value']:.4f} → "
+                         f"{ao['artifact']['value']:.4f} (drop {ao['drop']['value']:+.4f}, 95 % CI {ao['drop']['ci95'][0]:+.4f} … "
+                         f"{ao['drop']['ci95'][1]:+.4f}); artifacts below are gated against the compressed float model")
+            lines += [f"  - budget: {k['name']}: {_fmt(k['value'])} (required {k['op']} {_fmt(k['bound'])}): "
+                      f"{'pass' if k['passed'] else '**FAIL**'}" for k in ao.get("criteria", [])]
+    for a in m["artifacts"]:
+        mp = a["structure"].get("mixed_precision")
+        if mp:
+            kept = mp["kept_float"]
+            lines += ["", f"**{a['path']}** mixed precision: " + (
+                f"{len(kept)} layer(s) kept float ({', '.join(f'`{k}`' for k in kept) or 'none needed'})" if mp["met"]
+                else f"budget not met with up to {mp['searched_up_to']} layers kept float"),
+                "probes: " + "; ".join(f"k={p['k']} {'pass' if p['passed'] else 'fail'} {p['size_bytes'] / 1e6:.3f} MB" for p in mp["probes"]),
+                f"({mp['note']})"]
+    return lines
+
+
 def render(m: dict) -> str:
     lines = [f"# skinkit bundle: {m['bundle']}", "",
              f"Model **{m['model']['name']}** ({m['model']['architecture']}), task: {m['model']['task']}. "
@@ -36,6 +69,7 @@ def render(m: dict) -> str:
         lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {_fmt(num.get('max_abs_error', '—'))} | "
                      f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
                      f"{'pass' if v['passed'] else '**FAIL**'} |")
+    lines += _compression(m)
     lines += ["", "## Structure (read back from each file)", "",
               "| artifact | input | transposes | weights | notes |", "|---|---|---|---|---|"]
     for a in m["artifacts"]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.errors import BadInputError
+from toolkit.pipeline import compression_passed
 
 
 _RESULT_KEYS = ("error", "tolerance", "numerics", "numerics_by_output", "agreement", "task_metric", "metrics", "confusion",
@@ -115,13 +116,21 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
                         **{k: v[k] for k in _RESULT_KEYS if k in v}})
     return {
         "bundle": str(bundle), "model": manifest["model"]["name"], "task": manifest["model"]["task"],
-        "labels": manifest["labels"], "passed": all(r["passed"] for r in results),
+        "labels": manifest["labels"], "passed": all(r["passed"] for r in results) and compression_passed(state.compression),
+        **({"pruning": _pruning_summary(state.compression)} if state.compression else {}),
         "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(state.data),
                        "folder": str(data) if data else manifest["evaluation"].get("folder"),
                        "bootstrap": state.recipe.evaluation.bootstrap, "noninferiority": state.recipe.evaluation.noninferiority,
                        "skin_tone": state.skin_tone},
         "integrity": integrity, "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _pruning_summary(compression: dict) -> dict:
+    """The pruned float model against the original: its headline drop, and the budget's criteria."""
+    ao = compression["against_original"]
+    return {"metric": ao["metric"], "original": ao["float"]["value"], "pruned": ao["artifact"]["value"], "drop": ao["drop"],
+            "criteria": ao["criteria"], "passed": ao["passed"]}
 
 
 def json_safe(value):
@@ -147,6 +156,12 @@ def junit_xml(summary: dict) -> str:
             body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
         cases.append(f'  <testcase classname={quoteattr(summary["model"])} name={quoteattr(a["path"])}>'
                      f'{body}<system-out>{escape(a["check"])}</system-out></testcase>')
+    if "pruning" in summary:  # the pruned float model within its budget against the original
+        failed = [c for c in summary["pruning"]["criteria"] if not c["passed"]]
+        failures += bool(failed)
+        text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
+        body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>' if failed else ""
+        cases.append(f'  <testcase classname={quoteattr(summary["model"])} name="pruning (float vs original)">{body}</testcase>')
     head = (f'<testsuite name={quoteattr("skinkit verify " + summary["bundle"])} tests="{len(cases)}" '
             f'failures="{failures}" time="{summary["seconds"]}">')
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + head + "\n" + "\n".join(cases) + "\n</testsuite>\n"
