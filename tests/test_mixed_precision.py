@@ -22,19 +22,34 @@ def _fake(threshold: int, calls: list):
     return evaluate
 
 
-@pytest.mark.parametrize("threshold, probes", [(0, [0]), (1, [0, 1]), (5, [0, 1, 2, 4, 8, 6, 5]), (13, [0, 1, 2, 4, 8, 16, 12, 14, 13])])
+@pytest.mark.parametrize("threshold, probes", [(0, [0]), (1, [0, 16, 1]), (5, [0, 16, 1, 2, 4, 8, 6, 5]), (13, [0, 16, 1, 2, 4, 8, 12, 14, 13])])
 def test_search_finds_the_fewest_layers(threshold, probes):
     ranking = [f"l{i}" for i in range(20)]
     calls: list = []
     r = search_keep_float(ranking, _fake(threshold, calls), max_layers=16)
     assert r["met"] and r["kept_float"] == ranking[:threshold]
-    assert calls == probes  # each k probed once, doubling then bisecting
+    assert calls == probes  # each k probed once: none, the cap, then doubling and bisecting
 
 
 def test_search_reports_an_unmet_budget():
     r = search_keep_float([f"l{i}" for i in range(20)], _fake(30, []), max_layers=8)
     assert r["met"] is False and r["kept_float"] is None and r["searched_up_to"] == 8
-    assert [p["k"] for p in r["probes"]] == [0, 1, 2, 4, 8] and not any(p["passed"] for p in r["probes"])
+    assert [p["k"] for p in r["probes"]] == [0, 8] and not any(p["passed"] for p in r["probes"])  # the cap fails: stop
+    assert "diagnosis" not in r  # no losses recorded, no claim
+
+
+@pytest.mark.parametrize("loss_at_cap, diagnosed", [(0.9, True), (0.4, False)])
+def test_unmet_budget_that_float_layers_barely_help_is_diagnosed(loss_at_cap, diagnosed):
+    def evaluate(keep):
+        return Probe(keep=keep, passed=False, failed=("x",), size_bytes=1, loss=1.0 if not keep else loss_at_cap)
+
+    r = search_keep_float([f"l{i}" for i in range(20)], evaluate, max_layers=12)
+    assert r["met"] is False and [p["loss"] for p in r["probes"]] == [1.0, loss_at_cap]
+    if diagnosed:
+        assert r["diagnosis"].startswith("keeping the 12 noisiest weighted layers float removed 10% of the headline loss (1 → 0.9)")
+        assert "int16x8" in r["diagnosis"]
+    else:
+        assert "diagnosis" not in r
 
 
 def test_keep_float_only_for_tflite_integer_targets():

@@ -273,7 +273,7 @@ def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tup
                                  pixel_range=inp.pixel_range)
             res = _gate(s, artifact, runner, g, target)
             return Probe(keep=keep, passed=res["passed"], failed=tuple(failed_criteria(f"keep {len(keep)}", res["criteria"])),
-                         size_bytes=tree_size(artifact.path))
+                         size_bytes=tree_size(artifact.path), loss=(res.get("task_metric") or {}).get("drop"))
 
         result = search_keep_float(ranking, evaluate, max_layers=target.keep_float_max)
     keep = tuple(result["kept_float"]) if result["met"] else tuple(ranking[:result["searched_up_to"]])

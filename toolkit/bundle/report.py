@@ -38,7 +38,7 @@ def _compression(m: dict) -> list[str]:
                 f"{len(kept)} layer(s) kept float ({', '.join(f'`{k}`' for k in kept) or 'none needed'})" if mp["met"]
                 else f"budget not met with up to {mp['searched_up_to']} layers kept float"),
                 "probes: " + "; ".join(f"k={p['k']} {'pass' if p['passed'] else 'fail'} {p['size_bytes'] / 1e6:.3f} MB" for p in mp["probes"]),
-                f"({mp['note']})"]
+                *([mp["diagnosis"]] if mp.get("diagnosis") else []), f"({mp['note']})"]
     return lines
 
 
