@@ -79,8 +79,9 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
                 change, ci = tm["drop"], tm.get("drop_ci95")
                 groups = {g: (r["n"], r["metrics"][metric]["drop"]["value"]) for g, r in v["by_group"].items()}
             mixed = a["structure"].get("mixed_precision")
+            stem = Path(a["path"]).stem.removeprefix(m["model"]["name"] + "_")
             label = {"fp32": "fp32", "int8": "int8", "int8_mixed": "mixed int8", "palettize4": "palettize4",
-                     "palettize4_g16": "palettize4 g16"}[Path(a["path"]).stem.removeprefix(m["model"]["name"] + "_")]
+                     "palettize4_g16": "palettize4 g16", "int16x8": "int16x8"}.get(stem, stem)
             rows.append({
                 "model": model, "recipe": ("50% channels + " if pruned else "") + label, "format": a["format"],
                 "path": str(bundle / a["path"]),
