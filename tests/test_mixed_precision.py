@@ -75,3 +75,17 @@ def test_named_layers_stay_float_in_the_file(tmp_path):
         convert_target(wrapped, sample, loaded.spec, fmt="tflite", precision="int8", out_dir=tmp_path, stem="s",
                        options={**opts, "keep_float": ("no.such.layer",)}, variant="bad")
     assert not any(p.name.startswith("s_bad") or p.name.startswith(".s_bad") for p in Path(tmp_path).iterdir()), "nothing half-written"
+
+
+def test_layers_litert_names_after_a_parent_are_found_by_their_weights(tmp_path):
+    """A ModuleList's children (U-Net ``downs.0.1.0``) and a model's last Linear (the ViT's ``head``) get
+    weight tensors named after a parent scope; they are found by matching weight values instead."""
+    for name, keep in (("lesion_unet", ("downs.0.1.0", "inc.0")), ("hydration_vit", ("head",))):
+        loaded = load_model(name)
+        wrapped = DeviceContract(loaded.module, loaded.spec, InputContract(layout="nhwc", pixel_range="0-255")).eval()
+        calib = contract_inputs(task_data(loaded.spec, 2, split="calib"), "0-255", "nhwc")
+        sample = torch.rand(1, *loaded.spec.input_size, 3) * 255
+        a = convert_target(wrapped, sample, loaded.spec, fmt="tflite", precision="int8", out_dir=tmp_path, stem=name,
+                           options={"calibration": calib, "keep_float": keep}, variant="int8_mixed")
+        assert a.details["kept_float"]["weight_dtypes"] == {k: ["float32"] for k in keep}
+        assert a.details["tensor_dtypes"].get("int8", 0) > 0  # the rest is quantized

@@ -195,8 +195,35 @@ def layer_ops(model, layer: str) -> list:
     return [op for op in sg.operators if kinds[op.opcodeIndex] in _WEIGHT_OPS and rx.search(_text(sg.tensors[op.inputs[1]].name))]
 
 
+def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each PyTorch layer's weighted ops in the float flatbuffer, as their output tensor names (the
+    quantizer scopes ops by those). Found by the weight tensor's scope name; where litert-torch named the
+    tensor after a parent instead (a model's last Linear, the children of a ModuleList), by matching the
+    weights' values to the PyTorch layer's (BatchNorm folded, any axis order). A layer found neither way
+    is an error: mixed precision that silently quantized everything is not mixed."""
+    fm = _model(float_path)
+    sg = fm.subgraphs[0]
+    found = {layer: [_text(sg.tensors[op.outputs[0]].name) for op in layer_ops(fm, layer)] for layer in layers}
+    missing = [k for k, v in found.items() if not v]
+    if missing and module is not None:
+        from toolkit.verify.culprit import _layers, _tflite_weights, fold_batchnorm, match_weights
+
+        network = getattr(module, "model", module)
+        candidates = {n: m for n, m in _layers(fold_batchnorm(network)).items() if n in missing}
+        weight_of = {op.inputs[1]: op for op in sg.operators if len(op.inputs) > 1}
+        for layer, (aw, _, _) in match_weights(candidates, _tflite_weights(float_path)).items():
+            op = weight_of.get(int(aw.name.split()[1]))  # "tensor <index> (<OP>)"
+            if op is not None:
+                found[layer] = [_text(sg.tensors[op.outputs[0]].name)]
+    missing = [k for k, v in found.items() if not v]
+    if missing:
+        raise ConversionError(f"mixed precision: layers not found: {', '.join(missing)} (neither by name nor by weights in the TFLite graph)",
+                              fix="name conv / linear layers by their module path (see the culprit ranking)")
+    return found
+
+
 def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | None, input_range: tuple[float, float],
-              keep_float: tuple[str, ...] = ()) -> bytes:
+              keep_float: dict[str, list[str]] | None = None) -> bytes:
     from ai_edge_quantizer import qtyping, quantizer, recipe
 
     q = quantizer.Quantizer(str(float_path))
@@ -207,11 +234,8 @@ def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | 
     if keep_float:  # mixed precision: these layers' ops stay float, with (de)quantize around them
         import re
 
-        fm = _model(float_path)
-        sg = fm.subgraphs[0]
-        for layer in keep_float:
-            for op in layer_ops(fm, layer):  # the quantizer scopes an op by "<output name>;"
-                name = _text(sg.tensors[op.outputs[0]].name)
+        for names in keep_float.values():
+            for name in names:  # the quantizer scopes an op by "<output name>;"
                 q.update_quantization_recipe(regex=f"^{re.escape(name)};$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                              algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
     if not q.need_calibration:
@@ -275,22 +299,23 @@ def inspect_input_name(path: Path) -> str:
     return _text(sg.tensors[sg.inputs[0]].name)
 
 
-def _kept_float(path: Path, layers: tuple[str, ...]) -> dict:
-    """Each kept layer and whether its weighted op really stayed float in the file (a layer the regex
-    did not find is an error: mixed precision that silently quantized everything is not mixed)."""
+def _kept_float(path: Path, keep: dict[str, list[str]]) -> dict:
+    """Each kept layer and whether its weighted ops really stayed float in the written file."""
     from ai_edge_litert import schema_py_generated as fb
 
     m = _model(path)
     sg = m.subgraphs[0]
     dtype_names = _names(fb.TensorType)
-    found = {layer: sorted({dtype_names[sg.tensors[op.inputs[1]].type].lower() for op in layer_ops(m, layer)}) for layer in layers}
+    by_output = {_text(sg.tensors[op.outputs[0]].name): op for op in sg.operators if len(op.inputs) > 1}
+    found = {layer: sorted({dtype_names[sg.tensors[by_output[n].inputs[1]].type].lower() for n in names if n in by_output})
+             for layer, names in keep.items()}
     missing = [k for k, v in found.items() if not v]
     quantized = [k for k, v in found.items() if v and v != ["float32"]]
     if missing or quantized:
         raise ConversionError(f"mixed precision: layers {missing + quantized} were not kept float in the TFLite file "
                               f"({'not found: ' + ', '.join(missing) if missing else ''}{'; still quantized: ' + ', '.join(quantized) if quantized else ''})",
                               fix="name conv / linear layers by their module path (see the culprit ranking)")
-    return {"layers": list(layers), "weight_dtypes": found}
+    return {"layers": list(keep), "weight_dtypes": found}
 
 
 def _check_applied(precision: str, details: dict) -> dict:
@@ -323,15 +348,16 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         if precision != "fp32":
             float_tmp.write_bytes(data)
             lo, hi = (0.0, 255.0) if options.get("pixel_range", "0-255") == "0-255" else (0.0, 1.0)
-            data = _quantize(float_tmp, precision, spec, options.get("calibration"), (lo, hi), tuple(options.get("keep_float") or ()))
+            keep = kept_outputs(float_tmp, module, tuple(options["keep_float"])) if options.get("keep_float") else None
+            data = _quantize(float_tmp, precision, spec, options.get("calibration"), (lo, hi), keep)
         meta = dict(options.get("metadata", {}), precision=precision, signature=signature_key(spec))
         tmp.write_bytes(_embed_metadata(data, meta))
         details = inspect(tmp)
         details.update(_check_applied(precision, details))
         if rewrites:
             details["rewrites"] = rewrites
-        if options.get("keep_float"):
-            details["kept_float"] = _kept_float(tmp, tuple(options["keep_float"]))
+        if precision != "fp32" and options.get("keep_float"):
+            details["kept_float"] = _kept_float(tmp, keep)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
