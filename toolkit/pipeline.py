@@ -311,7 +311,7 @@ def _against_original(s: ExportState, g) -> dict | None:
     """For a compressed model, its float metrics against the uncompressed original's on the evaluation
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
-    from toolkit.verify.gate import _drop_criterion, by_group, compare_outputs, reference_outputs, to_nchw, worst_group_criterion
+    from toolkit.verify.gate import drop_criterion, by_group, compare_outputs, reference_outputs, to_nchw, worst_group_criterion
 
     if s.compression is None:
         return None
@@ -323,7 +323,7 @@ def _against_original(s: ExportState, g) -> dict | None:
                       probabilities=False)
     p = s.recipe.compress.pruning
     criteria = [c for c in (
-        _drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
+        drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
         worst_group_criterion(spec.metric, groups, p.max_group_drop, ev.min_group_size, versus="original float"),
     ) if c is not None] if p is not None else []
     return {**s.compression, "against_original": {

@@ -136,7 +136,7 @@ def check_margin_names(tolerance: Tolerance, rows: dict) -> None:
                           fix=f"use metrics of this task that have a float counterpart: {', '.join(known)}")
 
 
-def _drop_criterion(name: str, row: dict, margin: float | None, noninferiority: str, versus: str = "float") -> dict | None:
+def drop_criterion(name: str, row: dict, margin: float | None, noninferiority: str, versus: str = "float") -> dict | None:
     """Non-inferiority: the drop (positive = worse than float) must stay within the margin, judged on
     the upper end of its paired 95 % CI ('ci') or on the point estimate ('point')."""
     drop = row["drop"]
@@ -213,8 +213,8 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
         _criterion("max abs error vs float", num["max_abs_error"], tolerance.max_abs, op="<="),
         _criterion("cosine vs float", num["cosine"], tolerance.min_cosine, op=">="),
         _criterion("top-1 agreement with float" if spec.task == "classification" else "pixel agreement with float", agree, tolerance.min_agreement, op=">="),
-        _drop_criterion(key, head, tolerance.max_metric_drop, noninferiority),
-        *(_drop_criterion(name, rows[name], margin, noninferiority) for name, margin in sorted(tolerance.margins.items())),
+        drop_criterion(key, head, tolerance.max_metric_drop, noninferiority),
+        *(drop_criterion(name, rows[name], margin, noninferiority) for name, margin in sorted(tolerance.margins.items())),
     ) if c is not None]
 
     groups = by_group(spec, out_c, ref_c, data.targets, tone, boot, probabilities=probabilities)
