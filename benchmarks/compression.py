@@ -66,6 +66,14 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
         original = (m.get("compression") or {}).get("against_original")
         for a in m["artifacts"]:
             v = a["verification"]
+            label = {"fp32": "fp32", "int8": "int8", "int8_mixed": "mixed int8", "palettize4": "palettize4",
+                     "palettize4_g16": "palettize4 g16", "int16x8": "int16x8"}.get(stem := Path(a["path"]).stem.removeprefix(
+                         m["model"]["name"] + "_"), stem)
+            if "task_metric" not in v:  # the runtime refused it: a failed gate with the reason, nothing to time
+                rows.append({"model": model, "recipe": ("50% channels + " if pruned else "") + label, "format": "not executed",
+                             "size_bytes": a["size_bytes"], "passed": False, "failed": [v.get("error", v["check"])],
+                             "metric": None, "worst_group": None, "kept_float": None, "macs_ratio": None})
+                continue
             tm = v["task_metric"]
             sign = 1.0 if tm["higher_is_better"] else -1.0  # a loss is positive
             metric = tm["name"]
@@ -79,15 +87,15 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
                 change, ci = tm["drop"], tm.get("drop_ci95")
                 groups = {g: (r["n"], r["metrics"][metric]["drop"]["value"]) for g, r in v["by_group"].items()}
             mixed = a["structure"].get("mixed_precision")
-            stem = Path(a["path"]).stem.removeprefix(m["model"]["name"] + "_")
-            label = {"fp32": "fp32", "int8": "int8", "int8_mixed": "mixed int8", "palettize4": "palettize4",
-                     "palettize4_g16": "palettize4 g16", "int16x8": "int16x8"}.get(stem, stem)
             rows.append({
                 "model": model, "recipe": ("50% channels + " if pruned else "") + label, "format": a["format"],
                 "path": str(bundle / a["path"]),
                 "size_bytes": a["size_bytes"], "metric": metric, "original_float": base, "artifact": tm["artifact"],
-                "change": change, "change_ci95": ci, "worst_group": _worst_group(groups, min_n), "passed": v["passed"],
-                "failed": [c["name"] for c in v["criteria"] if not c["passed"]],
+                "change": change, "change_ci95": ci, "worst_group": _worst_group(groups, min_n),
+                # a pruned artifact also carries its bundle's pruning budget (pruned float vs the original)
+                "passed": v["passed"] and (not pruned or original.get("passed", True)),
+                "failed": [c["name"] for c in v["criteria"] if not c["passed"]]
+                          + ([f"pruning: {c['name']}" for c in original.get("criteria", []) if not c["passed"]] if pruned else []),
                 "kept_float": None if mixed is None else (len(mixed["kept_float"]) if mixed["met"] else f">{mixed['searched_up_to']}"),
                 "macs_ratio": (m.get("compression") or {}).get("macs", {}).get("ratio") if pruned else None,
             })
@@ -166,10 +174,10 @@ def main() -> None:
         recipe = r["recipe"] + (f" ({r['kept_float']} float)" if r["kept_float"] is not None else "")
         recipe += f", MACs {r['macs_ratio']:.2f}×" if r["macs_ratio"] and r["recipe"].endswith("fp32") else ""
         cells = [r["model"], recipe, f"{r['size_bytes'] / 1e6:.3f}", f"{r['size_ratio']:.2f}",
-                 f"{r['metric']} {_fmt_change(r)}", _fmt_group(r),
-                 f"{r['p50_ms']:.2f}" if "p50_ms" in r else "macOS only",
+                 f"{r['metric']} {_fmt_change(r)}" if r["metric"] else "—", _fmt_group(r),
+                 f"{r['p50_ms']:.2f}" if "p50_ms" in r else ("macOS only" if r["format"] == "coreml" else "—"),
                  f"{r['latency_ratio']:.2f}" if "latency_ratio" in r else "—",
-                 "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])[:120]]
+                 "pass" if r["passed"] else "FAIL: " + "; ".join(r["failed"])[:160]]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
