@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RECIPES = ROOT / "export_recipes" / "compress"
+LABELS = {"int8_mixed": "mixed int8", "palettize4_g16": "palettize4 g16"}  # file variant -> table label (else the variant)
 
 
 def ensure(recipe_name: str, out: Path) -> Path:
@@ -58,6 +59,8 @@ def _worst_group(groups: dict[str, tuple[int, float]], min_n: int) -> tuple[str,
 
 def rows_for(model: str, bundles: Path) -> list[dict]:
     """One row per artifact of the model's two compression bundles, changes against the original float model."""
+    from toolkit.pipeline import compression_passed, pruning_criteria
+
     rows = []
     for name, pruned in ((model, False), (f"{model}_channels50_int8", True)):
         bundle = ensure(name, bundles)
@@ -66,9 +69,8 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
         original = (m.get("compression") or {}).get("against_original")
         for a in m["artifacts"]:
             v = a["verification"]
-            label = {"fp32": "fp32", "int8": "int8", "int8_mixed": "mixed int8", "palettize4": "palettize4",
-                     "palettize4_g16": "palettize4 g16", "int16x8": "int16x8"}.get(stem := Path(a["path"]).stem.removeprefix(
-                         m["model"]["name"] + "_"), stem)
+            variant = Path(a["path"]).stem.removeprefix(m["model"]["name"] + "_")
+            label = LABELS.get(variant, variant)
             if "task_metric" not in v:  # the runtime refused it: a failed gate with the reason, nothing to time
                 rows.append({"model": model, "recipe": ("50% channels + " if pruned else "") + label, "format": "not executed",
                              "size_bytes": a["size_bytes"], "passed": False, "failed": [v.get("error", v["check"])],
@@ -93,9 +95,9 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
                 "size_bytes": a["size_bytes"], "metric": metric, "original_float": base, "artifact": tm["artifact"],
                 "change": change, "change_ci95": ci, "worst_group": _worst_group(groups, min_n),
                 # a pruned artifact also carries its bundle's pruning budget (pruned float vs the original)
-                "passed": v["passed"] and (not pruned or original.get("passed", True)),
+                "passed": v["passed"] and compression_passed(m.get("compression")),
                 "failed": [c["name"] for c in v["criteria"] if not c["passed"]]
-                          + ([f"pruning: {c['name']}" for c in original.get("criteria", []) if not c["passed"]] if pruned else []),
+                          + [f"pruning: {c['name']}" for c in pruning_criteria(m.get("compression")) if not c["passed"]],
                 "kept_float": None if mixed is None else (len(mixed["kept_float"]) if mixed["met"] else f">{mixed['searched_up_to']}"),
                 "macs_ratio": (m.get("compression") or {}).get("macs", {}).get("ratio") if pruned else None,
             })

@@ -132,9 +132,8 @@ def verify(
     """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails).
 
     Reports (JUnit, HTML) are written whether the gate passes or fails."""
-    from toolkit._io import captured_quietly
+    from toolkit._io import captured_quietly, write_atomically
     from toolkit.errors import BadInputError
-    from toolkit._io import write_atomically
     from toolkit.verify.bundle import json_safe, junit_xml, verify_bundle
 
     if culprits not in (None, "failed", "all", "off"):

@@ -240,12 +240,10 @@ def _gate(s: ExportState, artifact, runner, g: GateInputs, target=None) -> dict:
 
 def target_of(recipe: Recipe, spec, artifact):
     """The recipe target an artifact was built for (by its file name), or None."""
-    from toolkit.convert.base import SUPPORTED
+    from toolkit.convert.base import artifact_filename
 
-    for t in recipe.targets:
-        if t.format == artifact.format and artifact.filename == f"{spec.name}_{t.variant}{SUPPORTED[t.format][1]}":
-            return t
-    return None
+    return next((t for t in recipe.targets if t.format == artifact.format
+                 and artifact.filename == artifact_filename(spec.name, t.format, t.variant)), None)
 
 
 def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tuple[str, ...], dict]:
@@ -332,9 +330,14 @@ def _against_original(s: ExportState, g) -> dict | None:
         "criteria": criteria, "passed": all(c["passed"] for c in criteria)}}
 
 
+def pruning_criteria(compression: dict | None) -> list[dict]:
+    """The pruning budget's criteria (compressed float model against the original); none without a budget."""
+    return ((compression or {}).get("against_original") or {}).get("criteria", [])
+
+
 def compression_passed(compression: dict | None) -> bool:
     """Whether the compressed float model stayed within the recipe's pruning budget (true without one)."""
-    return bool(((compression or {}).get("against_original") or {}).get("passed", True))
+    return all(c["passed"] for c in pruning_criteria(compression))
 
 
 def _culprits(s: ExportState, artifact, data) -> dict:
@@ -427,6 +430,7 @@ def _bundle(s: ExportState) -> ExportState:
             benchmark=s.benchmark.get(a.filename),
         ))
     passed = [e for e in entries if e.verification["passed"]]
+    within_budget = compression_passed(s.compression)
     card_path = s.loaded.provenance.get("checkpoint", "")
     card = Path(card_path).with_suffix(".json")
     training = json.loads(card.read_text()) if card.is_file() else None
@@ -448,8 +452,8 @@ def _bundle(s: ExportState) -> ExportState:
                     "skin_tone": s.skin_tone},
         artifacts=entries,
         reference_benchmark=s.reference_benchmark,
-        verdict={"passed": len(passed) == len(entries) and compression_passed(s.compression), "artifact_count": len(entries),
-                 "passed_count": len(passed), **({"compression_passed": compression_passed(s.compression)} if s.compression else {})},
+        verdict={"passed": len(passed) == len(entries) and within_budget, "artifact_count": len(entries),
+                 "passed_count": len(passed), **({"compression_passed": within_budget} if s.compression else {})},
         tools=tool_versions(),
         recipe={"path": str(s.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
     )
@@ -525,7 +529,7 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         from toolkit.verify.gate import failed_criteria
 
         failures = [line for a in state.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
-        failures += failed_criteria("pruning", ((state.manifest.get("compression") or {}).get("against_original") or {}).get("criteria", []))
+        failures += failed_criteria("pruning", pruning_criteria(state.manifest.get("compression")))
         raise VerificationFailed(f"verification gate failed for {len(failures)} criteria; bundle and report kept at {final}",
                                  failures=failures, bundle_dir=str(final),
                                  fix="see report.md; loosen tolerances only if the drop is acceptable")

@@ -154,7 +154,6 @@ class PruningConfig(_Strict):
                                 "(judged as evaluation.noninferiority says); over it, the export fails (exit 3)")
     max_group_drop: float | None = Field(None, ge=0, description="budget: the same, in the worst skin-tone group (point estimate)")
 
-
     @field_validator("overrides")
     @classmethod
     def _ratios(cls, overrides: dict[str, float]) -> dict[str, float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from toolkit.compress.select import WEIGHTED, layer_ratios, weighted_layers
+from toolkit.compress.select import is_weighted, layer_ratios, weighted_layers
 from toolkit.errors import BadInputError
 
 
@@ -76,9 +76,8 @@ def feeds_pixel_shuffle(model, example) -> list[str]:
     running ``example`` and taking, for each PixelShuffle call, the last weighted layer called before it."""
     import torch
 
-    calls: list[tuple[str, str]] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, type(mod).__name__)))
-             for n, m in model.named_modules() if n]
+    calls: list[tuple[str, object]] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: calls.append((n, mod))) for n, m in model.named_modules() if n]
     try:
         with torch.no_grad():
             model(example)
@@ -86,9 +85,9 @@ def feeds_pixel_shuffle(model, example) -> list[str]:
         for h in hooks:
             h.remove()
     found = []
-    for i, (_, kind) in enumerate(calls):
-        if kind in ("PixelShuffle", "PixelUnshuffle"):
-            before = [n for n, k in calls[:i] if k in WEIGHTED]
+    for i, (_, mod) in enumerate(calls):
+        if isinstance(mod, (torch.nn.PixelShuffle, torch.nn.PixelUnshuffle)):
+            before = [n for n, m in calls[:i] if is_weighted(m)]
             if before and before[-1] not in found:
                 found.append(before[-1])
     return found

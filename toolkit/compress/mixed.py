@@ -61,7 +61,8 @@ def search_keep_float(ranking: list[str], evaluate: Callable[[tuple[str, ...]], 
 def _result(k: int | None, probes: dict[int, Probe], ranking: list[str], cap: int) -> dict:
     diagnosis = None
     first, last = probes.get(0), probes.get(cap)
-    if k is None and first and last and first.loss and last.loss is not None and first.loss > 0 and last.loss > 0.5 * first.loss:
+    losses = (first.loss, last.loss) if first and last else (None, None)
+    if k is None and None not in losses and losses[0] > 0 and losses[1] > 0.5 * losses[0]:
         diagnosis = (f"keeping the {cap} noisiest weighted layers float removed {max(0.0, 1 - last.loss / first.loss):.0%} of the "
                      f"headline loss ({first.loss:.4g} → {last.loss:.4g}): it comes from quantized activations of ops without "
                      "weights (additions, resizes, the output); int16 activations (precision: int16x8) address those")

@@ -8,8 +8,9 @@
   (``blocks.*.mlp.0``).
 
 A name beats a type, a longer (more specific) name beats a shorter one (a plain name beats a glob of
-the same length), and a type beats the global ratio. ``exclude`` is shorthand for a name override of 0. A key that matches nothing is an error that
-lists what exists, so a typo never silently compresses the whole model.
+the same length), and a type beats the global ratio. ``exclude`` is shorthand for a name override of 0.
+A key that matches nothing is an error that lists what exists, so a typo never silently compresses the
+whole model.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from fnmatch import fnmatchcase
 
 from toolkit.errors import RecipeError
 
-WEIGHTED = ("Conv2d", "Linear", "ConvTranspose2d")
+
+def is_weighted(module) -> bool:
+    """A conv, transposed conv or linear layer (or a subclass of one): what compressors act on."""
+    from torch import nn
+
+    return isinstance(module, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d))
 
 
 def weighted_layers(model) -> list[tuple[str, object]]:
     """(name, module) of every conv and linear layer, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if type(m).__name__ in WEIGHTED]
+    return [(n, m) for n, m in model.named_modules() if is_weighted(m)]
 
 
 def _name_matches(name: str, pattern: str) -> bool:

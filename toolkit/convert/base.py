@@ -104,13 +104,17 @@ def tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def artifact_filename(stem: str, fmt: str, variant: str) -> str:
+    """``<stem>_<variant><suffix>``, e.g. ``acne_mobilenetv2_int8_mixed.tflite``: how a target's file is named."""
+    return f"{stem}_{variant}{SUPPORTED[fmt][1]}"
+
+
 def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: Path, stem: str, options: dict,
                    variant: str | None = None) -> Artifact:
     """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target."""
     check_supported(fmt, precision)
-    mod_name, suffix, _ = SUPPORTED[fmt]
-    backend = importlib.import_module(mod_name)
-    path = out_dir / f"{stem}_{variant or precision}{suffix}"
+    backend = importlib.import_module(SUPPORTED[fmt][0])
+    path = out_dir / artifact_filename(stem, fmt, variant or precision)
     t0 = time.perf_counter()
     details = backend.convert(module, sample, spec, precision=precision, path=path, options=options)
     return Artifact(format=fmt, precision=precision, path=path, seconds=time.perf_counter() - t0, details=details)

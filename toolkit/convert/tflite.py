@@ -206,12 +206,12 @@ def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str,
     found = {layer: [_text(sg.tensors[op.outputs[0]].name) for op in layer_ops(fm, layer)] for layer in layers}
     missing = [k for k, v in found.items() if not v]
     if missing and module is not None:
-        from toolkit.verify.culprit import _layers, _tflite_weights, fold_batchnorm, match_weights
+        from toolkit.verify.culprit import artifact_weights, fold_batchnorm, match_weights, matchable_layers
 
         network = getattr(module, "model", module)
-        candidates = {n: m for n, m in _layers(fold_batchnorm(network)).items() if n in missing}
+        candidates = {n: m for n, m in matchable_layers(fold_batchnorm(network)).items() if n in missing}
         weight_of = {op.inputs[1]: op for op in sg.operators if len(op.inputs) > 1}
-        for layer, (aw, _, _) in match_weights(candidates, _tflite_weights(float_path)).items():
+        for layer, (aw, _, _) in match_weights(candidates, artifact_weights("tflite", float_path)).items():
             op = weight_of.get(int(aw.name.split()[1]))  # "tensor <index> (<OP>)"
             if op is not None:
                 found[layer] = [_text(sg.tensors[op.outputs[0]].name)]

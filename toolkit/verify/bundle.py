@@ -20,7 +20,6 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.errors import BadInputError
-from toolkit.pipeline import compression_passed
 
 
 _RESULT_KEYS = ("error", "tolerance", "numerics", "numerics_by_output", "agreement", "task_metric", "metrics", "confusion",
@@ -87,7 +86,7 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     """Integrity, then the gate on every artifact. Returns a summary; never modifies the bundle."""
     from toolkit.convert.base import Artifact
     from toolkit.errors import CheckpointError
-    from toolkit.pipeline import _compress, _load, _verify
+    from toolkit.pipeline import _compress, _load, _verify, compression_passed
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -144,24 +143,24 @@ def json_safe(value):
     return value
 
 
-def junit_xml(summary: dict) -> str:
-    """JUnit XML for CI: one test case per artifact, failing with every criterion it missed."""
-    cases, failures = [], 0
-    for a in summary["artifacts"]:
-        failed = [c for c in a["criteria"] if not c["passed"]]
-        body = ""
-        if failed:
-            failures += 1
-            text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
-            body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
-        cases.append(f'  <testcase classname={quoteattr(summary["model"])} name={quoteattr(a["path"])}>'
-                     f'{body}<system-out>{escape(a["check"])}</system-out></testcase>')
-    if "pruning" in summary:  # the pruned float model within its budget against the original
-        failed = [c for c in summary["pruning"]["criteria"] if not c["passed"]]
-        failures += bool(failed)
+def _testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None) -> tuple[str, bool]:
+    """One JUnit test case, failing with every criterion it missed; and whether it failed."""
+    failed = [c for c in criteria if not c["passed"]]
+    body = ""
+    if failed:
         text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
-        body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>' if failed else ""
-        cases.append(f'  <testcase classname={quoteattr(summary["model"])} name="pruning (float vs original)">{body}</testcase>')
+        body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
+    if system_out is not None:
+        body += f"<system-out>{escape(system_out)}</system-out>"
+    return f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>", bool(failed)
+
+
+def junit_xml(summary: dict) -> str:
+    """JUnit XML for CI: one test case per artifact (and one for a pruning budget), failing with every
+    criterion it missed."""
+    cases = [_testcase(summary["model"], a["path"], a["criteria"], a["check"]) for a in summary["artifacts"]]
+    if "pruning" in summary:  # the pruned float model within its budget against the original
+        cases.append(_testcase(summary["model"], "pruning (float vs original)", summary["pruning"]["criteria"]))
     head = (f'<testsuite name={quoteattr("skinkit verify " + summary["bundle"])} tests="{len(cases)}" '
-            f'failures="{failures}" time="{summary["seconds"]}">')
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + head + "\n" + "\n".join(cases) + "\n</testsuite>\n"
+            f'failures="{sum(failed for _, failed in cases)}" time="{summary["seconds"]}">')
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + head + "\n" + "\n".join(xml for xml, _ in cases) + "\n</testsuite>\n"

@@ -121,11 +121,11 @@ def fold_batchnorm(model):
         return copy.deepcopy(model).eval()  # not fx-traceable: match against unfolded weights
 
 
-def _layers(model) -> dict[str, object]:
-    import torch.nn as nn
+def matchable_layers(model) -> dict[str, object]:
+    """Layer path -> conv / linear module whose weight an artifact's tensors are matched against."""
+    from toolkit.compress.select import weighted_layers
 
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)) and m.weight.dim() >= 2}
+    return {name: m for name, m in weighted_layers(model) if m.weight.dim() >= 2}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -227,7 +227,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
     from toolkit.load.contract import to_network_input
 
     fused = fold_batchnorm(model)
-    layers = _layers(fused)
+    layers = matchable_layers(fused)
     weights = artifact_weights(fmt, path)
     matched = match_weights(layers, weights)
     names = [n for n in layers if n in matched]
@@ -236,7 +236,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
     order = list(float_acts) + [n for n in layers if n not in float_acts]  # execution order, unreached layers last
 
     twin = copy.deepcopy(fused)
-    twin_layers = _layers(twin)
+    twin_layers = matchable_layers(twin)
     with torch.no_grad():
         for n in names:
             twin_layers[n].weight.copy_(torch.from_numpy(matched[n][1]))
@@ -275,7 +275,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
             continue
         solo = copy.deepcopy(fused)
         with torch.no_grad():
-            _layers(solo)[r["layer"]].weight.copy_(torch.from_numpy(matched[r["layer"]][1]))
+            matchable_layers(solo)[r["layer"]].weight.copy_(torch.from_numpy(matched[r["layer"]][1]))
             r["isolated_output_sqnr_db"] = round(sqnr_db(float_y, solo(x).numpy()), 2)
     worst = [r for r in ranked[:top] if r["local_sqnr_db"] < SQNR_CAP_DB]
     return {
