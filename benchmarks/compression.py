@@ -59,7 +59,7 @@ def _worst_group(groups: dict[str, tuple[int, float]], min_n: int) -> tuple[str,
 
 def rows_for(model: str, bundles: Path) -> list[dict]:
     """One row per artifact of the model's two compression bundles, changes against the original float model."""
-    from toolkit.pipeline import compression_passed, pruning_criteria
+    from toolkit.verify.stage import compression_passed, pruning_criteria
 
     rows = []
     for name, pruned in ((model, False), (f"{model}_channels50_int8", True)):

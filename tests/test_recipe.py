@@ -101,7 +101,7 @@ def test_every_reference_model_has_the_four_compression_recipes():
 def test_target_tolerance_layers_on_the_precision_override():
     import toolkit.models  # noqa: F401
     from toolkit.convert.base import Artifact
-    from toolkit.pipeline import target_of
+    from toolkit.convert.stage import target_of
     from toolkit.registry import get_spec
     from toolkit.verify.gate import resolve_tolerance
 

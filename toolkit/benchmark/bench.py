@@ -18,27 +18,24 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from toolkit.compress.stage import Compressed
 
 
 # Precisions whose host kernels compute in integers: faster than the fp32 peak, so no fp32 roofline bound.
 INTEGER_COMPUTE = ("int8", "dynamic_int8", "int16x8")
 
 
-def _reference(bundle: Path, manifest: dict, log_path: Path):
-    from toolkit.pipeline import _compress, _load
-    from toolkit.verify.bundle import _state
-
-    return _compress(_load(_state(bundle, manifest, None, None, None, log_path)))
-
-
-def _sample(state, n: int = 1, split: str = "test") -> np.ndarray:
+def _sample(compressed: Compressed, recipe_input: dict, n: int = 1, split: str = "test") -> np.ndarray:
     from toolkit.data.tasks import task_data
-    from toolkit.verify.gate import contract_inputs
+    from toolkit.load.stage import contract_images
 
-    data = task_data(state.loaded.spec, n, split=split, seed=0)
-    return contract_inputs(data, state.recipe.input.pixel_range, state.recipe.input.layout)
+    data = task_data(compressed.spec, n, split=split, seed=0)
+    return contract_images(data.inputs, recipe_input["pixel_range"], recipe_input["layout"])
 
 
 def ort_int8(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
@@ -74,7 +71,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
     from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
-    from toolkit.verify.bundle import check_integrity, read_manifest
+    from toolkit.verify.bundle import bundle_context, check_integrity, read_manifest, reference
     from toolkit.verify.runners import make_runner
 
     bundle = Path(bundle)
@@ -89,9 +86,9 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     inp = manifest["recipe"]["resolved"]["input"]
     try:
         with captured(log):
-            state = _reference(bundle, manifest, log)
-        x = _sample(state)
-        wrapped = state.wrapped
+            compressed = reference(bundle_context(bundle, manifest, log))
+        x = _sample(compressed, inp)
+        wrapped = compressed.wrapped
         roof = host_roofline(max(threads))
         reference = {}
         for t in threads:
@@ -104,7 +101,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
         entries = [(a["path"], a["format"], a["precision"], bundle / a["path"], True) for a in manifest["artifacts"]]
         if ort_int8_baseline and onnx_fp32 is not None:
             with captured(log):
-                q = ort_int8(bundle / onnx_fp32["path"], _sample(state, 16, split="val"), tmp)
+                q = ort_int8(bundle / onnx_fp32["path"], _sample(compressed, inp, 16, split="val"), tmp)
             entries.append((f"(baseline) {q.name}", "onnx", "int8", q, False))
         for label, fmt, precision, path, in_bundle in entries:
             with captured(log):

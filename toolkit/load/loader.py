@@ -14,7 +14,7 @@ from toolkit.registry import ModelSpec, get_spec
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
     module: "object"  # torch.nn.Module in eval mode, taking normalized NCHW input
     spec: ModelSpec

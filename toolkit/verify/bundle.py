@@ -15,11 +15,17 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.errors import BadInputError
+
+if TYPE_CHECKING:
+    from toolkit.compress.stage import Compressed
+    from toolkit.context import Context
+    from toolkit.convert.stage import Converted
+    from toolkit.load.loader import LoadedModel
 
 
 _RESULT_KEYS = ("error", "tolerance", "numerics", "numerics_by_output", "agreement", "task_metric", "metrics", "confusion",
@@ -65,8 +71,11 @@ def check_integrity(bundle: Path, manifest: dict) -> list[dict]:
     return rows
 
 
-def _state(bundle: Path, manifest: dict, data: Path | None, n: int | None, culprits: str | None, log_path: Path):
-    from toolkit.pipeline import ExportState
+def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path | None = None, n: int | None = None,
+                   culprits: str | None = None) -> Context:
+    """The context a bundle was exported with, from its manifest's resolved recipe; ``data``, ``n`` and
+    ``culprits`` replace the evaluation images, their number and the culprit setting (the gate's settings stay)."""
+    from toolkit.context import Context
     from toolkit.recipe import Recipe
 
     recipe = Recipe.model_validate(manifest["recipe"]["resolved"])
@@ -78,15 +87,44 @@ def _state(bundle: Path, manifest: dict, data: Path | None, n: int | None, culpr
     if culprits is not None:
         ev = ev.model_copy(update={"culprits": culprits})
     recipe = recipe.model_copy(update={"evaluation": ev})
-    recipe_path = Path(manifest["recipe"]["path"])
-    return ExportState(recipe=recipe, recipe_path=recipe_path, staging=bundle, log_path=log_path)
+    return Context(recipe=recipe, recipe_path=Path(manifest["recipe"]["path"]), staging=bundle, log_path=log_path)
+
+
+def reference(context: Context) -> Compressed:
+    """The float model the bundle was built from, compressed as its recipe says: the load and compress
+    stages again."""
+    from toolkit.compress import stage as compress
+    from toolkit.load import stage as load
+
+    return compress.run(context, load.run(context, context.recipe.model))
+
+
+def check_checkpoint(manifest: dict, loaded: LoadedModel) -> None:
+    """The reference checkpoint must be the one the bundle was built from."""
+    from toolkit.errors import CheckpointError
+
+    want = manifest["model"].get("checkpoint_sha256")
+    got = loaded.provenance.get("checkpoint_sha256")
+    if want and got != want:
+        raise CheckpointError(f"the reference checkpoint {loaded.provenance.get('checkpoint')} is not the one "
+                              f"the bundle was built from (sha256 {str(got)[:12]}…, manifest says {want[:12]}…)",
+                              fix="verify with the checkpoint named in the manifest, or re-export the bundle")
+
+
+def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> Converted:
+    """The bundle's artifacts as the convert stage's record."""
+    from toolkit.convert.base import Artifact
+    from toolkit.convert.stage import Converted
+
+    artifacts = tuple(Artifact(format=a["format"], precision=a["precision"], path=bundle / a["path"], seconds=0.0,
+                               details=a["structure"]) for a in manifest["artifacts"])
+    return Converted(compressed=compressed, artifacts=artifacts, calibration=manifest.get("calibration"))
 
 
 def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None) -> dict:
     """Integrity, then the gate on every artifact. Returns a summary; never modifies the bundle."""
-    from toolkit.convert.base import Artifact
-    from toolkit.errors import CheckpointError
-    from toolkit.pipeline import _compress, _load, _verify, compression_passed
+    from toolkit.verify import evaluation
+    from toolkit.verify import stage as verify
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -95,32 +133,29 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        state = _compress(_load(_state(bundle, manifest, data, n, culprits, Path(log_name))))
-        want = manifest["model"].get("checkpoint_sha256")
-        got = state.loaded.provenance.get("checkpoint_sha256")
-        if want and got != want:
-            raise CheckpointError(f"the reference checkpoint {state.loaded.provenance.get('checkpoint')} is not the one "
-                                  f"the bundle was built from (sha256 {str(got)[:12]}…, manifest says {want[:12]}…)",
-                                  fix="verify with the checkpoint named in the manifest, or re-export the bundle")
-        artifacts = tuple(Artifact(format=a["format"], precision=a["precision"], path=bundle / a["path"], seconds=0.0,
-                                   details=a["structure"]) for a in manifest["artifacts"])
-        state = _verify(replace(state, artifacts=artifacts))
+        context = bundle_context(bundle, manifest, Path(log_name), data=data, n=n, culprits=culprits)
+        compressed = reference(context)
+        check_checkpoint(manifest, compressed.loaded)
+        verified = verify.run(context, bundled_artifacts(bundle, manifest, compressed),
+                              evaluation=evaluation.run(context, compressed))
     finally:
         Path(log_name).unlink(missing_ok=True)
     results = []
     for a in manifest["artifacts"]:
-        v = state.verification[Path(a["path"]).name]
+        v = verified.results[Path(a["path"]).name]
         results.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "passed": v["passed"],
                         "check": v["check"], "criteria": v["criteria"],
                         **{k: v[k] for k in _RESULT_KEYS if k in v}})
+    compression = verify.compression_record(compressed.report, verified.against_original)
+    ev = context.recipe.evaluation
     return {
         "bundle": str(bundle), "model": manifest["model"]["name"], "task": manifest["model"]["task"],
-        "labels": manifest["labels"], "passed": all(r["passed"] for r in results) and compression_passed(state.compression),
-        **({"pruning": _pruning_summary(state.compression)} if state.compression else {}),
-        "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(state.data),
+        "labels": manifest["labels"], "passed": all(r["passed"] for r in results) and verify.compression_passed(compression),
+        **({"pruning": _pruning_summary(compression)} if compression else {}),
+        "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(verified.evaluation.data),
                        "folder": str(data) if data else manifest["evaluation"].get("folder"),
-                       "bootstrap": state.recipe.evaluation.bootstrap, "noninferiority": state.recipe.evaluation.noninferiority,
-                       "skin_tone": state.skin_tone},
+                       "bootstrap": ev.bootstrap, "noninferiority": ev.noninferiority,
+                       "skin_tone": verified.skin_tone},
         "integrity": integrity, "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
     }
 

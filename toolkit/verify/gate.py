@@ -14,6 +14,7 @@ import numpy as np
 from toolkit.convert.base import PRECISIONS, Artifact
 from toolkit.convert.coreml import COMPRESSED_OPS
 from toolkit.data.tasks import TaskData
+from toolkit.load.stage import contract_images
 from toolkit.registry import ModelSpec, Tolerance
 from toolkit.verify import metrics, stats
 from toolkit.verify.stats import Bootstrap
@@ -31,14 +32,6 @@ def resolve_tolerance(spec: ModelSpec, precision: str, *overrides) -> Tolerance:
         changes = {k: v for k, v in override.model_dump().items() if v is not None and k not in ("margins", "noninferiority")}
         tol = replace(tol, **changes, margins={**tol.margins, **override.margins})
     return tol
-
-
-def contract_images(images: np.ndarray, pixel_range: str, layout: str) -> np.ndarray:
-    """uint8 NHWC RGB images as the device contract takes them (float, range, layout)."""
-    x = images.astype(np.float32)
-    if pixel_range == "0-1":
-        x = x / 255.0
-    return x if layout == "nhwc" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def contract_inputs(data: TaskData, pixel_range: str, layout: str) -> np.ndarray:

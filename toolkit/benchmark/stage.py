@@ -1,0 +1,49 @@
+"""Stage 5, benchmark: host latency of every artifact next to the float PyTorch reference, with the
+runners verification built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from toolkit.verify.stage import Verified
+
+if TYPE_CHECKING:
+    from toolkit.context import Context
+
+
+@dataclass(frozen=True)
+class Benchmarked:
+    verified: Verified
+    artifacts: dict[str, dict]  # artifact file name -> latency figures, or why it was skipped
+    reference: dict | None  # the float PyTorch model's; None when the recipe turns benchmarking off
+
+
+def run(context: Context, verified: Verified) -> Benchmarked:
+    import torch
+
+    from toolkit.benchmark import measure_latency
+
+    cfg = context.recipe.benchmark
+    if not cfg.enabled:
+        return Benchmarked(verified=verified, artifacts={}, reference=None)
+    x = verified.evaluation.x[:1]  # one evaluation image, already in the contract's form
+    wrapped = verified.converted.compressed.wrapped
+    torch.set_num_threads(cfg.threads)
+    with torch.inference_mode():
+        ref = measure_latency(lambda v: wrapped(torch.from_numpy(v)), x, warmup=cfg.warmup, repeats=cfg.repeats)
+    ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
+    bench = {}
+    for a in verified.converted.artifacts:
+        runner = verified.runners.get(a.filename)
+        if runner is None:
+            bench[a.filename] = {"skipped": "the artifact could not be executed (see verification)"}
+            continue
+        if not runner.timed:
+            bench[a.filename] = {"skipped": "Core ML executes on macOS only; the reference interpreter's latency means nothing"}
+            continue
+        b = measure_latency(runner.run, x, warmup=cfg.warmup, repeats=cfg.repeats)
+        b["runtime"], b["threads"] = runner.check, cfg.threads
+        b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)
+        bench[a.filename] = b
+    return Benchmarked(verified=verified, artifacts=bench, reference=ref)

@@ -1,0 +1,93 @@
+"""Stage 6, bundle: manifest.json, report.md and labels.txt beside the artifacts in the staging folder
+(the pipeline renames it into place)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.benchmark.stage import Benchmarked
+
+if TYPE_CHECKING:
+    from toolkit.context import Context
+
+
+@dataclass(frozen=True)
+class Bundled:
+    path: Path  # the folder written (the staging folder during an export)
+    manifest: dict  # manifest.json as written
+
+
+def run(context: Context, benchmarked: Benchmarked) -> Bundled:
+    from toolkit.bundle.manifest import ArtifactEntry, Manifest
+    from toolkit.bundle.report import render
+    from toolkit.convert.base import file_sha256, tree_size
+    from toolkit.load.stage import input_contract
+    from toolkit.verify.stage import compression_passed, compression_record
+
+    verified = benchmarked.verified
+    converted = verified.converted
+    loaded = converted.compressed.loaded
+    spec, r = loaded.spec, context.recipe
+    entries = []
+    for a in converted.artifacts:
+        v = verified.results[a.filename]
+        entries.append(ArtifactEntry(
+            path=f"artifacts/{a.filename}", format=a.format, precision=a.precision, sha256=file_sha256(a.path),
+            sha256_method="tree" if a.path.is_dir() else "file", size_bytes=tree_size(a.path),
+            conversion_seconds=round(a.seconds, 2), structure=a.details,
+            verification={"passed": v["passed"], **{k: val for k, val in v.items() if k != "passed"}},
+            benchmark=benchmarked.artifacts.get(a.filename),
+        ))
+    passed = [e for e in entries if e.verification["passed"]]
+    compression = compression_record(converted.compressed.report, verified.against_original)
+    within_budget = compression_passed(compression)
+    card = Path(loaded.provenance.get("checkpoint", "")).with_suffix(".json")
+    training = json.loads(card.read_text()) if card.is_file() else None
+    ev = r.evaluation
+    manifest = Manifest(
+        bundle=r.name, version=r.version,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model={"name": spec.name, "architecture": spec.architecture, "task": spec.task, "description": spec.description,
+               "licence": spec.licence, "metric": spec.metric, **loaded.provenance,
+               "training_card": training},
+        input=input_contract(r).describe(spec),
+        outputs=[{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
+        labels=list(spec.labels),
+        compression=compression,
+        calibration=converted.calibration,
+        evaluation={"source": ev.source, "n": len(verified.evaluation.data), "split": ev.split if ev.source == "synthetic" else None,
+                    "seed": ev.seed if ev.source == "synthetic" else None,
+                    "folder": str(ev.folder) if ev.folder else None,
+                    "skin_tone": verified.skin_tone},
+        artifacts=entries,
+        reference_benchmark=benchmarked.reference,
+        verdict={"passed": len(passed) == len(entries) and within_budget, "artifact_count": len(entries),
+                 "passed_count": len(passed), **({"compression_passed": within_budget} if compression else {})},
+        tools=tool_versions(),
+        recipe={"path": str(context.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
+    )
+    data = manifest.model_dump(mode="json")
+    (context.staging / "manifest.json").write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+    (context.staging / "report.md").write_text(render(data))
+    if spec.labels:
+        (context.staging / "labels.txt").write_text("\n".join(spec.labels) + "\n")
+    return Bundled(path=context.staging, manifest=data)
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from toolkit import __version__
+
+    out = {"skinkit": __version__, "python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
+    for pkg in ("torch", "coremltools", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnxruntime", "onnxsim", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

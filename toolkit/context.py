@@ -1,0 +1,38 @@
+"""What every stage runs with: the parsed recipe, where it lives, and where the export writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from toolkit.data.tasks import TaskData
+    from toolkit.recipe import Recipe
+    from toolkit.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class Context:
+    recipe: Recipe
+    recipe_path: Path  # paths inside the recipe are relative to its folder
+    staging: Path  # the bundle being written (the bundle itself when `skinkit verify` re-checks one)
+    log_path: Path  # the backends' own output; kept when an export fails
+
+    @property
+    def recipe_dir(self) -> Path:
+        return self.recipe_path.parent
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the recipe, absolute."""
+        return (path if path.is_absolute() else self.recipe_dir / path).resolve()
+
+    def images(self, spec: ModelSpec, section, *, split: str) -> TaskData:
+        """The images a recipe section (evaluation, calibration) names: the synthetic generator's
+        ``split``, or a folder relative to the recipe."""
+        from toolkit.data.folder import load_folder
+        from toolkit.data.tasks import task_data
+
+        if section.source == "folder":
+            return load_folder(spec, self.resolve(section.folder), limit=section.n)
+        return task_data(spec, section.n, split=split, seed=section.seed)
