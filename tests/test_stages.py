@@ -96,6 +96,19 @@ def test_convert_refuses_automatic_mixed_precision_without_a_search(tmp_path, ch
         convert.run(ctx, chain["compressed"], evaluation_images=chain["evaluation"].data.inputs)
 
 
+def test_convert_searches_layers_to_keep_float_with_the_search_verify_builds(tmp_path, chain):
+    ctx = context_for(tmp_path, targets=[{"format": "tflite", "precision": "int8", "keep_float": "auto", "keep_float_max": 2}],
+                      calibration={"n": 8})
+    compressed, evaluated = chain["compressed"], chain["evaluation"]
+    search = verify.mixed_precision_search(ctx, compressed, evaluated)
+    converted = convert.run(ctx, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search)
+    (a,) = converted.artifacts
+    result = a.details["mixed_precision"]
+    assert result["probes"][0]["k"] == 0 and result["searched_up_to"] <= 2 and a.path.is_file()
+    assert converted.calibration["disjoint_from_evaluation"] is True
+    assert not list(ctx.staging.glob(".mixed-*")), "probe artifacts are removed"
+
+
 def test_verify_gates_the_artifact_and_compares_with_the_original_in_its_own_record(chain):
     verified, (a,) = chain["verified"], chain["converted"].artifacts
     res = verified.results[a.filename]
