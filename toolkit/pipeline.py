@@ -2,9 +2,8 @@
 
 1. load      — the trained model and its contract (spec, checkpoint, provenance)
 2. compress  — optional pruning, on a copy; the device contract baked around the network
-3. convert   — one artifact per recipe target (ONNX, TFLite, Core ML). Before it, once: the evaluation
-               set (held-out images, float reference outputs, skin tone, bootstrap), which calibration
-               must not overlap and the mixed-precision search gates on
+3. convert   — one artifact per recipe target (ONNX, TFLite, Core ML); first, once, the evaluation set
+               (calibration must not overlap it; the mixed-precision search gates on it)
 4. verify    — each artifact against the float model on the evaluation set; the gate
 5. benchmark — host latency of each artifact next to the PyTorch reference
 6. bundle    — manifest, report and artifacts, renamed into place atomically
@@ -17,10 +16,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from toolkit.benchmark import stage as benchmark
 from toolkit.bundle import stage as bundle
@@ -81,8 +80,7 @@ def run_stages(context: Context, *, console=None) -> bundle.Bundled:
 
 
 def _steps(stages: tuple[Stage, ...], console):
-    """A context manager per stage: its numbered line and time on the console; a stage entered out of its
-    declared order is refused."""
+    """Per stage: its numbered line and time on the console; refused when entered out of declared order."""
     entered: list[str] = []
 
     @contextmanager
@@ -131,17 +129,17 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
     staging = staging_dir(out_dir, recipe.name, force=force)
     log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
     os.close(log_fd)
-    log_path = Path(log_name)
+    log_path = Path(log_name)  # kept only when an export fails, for the backend's own messages
+    context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
     try:
-        bundled = run_stages(Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path),
-                             console=console)
+        bundled = run_stages(context, console=console)
         commit_bundle(staging, final)
     except BaseException as exc:
         discard(staging)
         if isinstance(exc, ConversionError) and exc.fix:
             exc.fix += f" (backend log: {log_path})"
         raise
-    log_path.unlink(missing_ok=True)  # kept only when an export fails, for the backend's own messages
+    log_path.unlink(missing_ok=True)
     result = ExportResult(final, bundled.manifest, log_path)
     if not result.passed:
         from toolkit.verify.gate import failed_criteria

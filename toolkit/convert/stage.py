@@ -5,9 +5,10 @@ contract. Full-integer targets are calibrated on images disjoint from the evalua
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from toolkit.compress.stage import Compressed
 from toolkit.convert.base import Artifact

@@ -112,7 +112,14 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
     from toolkit.load.stage import input_contract
-    from toolkit.verify.gate import by_group, compare_outputs, drop_criterion, reference_outputs, to_nchw, worst_group_criterion
+    from toolkit.verify.gate import (
+        by_group,
+        compare_outputs,
+        drop_criterion,
+        reference_outputs,
+        to_nchw,
+        worst_group_criterion,
+    )
 
     if compressed.report is None:
         return None
