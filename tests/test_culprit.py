@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit.data.tasks import task_data
+from toolkit.tasks.data import task_data
 from toolkit.load import load_model
 from toolkit.verify import culprit
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from toolkit.data.folder import load_folder, write_folder
-from toolkit.data.tasks import task_data
+from toolkit.tasks.data import load_folder, write_folder
+from toolkit.tasks.data import task_data
 from toolkit.errors import DataError
 from toolkit.registry import get_spec
 

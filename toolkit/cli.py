@@ -296,8 +296,8 @@ def data(
     seed: int = typer.Option(0),
 ) -> None:
     """Write synthetic evaluation data in the folder format `evaluation.folder` reads."""
-    from toolkit.data.folder import write_folder
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import write_folder
+    from toolkit.tasks.data import task_data
     from toolkit.registry import get_spec
 
     spec = get_spec(model)

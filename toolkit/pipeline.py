@@ -100,7 +100,7 @@ def _prune_channels(s: ExportState, p):
 
     from toolkit._io import captured
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import task_data
     from toolkit.load.contract import to_network_input
 
     spec = s.loaded.spec
@@ -116,8 +116,7 @@ def _prune_channels(s: ExportState, p):
 def _images(s: ExportState, cfg, *, split: str):
     """The images a recipe section names: the synthetic generator's ``split``, or a folder
     (relative to the recipe)."""
-    from toolkit.data.folder import load_folder
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import load_folder, task_data
 
     spec = s.loaded.spec
     if cfg.source == "folder":
@@ -229,9 +228,7 @@ def _gate(s: ExportState, artifact, runner, g: GateInputs, target=None) -> dict:
     tol = resolve_tolerance(s.loaded.spec, artifact.precision, *overrides)
     ev = s.recipe.evaluation
     judged = next((o.noninferiority for o in reversed(overrides) if o is not None and o.noninferiority), ev.noninferiority)
-    # A Core ML classifier returns probabilities: compare them with the reference's.
-    ref = softmax(g.ref) if artifact.details.get("output_transform") == "softmax" else g.ref
-    res = verify_artifact(artifact, runner, spec=s.loaded.spec, data=g.data, x=g.x, ref=ref, tolerance=tol,
+    res = verify_artifact(artifact, runner, spec=s.loaded.spec, data=g.data, x=g.x, ref=g.ref, tolerance=tol,
                           layout=s.recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=judged,
                           min_group_size=ev.min_group_size)
     res["tolerance"] = {**{k: v for k, v in tol.__dict__.items() if v not in (None, {})}, "noninferiority": judged}
@@ -309,7 +306,7 @@ def _against_original(s: ExportState, g) -> dict | None:
     """For a compressed model, its float metrics against the uncompressed original's on the evaluation
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
-    from toolkit.verify.gate import drop_criterion, by_group, compare_outputs, reference_outputs, to_nchw, worst_group_criterion
+    from toolkit.verify.gate import drop_criterion, by_group, compare_outputs, reference_outputs, worst_group_criterion
 
     if s.compression is None:
         return None
@@ -317,8 +314,7 @@ def _against_original(s: ExportState, g) -> dict | None:
     original = DeviceContract(s.loaded.module, spec, _contract(s.recipe)).eval()
     before = reference_outputs(original, g.x)
     rows = compare_outputs(spec, g.ref, before, g.data.targets, g.boot, layout)
-    groups = by_group(spec, to_nchw(g.ref, spec, layout), to_nchw(before, spec, layout), g.data.targets, g.tone, g.boot,
-                      probabilities=False)
+    groups = by_group(spec, g.ref, before, g.data.targets, g.tone, g.boot, layout=layout, probabilities=False)
     p = s.recipe.compress.pruning
     criteria = [c for c in (
         drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
@@ -361,13 +357,6 @@ def skin_tone_summary(tone, data) -> dict:
             "groups": {g: tone.groups.count(g) for g in GROUP_ORDER if g in tone.groups},
             "ita": [round(float(v), 3) for v in tone.ita],
             "versus_annotation": agreement_with_annotation(tone, data.ita, data.groups)}
-
-
-def softmax(z):
-    import numpy as np
-
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _benchmark(s: ExportState) -> ExportState:

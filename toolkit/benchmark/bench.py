@@ -34,7 +34,7 @@ def _reference(bundle: Path, manifest: dict, log_path: Path):
 
 
 def _sample(state, n: int = 1, split: str = "test") -> np.ndarray:
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import task_data
     from toolkit.verify.gate import contract_inputs
 
     data = task_data(state.loaded.spec, n, split=split, seed=0)
