@@ -100,8 +100,8 @@ def _prune_channels(s: ExportState, p):
 
     from toolkit._io import captured
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.tasks.data import task_data
     from toolkit.load.contract import to_network_input
+    from toolkit.tasks.data import task_data
 
     spec = s.loaded.spec
     with captured(s.log_path):
@@ -306,7 +306,7 @@ def _against_original(s: ExportState, g) -> dict | None:
     """For a compressed model, its float metrics against the uncompressed original's on the evaluation
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
-    from toolkit.verify.gate import drop_criterion, by_group, compare_outputs, reference_outputs, worst_group_criterion
+    from toolkit.verify.gate import by_group, compare_outputs, drop_criterion, reference_outputs, worst_group_criterion
 
     if s.compression is None:
         return None

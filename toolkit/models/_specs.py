@@ -3,7 +3,7 @@ and the segmenters' tolerances."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from toolkit.data.synthetic import ACNE_GRADES
 from toolkit.registry import ModelSpec, OutputSpec, Tolerance, TrainingConfig, register_model

@@ -9,8 +9,9 @@ matrix) and its headline metric. Nothing outside ``toolkit/tasks/`` branches on 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 

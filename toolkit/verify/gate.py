@@ -22,8 +22,8 @@ from toolkit.registry import ModelSpec, Tolerance
 from toolkit.tasks import get_task
 from toolkit.tasks.measures import softmax
 from toolkit.verify import metrics, stats
-from toolkit.verify.stats import Bootstrap
 from toolkit.verify.runners import Runner
+from toolkit.verify.stats import Bootstrap
 from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
 
 # Cosine to float an output the task does not read must keep where its tier bounds no numerics, by tier.
