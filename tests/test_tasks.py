@@ -76,6 +76,7 @@ def test_task_metric_names_on_a_tiny_synthetic_case(name):
     assert (task.agreement(r, o) is None) == (task.agreement_label is None) == ("agreement" not in got)
     extras = task.extras(stats, stats, labels=spec.labels)
     assert set(extras) == ({"confusion"} if name == "classification" else set())
+    assert bool(task.report_lines(extras, labels=spec.labels)) == (name == "classification")
     assert all(len(all_stats) == 3 for all_stats in stats.values())
 
 

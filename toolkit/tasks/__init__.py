@@ -1,7 +1,7 @@
 """Tasks as plug-ins: one module per task behind ``toolkit.tasks.base.Task``, one line each in ``TASKS``.
 
-Adding a task: write ``toolkit/tasks/<task>.py`` (a ``Task`` subclass), add its line below and its name
-to ``toolkit.registry.Task``.
+Adding a task: write ``toolkit/tasks/<task>.py`` (a ``Task`` subclass) and add it to the line below; a
+model declares it by name (``ModelSpec.task``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ class Task(ABC):
     # Metric families (the part of a name before the first dot) where lower is better, and those with no better side.
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     undirected: ClassVar[tuple[str, ...]] = ()
+    report_title: ClassVar[str] = "Task details"  # heading of the report section ``report_lines`` fills
 
     # --- outputs -------------------------------------------------------------------------------------
     def reads(self, spec: ModelSpec) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ class Classification(Task):
     headline = "macro_f1"
     agreement_label = "top-1 agreement with float"
     lower_is_better = ("calibration_error",)
+    report_title = "Confusion matrices (rows: truth, columns: prediction)"
 
     def synthetic_target(self, sample, spec) -> int:
         return sample.acne_grade
