@@ -148,8 +148,8 @@ def _fmt_group(r: dict) -> str:
 
 def main() -> None:
     from toolkit._io import captured_quietly
-    from toolkit.data.tasks import task_data
     from toolkit.registry import get_spec, list_models
+    from toolkit.tasks.data import task_data
     from toolkit.verify.gate import contract_inputs
 
     ap = argparse.ArgumentParser()

@@ -29,7 +29,7 @@ def test_channel_pruning_removes_channels_across_dependencies_and_distillation_r
     import torch
 
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import task_data
     from toolkit.load import load_model
     from toolkit.load.contract import to_network_input
 

@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import run_cli, write_recipe
 from toolkit.convert import coreml, tflite
-from toolkit.data.tasks import task_data
+from toolkit.tasks.data import task_data
 from toolkit.errors import ConversionError
 from toolkit.load import load_model
 from toolkit.load.contract import DeviceContract, InputContract

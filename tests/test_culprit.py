@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from toolkit.data.tasks import task_data
 from toolkit.load import load_model
+from toolkit.tasks.data import task_data
 from toolkit.verify import culprit
 
 

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from toolkit.data.folder import load_folder, write_folder
-from toolkit.data.tasks import task_data
 from toolkit.errors import DataError
 from toolkit.registry import get_spec
+from toolkit.tasks.data import load_folder, task_data, write_folder
 
 
 @pytest.mark.parametrize("name", ["acne_mobilenetv2", "hydration_vit", "skin_segmenter"])

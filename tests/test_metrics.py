@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from toolkit.tasks import measures
 from toolkit.verify import metrics
 
 
@@ -8,23 +9,23 @@ def test_macro_f1_and_accuracy_exact():
     target = np.array([0, 0, 1, 1, 2, 2])
     pred = np.array([0, 1, 1, 1, 2, 0])
     # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp1 fp0 fn1 -> 2/3
-    assert metrics.macro_f1(pred, target, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    assert metrics.accuracy(pred, target) == pytest.approx(4 / 6)
+    assert measures.macro_f1(pred, target, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert measures.accuracy(pred, target) == pytest.approx(4 / 6)
 
 
 def test_iou_dice_with_absent_class():
     target = np.array([[0, 0], [1, 1]])
     pred = np.array([[0, 1], [1, 1]])
-    iou = metrics.iou_per_class(pred, target, 3)
+    iou = measures.iou_per_class(pred, target, 3)
     assert iou[0] == pytest.approx(0.5) and iou[1] == pytest.approx(2 / 3) and np.isnan(iou[2])
-    assert metrics.miou(pred, target, 3) == pytest.approx((0.5 + 2 / 3) / 2)
-    assert metrics.dice_per_class(pred, target, 3)[1] == pytest.approx(0.8)
+    assert measures.miou(pred, target, 3) == pytest.approx((0.5 + 2 / 3) / 2)
+    assert measures.dice_per_class(pred, target, 3)[1] == pytest.approx(0.8)
 
 
 def test_psnr_exact():
     a = np.zeros((1, 4, 4, 3))
     b = np.full((1, 4, 4, 3), 0.1)
-    assert metrics.psnr(b, a) == pytest.approx(20.0)
+    assert measures.psnr(b, a) == pytest.approx(20.0)
 
 
 def test_numerics():

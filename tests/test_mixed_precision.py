@@ -7,7 +7,7 @@ import torch
 
 from toolkit.compress.mixed import Probe, search_keep_float
 from toolkit.convert.base import convert_target
-from toolkit.data.tasks import task_data
+from toolkit.tasks.data import task_data
 from toolkit.errors import ConversionError
 from toolkit.load import load_model
 from toolkit.load.contract import DeviceContract, InputContract

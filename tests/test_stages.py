@@ -79,7 +79,7 @@ def test_compress_without_pruning_keeps_the_network(tmp_path, chain):
 def test_evaluation_set_is_built_once_with_the_float_reference(chain):
     ev, spec = chain["evaluation"], chain["loaded"].spec
     assert len(ev.data) == N and ev.x.shape == (N, *spec.input_size, 3) and ev.x.dtype == np.float32
-    assert np.asarray(ev.reference).shape == (N, len(spec.labels)) and len(ev.tone.groups) == N
+    assert ev.reference["logits"].shape == (N, len(spec.labels)) and len(ev.tone.groups) == N
 
 
 def test_convert_writes_one_onnx_fp32_artifact(chain):

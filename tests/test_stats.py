@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from toolkit.verify import metrics, stats
+from toolkit.tasks import measures
+from toolkit.verify import stats
 
 
 def _boot(n, reps=400):
@@ -28,13 +29,13 @@ def test_classification_metrics_exact_and_ci_brackets_them():
     r = stats.compare("classification", out, ref, t, _boot(n), labels=("a", "b", "c"))
     m = r["metrics"]
     pred = out.argmax(1)
-    assert m["accuracy"]["artifact"]["value"] == pytest.approx(metrics.accuracy(pred, t))
-    assert m["macro_f1"]["artifact"]["value"] == pytest.approx(metrics.macro_f1(pred, t, 3))
+    assert m["accuracy"]["artifact"]["value"] == pytest.approx(measures.accuracy(pred, t))
+    assert m["macro_f1"]["artifact"]["value"] == pytest.approx(measures.macro_f1(pred, t, 3))
     assert m["agreement"]["artifact"]["value"] == pytest.approx(np.mean(pred == ref.argmax(1)))
     for i, c in enumerate("abc"):
         assert m[f"recall.{c}"]["artifact"]["value"] == pytest.approx(np.mean(pred[t == i] == i))
     drop = m["accuracy"]["drop"]
-    assert drop["value"] == pytest.approx(metrics.accuracy(ref.argmax(1), t) - metrics.accuracy(pred, t))
+    assert drop["value"] == pytest.approx(measures.accuracy(ref.argmax(1), t) - measures.accuracy(pred, t))
     for row in (m["accuracy"]["artifact"], drop):
         lo, hi = row["ci95"]
         assert lo <= row["value"] <= hi and hi - lo > 0
@@ -96,9 +97,9 @@ def test_segmentation_metrics_exact():
     logits = np.eye(2)[pred].transpose(0, 3, 1, 2).astype(np.float32)
     ref = np.eye(2)[target].transpose(0, 3, 1, 2).astype(np.float32)
     m = stats.compare("segmentation", logits, ref, target, _boot(2), labels=("bg", "lesion"))["metrics"]
-    assert m["iou.lesion"]["artifact"]["value"] == pytest.approx(metrics.iou_per_class(pred, target, 2)[1]) == pytest.approx(8 / 12)
+    assert m["iou.lesion"]["artifact"]["value"] == pytest.approx(measures.iou_per_class(pred, target, 2)[1]) == pytest.approx(8 / 12)
     assert m["dice.lesion"]["artifact"]["value"] == pytest.approx(16 / 20)
-    assert m["miou"]["artifact"]["value"] == pytest.approx(metrics.miou(pred, target, 2))
+    assert m["miou"]["artifact"]["value"] == pytest.approx(measures.miou(pred, target, 2))
     # image 0 has 4 of 16 pixels too many of class 1 (25 points), image 1 none: mean 12.5.
     assert m["area_error.lesion"]["artifact"]["value"] == pytest.approx(12.5)
     assert m["area_error.lesion"]["float"]["value"] == 0.0
@@ -114,9 +115,9 @@ def test_super_resolution_psnr_and_ssim():
     assert m["ssim"]["float"]["value"] == pytest.approx(1.0)
     assert 0.0 < m["ssim"]["artifact"]["value"] < 0.99
     clipped = np.clip(np.transpose(noisy, (0, 2, 3, 1)), 0, 1)
-    want = np.mean([metrics.psnr(clipped[i:i + 1], hr[i:i + 1] / 255.0) for i in range(3)])
+    want = np.mean([measures.psnr(clipped[i:i + 1], hr[i:i + 1] / 255.0) for i in range(3)])
     assert m["psnr"]["artifact"]["value"] == pytest.approx(want)
-    assert stats.ssim(clipped[0], clipped[0]) == pytest.approx(1.0)
+    assert measures.ssim(clipped[0], clipped[0]) == pytest.approx(1.0)
 
 
 def test_directions():

@@ -96,8 +96,8 @@ def test_per_group_figures_and_worst_group_gate():
 
     art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
     tol = Tolerance(min_agreement=0.9, max_metric_drop=0.1, max_group_drop=0.2)
-    res = verify_artifact(art, Runner(lambda x: out, check="fake"), spec=spec, data=data, x=images.astype(np.float32),
-                          ref=ref, tolerance=tol, layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=200),
+    res = verify_artifact(art, Runner(lambda x: {"logits": out}, check="fake"), spec=spec, data=data, x=images.astype(np.float32),
+                          ref={"logits": ref}, tolerance=tol, layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=200),
                           noninferiority="point")
     groups_out = res["by_group"]
     assert list(groups_out) == list(KNOWN_ITA) and all(d["n"] == 12 for d in groups_out.values())
@@ -127,8 +127,8 @@ def _gate_on_known_ita(per_group: int, wrong, tolerance: Tolerance, **kw) -> dic
     sel = wrong(targets, np.array(groups))
     out[sel] = np.roll(ref[sel], 1, axis=1)
     art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
-    return verify_artifact(art, Runner(lambda x: out, check="fake"), spec=get_spec("acne_mobilenetv2"),
-                           data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref=ref,
+    return verify_artifact(art, Runner(lambda x: {"logits": out}, check="fake"), spec=get_spec("acne_mobilenetv2"),
+                           data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref={"logits": ref},
                            tolerance=tolerance, layout="nhwc", tone=subgroups.measure(images, masks),
                            boot=Bootstrap.draw(n, replicates=100), **kw)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from toolkit.data.synthetic import ACNE_GRADES, ITA_GROUPS, ita_group, make_sample
-from toolkit.data.tasks import task_data
 from toolkit.registry import get_spec
+from toolkit.tasks.data import task_data
 
 
 def test_same_seed_split_index_gives_identical_sample():

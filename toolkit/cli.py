@@ -296,9 +296,8 @@ def data(
     seed: int = typer.Option(0),
 ) -> None:
     """Write synthetic evaluation data in the folder format `evaluation.folder` reads."""
-    from toolkit.data.folder import write_folder
-    from toolkit.data.tasks import task_data
     from toolkit.registry import get_spec
+    from toolkit.tasks.data import task_data, write_folder
 
     spec = get_spec(model)
     write_folder(task_data(spec, n, split=split, seed=seed), spec, out)

@@ -30,8 +30,7 @@ class Context:
     def images(self, spec: ModelSpec, section, *, split: str) -> TaskData:
         """The images a recipe section (evaluation, calibration) names: the synthetic generator's
         ``split``, or a folder relative to the recipe."""
-        from toolkit.data.folder import load_folder
-        from toolkit.data.tasks import task_data
+        from toolkit.tasks.data import load_folder, task_data
 
         if section.source == "folder":
             return load_folder(spec, self.resolve(section.folder), limit=section.n)

@@ -7,10 +7,9 @@ exported artifact may deviate from the float model before verification refuses i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
-
-Task = Literal["classification", "regression", "segmentation", "super_resolution"]
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    task: Task
+    task: str  # a name in ``toolkit.tasks.TASKS``: what the outputs mean and how they are judged
     architecture: str
     factory: Callable[[], "object"]
     description: str

@@ -14,55 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.registry import ModelSpec
+from toolkit.tasks import get_task
 
 WEIGHTS_DIR = Path(__file__).parent / "models" / "weights"
-
-
-def _loss_fn(spec: ModelSpec, model):
-    import torch
-    import torch.nn.functional as F
-
-    if spec.task == "classification":
-        return lambda out, y: F.cross_entropy(out, y)
-    if spec.task == "regression":
-        # Train in standardized units: the model's own in-graph output scale.
-        scale = model.out_scale.detach()
-        return lambda out, y: F.smooth_l1_loss(out / scale, y / scale)
-    if spec.task == "segmentation":
-        def seg(out, y):
-            # Class weights counter the background's dominance (pores and wrinkles are thin).
-            counts = torch.bincount(y.flatten(), minlength=out.shape[1]).float()
-            w = (counts.sum() / (counts + 1.0)) ** 0.5
-            return F.cross_entropy(out, y, weight=w / w.mean())
-        return seg
-    if spec.task == "super_resolution":
-        return lambda out, y: F.l1_loss(out, y)
-    raise ValueError(spec.task)
-
-
-def _targets_tensor(spec: ModelSpec, targets: np.ndarray):
-    import torch
-
-    if spec.task == "classification" or spec.task == "segmentation":
-        return torch.from_numpy(targets.astype(np.int64))
-    if spec.task == "regression":
-        return torch.from_numpy(targets.astype(np.float32))
-    return torch.from_numpy(targets).permute(0, 3, 1, 2).float() / 255.0
 
 
 def evaluate(model, spec: ModelSpec, data, batch_size: int = 32) -> dict[str, float]:
     import torch
 
     from toolkit.load.contract import to_network_input
-    from toolkit.verify.metrics import task_metric
+    from toolkit.outputs import name_outputs
 
+    task = get_task(spec.task)
+    names = tuple(o.name for o in spec.outputs)
     model.eval()
-    outs = []
+    batches = []
     with torch.inference_mode():
         for i in range(0, len(data), batch_size):
-            outs.append(model(to_network_input(data.inputs[i:i + batch_size], spec)).numpy())
-    return task_metric(spec.task, np.concatenate(outs), data.targets, num_classes=len(spec.labels),
-                       output_names=tuple(o.name for o in spec.outputs))
+            batches.append(name_outputs(model(to_network_input(data.inputs[i:i + batch_size], spec)), names))
+    outputs = {n: np.concatenate([b[n].numpy() for b in batches]) for n in names}
+    return task.quick_metrics(task.read(outputs, spec), data.targets, num_classes=len(spec.labels), output_names=names)
 
 
 def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = None, threads: int | None = None,
@@ -70,8 +41,8 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     import torch
     from safetensors.torch import save_file
 
-    from toolkit.data.tasks import task_data
     from toolkit.load.contract import to_network_input
+    from toolkit.tasks.data import task_data
 
     cfg = spec.training
     seed = cfg.seed if seed is None else seed
@@ -88,8 +59,9 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps = epochs * ((n_train + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    loss_fn = _loss_fn(spec, model)
-    targets = _targets_tensor(spec, train_set.targets)
+    task = get_task(spec.task)
+    loss_fn = task.loss(spec, model)
+    targets = task.targets_tensor(train_set.targets)
     gen = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(epochs):

@@ -31,7 +31,7 @@ INTEGER_COMPUTE = ("int8", "dynamic_int8", "int16x8")
 
 
 def _sample(compressed: Compressed, recipe_input: dict, n: int = 1, split: str = "test") -> np.ndarray:
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import task_data
     from toolkit.load.stage import contract_images
 
     data = task_data(compressed.spec, n, split=split, seed=0)

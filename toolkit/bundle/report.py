@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from toolkit.tasks import get_task
+
 
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -42,6 +44,17 @@ def _compression(m: dict) -> list[str]:
     return lines
 
 
+def _task_sections(m: dict) -> list[str]:
+    """What the model's task adds per artifact (a classifier's confusion matrix), where it adds anything."""
+    task = get_task(m["model"]["task"])
+    lines = []
+    for a in m["artifacts"]:
+        extra = task.report_lines(a["verification"], labels=tuple(m["labels"]))
+        if extra:
+            lines += ["", f"**{a['path']}**:", "", *extra]
+    return ["", f"## {task.report_title}", *lines] if lines else []
+
+
 def render(m: dict) -> str:
     lines = [f"# skinkit bundle: {m['bundle']}", "",
              f"Model **{m['model']['name']}** ({m['model']['architecture']}), task: {m['model']['task']}. "
@@ -52,7 +65,8 @@ def render(m: dict) -> str:
              "## Input contract", ""]
     inp = m["input"]
     lines += [f"- shape {inp['shape']} ({inp['layout']}, {inp['dtype']}), {inp['color_order']} values in {inp['range']}",
-              f"- normalization in graph: (pixel / {inp['normalization']['scale']:g} − mean) / std, mean {inp['normalization']['mean']}, std {inp['normalization']['std']}",
+              f"- normalization in graph: (pixel / {inp['normalization']['scale']:g} − mean) / std, "
+              f"mean {inp['normalization']['mean']}, std {inp['normalization']['std']}",
               "- outputs: " + "; ".join(f"{o['name']} ({o['description']}{', ' + o['unit'] if o.get('unit') else ''})" for o in m["outputs"])]
     if m["labels"]:
         lines.append(f"- labels: {', '.join(m['labels'])}")
@@ -70,6 +84,7 @@ def render(m: dict) -> str:
                      f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
                      f"{'pass' if v['passed'] else '**FAIL**'} |")
     lines += _compression(m)
+    lines += _task_sections(m)
     lines += ["", "## Structure (read back from each file)", "",
               "| artifact | input | transposes | weights | notes |", "|---|---|---|---|---|"]
     for a in m["artifacts"]:

@@ -50,7 +50,7 @@ def _prune_channels(context: Context, loaded: LoadedModel, p: PruningConfig):
 
     from toolkit._io import captured
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.data.tasks import task_data
+    from toolkit.tasks.data import task_data
     from toolkit.load.contract import to_network_input
 
     spec = loaded.spec

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from toolkit.outputs import name_outputs
 from toolkit.registry import ModelSpec
 
 Layout = Literal["nhwc", "nchw"]
@@ -59,8 +60,10 @@ def to_network_input(images: "object", spec: ModelSpec) -> torch.Tensor:
 
 
 class DeviceContract(nn.Module):
-    """Wraps a network so that it takes the contract's input and, for dense outputs, returns the
-    contract's layout. Scale and shift fold into a single multiply-add per channel."""
+    """Wraps a network so that it takes the contract's input and returns its outputs in the contract's
+    layout: image-shaped (rank-4, N x C x H x W) outputs channel-last when the input is. One declared
+    output is returned as that tensor (the graph is the network's own); several as a tuple in the spec's
+    order. Scale and shift fold into a single multiply-add per channel."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, contract: InputContract, *, input_layout: Layout | None = None):
         super().__init__()
@@ -68,7 +71,7 @@ class DeviceContract(nn.Module):
         self.layout = contract.layout
         # Core ML image inputs arrive channel-first whatever the bundle's tensor layout.
         self.input_layout = input_layout or contract.layout
-        self.dense = spec.task in ("segmentation", "super_resolution")
+        self.output_names = tuple(o.name for o in spec.outputs)
         scale = 255.0 if contract.pixel_range == "0-255" else 1.0
         std = torch.tensor(spec.std)
         self.register_buffer("mul", (1.0 / (scale * std)).view(1, 3, 1, 1), persistent=False)
@@ -82,10 +85,9 @@ class DeviceContract(nn.Module):
         twin.input_layout = layout
         return twin
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if self.input_layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
-        y = self.model(x * self.mul + self.add)
-        if self.dense and self.layout == "nhwc":
-            y = y.permute(0, 2, 3, 1)
-        return y
+        named = name_outputs(self.model(x * self.mul + self.add), self.output_names)
+        ys = tuple(y.permute(0, 2, 3, 1) if self.layout == "nhwc" and y.dim() == 4 else y for y in named.values())
+        return ys[0] if len(ys) == 1 else ys

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toolkit.data.synthetic import ACNE_GRADES
 from toolkit.models._blocks import ClassifierHead, ConvBNAct, make_divisible
+from toolkit.models._specs import register_acne
 
 # (expansion t, output channels c, repeats n, first stride s) — the paper's table 2.
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -43,3 +45,11 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def _acne_mobilenetv2() -> MobileNetV2:
+    return MobileNetV2(num_classes=len(ACNE_GRADES), width_mult=0.5)
+
+
+register_acne("acne_mobilenetv2", "MobileNetV2 (width 0.5)", _acne_mobilenetv2,
+              "Acne severity grade from a face image (default reference model).")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toolkit.data.synthetic import ACNE_GRADES
 from toolkit.models._blocks import ClassifierHead, ConvBNAct
+from toolkit.models._specs import register_acne
+from toolkit.registry import TrainingConfig
 
 
 class Bottleneck(nn.Module):
@@ -42,3 +45,12 @@ class ResNet50(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
+
+
+def _acne_resnet50() -> ResNet50:
+    return ResNet50(num_classes=len(ACNE_GRADES), base_width=16)
+
+
+register_acne("acne_resnet50", "ResNet-50 (bottlenecks 3-4-6-3, base width 16)", _acne_resnet50,
+              "Acne severity grade from a face image.",
+              TrainingConfig(n_train=2000, n_val=300, epochs=4, batch_size=32, lr=2e-3))

@@ -7,6 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from toolkit.models._blocks import ConvBNAct
+from toolkit.models._specs import IMAGENET_MEAN, IMAGENET_STD, SEG_OUT, SEG_TOL
+from toolkit.registry import ModelSpec, TrainingConfig, register_model
 
 
 class SkinSegmenter(nn.Module):
@@ -29,3 +31,16 @@ class SkinSegmenter(nn.Module):
         y = self.fuse(torch.cat([s3, ctx], dim=1))
         y = F.interpolate(y, scale_factor=4.0, mode="bilinear", align_corners=False) + self.skip(s1)
         return F.interpolate(self.out(y), scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def _skin_segmenter() -> SkinSegmenter:
+    return SkinSegmenter(base=16)
+
+
+register_model(ModelSpec(
+    name="skin_segmenter", task="segmentation", architecture="depthwise-separable encoder, bilinear decoder",
+    factory=_skin_segmenter, description="Skin / non-skin mask; filters the input of the acne classifier.",
+    input_size=(224, 224), output_size=(224, 224), labels=("non_skin", "skin"), outputs=SEG_OUT, tolerances=SEG_TOL,
+    training=TrainingConfig(n_train=1500, n_val=200, epochs=3, batch_size=32, lr=5e-3),
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou", extra={"target": "skin_mask"},
+))

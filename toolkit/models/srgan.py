@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from toolkit.registry import ModelSpec, OutputSpec, Tolerance, TrainingConfig, register_model
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, ch: int):
@@ -48,3 +50,23 @@ class SRGenerator(nn.Module):
         h = self.upsample(h + self.body_tail(self.body(h)))
         base = nn.functional.interpolate(x * self.std + self.mean, scale_factor=float(self.scale), mode="bilinear", align_corners=False)
         return (base + self.tail(h)).clamp(0.0, 1.0)
+
+
+def _texture_sr() -> SRGenerator:
+    return SRGenerator(scale=2, channels=32, blocks=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+register_model(ModelSpec(
+    name="texture_sr", task="super_resolution", architecture="SRGAN generator (×2, 4 residual blocks, 32 ch)",
+    factory=_texture_sr, description="×2 super-resolution of skin texture patches (64×64 → 128×128).",
+    input_size=(64, 64), output_size=(128, 128),
+    outputs=(OutputSpec("hr_image", "high-resolution RGB, channel-last like the input", "[0, 1]"),),
+    tolerances={
+        "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, max_metric_drop=0.05),
+        "fp16": Tolerance(max_abs=0.02, min_cosine=0.9999, max_metric_drop=0.3),
+        "int8": Tolerance(min_cosine=0.999, max_metric_drop=0.5),
+        "lowbit": Tolerance(min_cosine=0.998, max_metric_drop=1.0),
+    },
+    training=TrainingConfig(n_train=1500, n_val=200, epochs=4, batch_size=16, lr=2e-3),
+    mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), metric="psnr",
+))

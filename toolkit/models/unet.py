@@ -7,6 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.data.synthetic import SEGMENTATION_CLASSES
+from toolkit.models._specs import IMAGENET_MEAN, IMAGENET_STD, SEG_OUT, SEG_TOL
+from toolkit.registry import ModelSpec, TrainingConfig, register_model
+
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -59,3 +63,16 @@ def region_stats(image_rgb: np.ndarray, mask: np.ndarray, labels: tuple[str, ...
         n = int(sel.sum())
         out[name] = {"area_fraction": n / mask.size, "mean_intensity": float(gray[sel].mean()) if n else float("nan")}
     return out
+
+
+def _lesion_unet() -> UNet:
+    return UNet(num_classes=len(SEGMENTATION_CLASSES), base=8, depth=4)
+
+
+register_model(ModelSpec(
+    name="lesion_unet", task="segmentation", architecture="U-Net (4 levels, base 8, bilinear up)",
+    factory=_lesion_unet, description="Melanin, trouble (acne/inflammation), wrinkle and pore regions, plus background.",
+    input_size=(192, 192), output_size=(192, 192), labels=SEGMENTATION_CLASSES, outputs=SEG_OUT, tolerances=SEG_TOL,
+    training=TrainingConfig(n_train=1200, n_val=200, epochs=6, batch_size=16, lr=3e-3),
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="miou",
+))

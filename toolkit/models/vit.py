@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toolkit.models._specs import IMAGENET_MEAN, IMAGENET_STD
+from toolkit.registry import ModelSpec, OutputSpec, Tolerance, TrainingConfig, register_model
+
 
 class SkinPrior(nn.Module):
     """Soft skin likelihood per patch from YCbCr chroma, on de-normalized [0, 1] RGB."""
@@ -109,3 +112,26 @@ class SkinPriorViT(nn.Module):
         weights = torch.softmax(logits, dim=-1).unsqueeze(-1)
         pooled = (tokens * weights).sum(dim=1)
         return self.head(pooled) * self.out_scale + self.out_shift
+
+
+def _hydration_vit() -> SkinPriorViT:
+    # Standardize targets inside the graph: hydration ~ 55 ± 23 a.u., TEWL ~ 22 ± 7 g/m²/h.
+    return SkinPriorViT(num_outputs=2, img_size=224, patch=16, dim=128, depth=4, heads=4,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD, output_scale=(23.0, 7.0), output_shift=(55.0, 22.0))
+
+
+register_model(ModelSpec(
+    name="hydration_vit", task="regression", architecture="skin-prior adaptive ViT (patch 16, dim 128, depth 4)",
+    factory=_hydration_vit, description="Skin hydration and transepidermal water loss from a face crop.",
+    input_size=(224, 224),
+    outputs=(OutputSpec("hydration", "skin hydration (corneometer-like)", "a.u."),
+             OutputSpec("tewl", "transepidermal water loss", "g/m²/h")),
+    tolerances={
+        "fp32": Tolerance(max_abs=0.01, min_cosine=0.99999, max_metric_drop=0.05),
+        "fp16": Tolerance(max_abs=0.5, min_cosine=0.9999, max_metric_drop=0.2),
+        "int8": Tolerance(min_cosine=0.995, max_metric_drop=1.0),
+        "lowbit": Tolerance(min_cosine=0.99, max_metric_drop=2.0),
+    },
+    training=TrainingConfig(n_train=2400, n_val=300, epochs=6, batch_size=32, lr=1e-3),
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="mae", higher_is_better=False,
+))

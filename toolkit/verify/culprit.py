@@ -177,7 +177,16 @@ def match_weights(layers: dict[str, object], weights: list[ArtifactWeight]) -> d
     return matched
 
 
-def _capture(model, names: list[str], x, *, local: dict | None = None):
+def network_output(y, output_names: tuple[str, ...]) -> np.ndarray:
+    """A network's return value (one tensor, a tuple or a dict of them) as one array per image: its named
+    outputs flattened side by side, N x (all values), so SQNR covers every output."""
+    from toolkit.outputs import name_outputs
+
+    named = name_outputs(y, output_names)
+    return np.concatenate([v.detach().reshape(len(v), -1).numpy() for v in named.values()], axis=1)
+
+
+def _capture(model, names: list[str], x, *, output_names: tuple[str, ...], local: dict | None = None):
     """Each named layer's input and output on ``x``; with ``local`` (name -> float layer), also what the
     float layer computes from the same input, so a layer's own error is separated from its input's."""
     import torch
@@ -194,7 +203,7 @@ def _capture(model, names: list[str], x, *, local: dict | None = None):
     hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: hook(m, i, o, n)) for n in names]
     try:
         with torch.inference_mode():
-            y = model(x).numpy()
+            y = network_output(model(x), output_names)
     finally:
         for h in hooks:
             h.remove()
@@ -226,13 +235,14 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
 
     from toolkit.load.contract import to_network_input
 
+    output_names = tuple(o.name for o in spec.outputs)
     fused = fold_batchnorm(model)
     layers = matchable_layers(fused)
     weights = artifact_weights(fmt, path)
     matched = match_weights(layers, weights)
     names = [n for n in layers if n in matched]
     x = to_network_input(images, spec)
-    float_acts, float_y = _capture(fused, list(layers), x)
+    float_acts, float_y = _capture(fused, list(layers), x, output_names=output_names)
     order = list(float_acts) + [n for n in layers if n not in float_acts]  # execution order, unreached layers last
 
     twin = copy.deepcopy(fused)
@@ -246,7 +256,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
         ranges = {n: (float(float_acts[n][1].min()), float(float_acts[n][1].max())) for n in names if n in float_acts}
         hooks = _fake_quant_hooks(twin, list(ranges), ranges, bits)
     try:
-        twin_acts, twin_y = _capture(twin, list(layers), x, local=layers)
+        twin_acts, twin_y = _capture(twin, list(layers), x, output_names=output_names, local=layers)
     finally:
         for h in hooks:
             h.remove()
@@ -276,7 +286,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
         solo = copy.deepcopy(fused)
         with torch.no_grad():
             matchable_layers(solo)[r["layer"]].weight.copy_(torch.from_numpy(matched[r["layer"]][1]))
-            r["isolated_output_sqnr_db"] = round(sqnr_db(float_y, solo(x).numpy()), 2)
+            r["isolated_output_sqnr_db"] = round(sqnr_db(float_y, network_output(solo(x), output_names)), 2)
     worst = [r for r in ranked[:top] if r["local_sqnr_db"] < SQNR_CAP_DB]
     return {
         "method": ("artifact weights read back from the file" + (f"; activations fake-quantized to {bits} bits over float ranges (simulated)" if bits else "")),

@@ -1,58 +1,10 @@
-"""Task metrics and output numerics, in float64."""
+"""Output numerics, in float64, and the task metrics through the task (``toolkit.tasks``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def confusion(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(num_classes * target.ravel().astype(np.int64) + pred.ravel().astype(np.int64),
-                       minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def accuracy(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(np.mean(pred == target))
-
-
-def macro_f1(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
-    """Mean F1 over the classes present in target or prediction (absent from both: not counted)."""
-    cm = confusion(pred, target, num_classes).astype(np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    present = denom > 0
-    return float(np.mean(2 * tp[present] / denom[present]))
-
-
-def iou_per_class(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
-    """IoU per class; NaN for a class absent from both prediction and target."""
-    cm = confusion(pred, target, num_classes).astype(np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
-
-
-def dice_per_class(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
-    cm = confusion(pred, target, num_classes).astype(np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, 2 * tp / denom, np.nan)
-
-
-def miou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
-    return float(np.nanmean(iou_per_class(pred, target, num_classes)))
-
-
-def mae(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred.astype(np.float64) - target.astype(np.float64))))
-
-
-def psnr(pred: np.ndarray, target: np.ndarray, *, peak: float = 1.0) -> float:
-    """Mean over images of PSNR in dB; inputs N x ... in the same units as ``peak``."""
-    d = (pred.astype(np.float64) - target.astype(np.float64)).reshape(len(pred), -1)
-    mse = np.maximum(np.mean(d * d, axis=1), 1e-12)
-    return float(np.mean(10.0 * np.log10(peak * peak / mse)))
+from toolkit.tasks import get_task
 
 
 def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
@@ -77,29 +29,10 @@ def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 def task_metric(task: str, outputs: np.ndarray, targets: np.ndarray, num_classes: int = 0,
                 output_names: tuple[str, ...] = ()) -> dict[str, float]:
-    """The task's metrics of raw model outputs against ground truth."""
-    if task == "classification":
-        pred = outputs.argmax(-1)
-        return {"accuracy": accuracy(pred, targets), "macro_f1": macro_f1(pred, targets, num_classes)}
-    if task == "regression":
-        per = np.mean(np.abs(outputs.astype(np.float64) - targets), axis=0)
-        names = output_names or tuple(str(i) for i in range(len(per)))
-        return {"mae": float(per.mean()), **{f"mae_{n}": float(v) for n, v in zip(names, per)}}
-    if task == "segmentation":
-        pred = outputs.argmax(1)
-        return {"miou": miou(pred, targets, num_classes),
-                "dice_mean": float(np.nanmean(dice_per_class(pred, targets, num_classes))),
-                "pixel_accuracy": accuracy(pred, targets)}
-    if task == "super_resolution":
-        hr = targets.astype(np.float64) / 255.0  # N x H x W x 3
-        return {"psnr": psnr(np.transpose(outputs, (0, 2, 3, 1)), hr)}
-    raise ValueError(f"unknown task {task!r}")
+    """The task's metrics of raw model outputs (as the task reads them) against ground truth."""
+    return get_task(task).quick_metrics(outputs, targets, num_classes=num_classes, output_names=output_names)
 
 
 def agreement(task: str, ref: np.ndarray, out: np.ndarray) -> float | None:
-    """Fraction of top-1 (classification) or per-pixel argmax (segmentation) decisions that match float."""
-    if task == "classification":
-        return float(np.mean(ref.argmax(-1) == out.argmax(-1)))
-    if task == "segmentation":
-        return float(np.mean(ref.argmax(1) == out.argmax(1)))
-    return None
+    """Fraction of the task's decisions (top-1, per-pixel argmax) that match float; None where it makes none."""
+    return get_task(task).agreement(ref, out)

@@ -75,9 +75,7 @@ def gate(context: Context, compressed: Compressed, artifact: Artifact, runner: R
     tol = resolve_tolerance(spec, artifact.precision, *overrides)
     ev = recipe.evaluation
     judged = next((o.noninferiority for o in reversed(overrides) if o is not None and o.noninferiority), ev.noninferiority)
-    # A Core ML classifier returns probabilities: compare them with the reference's.
-    ref = softmax(g.reference) if artifact.details.get("output_transform") == "softmax" else g.reference
-    res = verify_artifact(artifact, runner, spec=spec, data=g.data, x=g.x, ref=ref, tolerance=tol,
+    res = verify_artifact(artifact, runner, spec=spec, data=g.data, x=g.x, ref=g.reference, tolerance=tol,
                           layout=recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=judged,
                           min_group_size=ev.min_group_size)
     res["tolerance"] = {**{k: v for k, v in tol.__dict__.items() if v not in (None, {})}, "noninferiority": judged}
@@ -117,7 +115,6 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
         compare_outputs,
         drop_criterion,
         reference_outputs,
-        to_nchw,
         worst_group_criterion,
     )
 
@@ -128,8 +125,7 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
     original = DeviceContract(compressed.loaded.module, spec, input_contract(recipe)).eval()
     before = reference_outputs(original, g.x)
     rows = compare_outputs(spec, g.reference, before, g.data.targets, g.boot, layout)
-    groups = by_group(spec, to_nchw(g.reference, spec, layout), to_nchw(before, spec, layout), g.data.targets, g.tone, g.boot,
-                      probabilities=False)
+    groups = by_group(spec, g.reference, before, g.data.targets, g.tone, g.boot, layout=layout, probabilities=False)
     p = recipe.compress.pruning
     criteria = [c for c in (
         drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
@@ -177,9 +173,3 @@ def skin_tone_summary(tone, data: TaskData) -> dict:
             "ita": [round(float(v), 3) for v in tone.ita],
             "versus_annotation": agreement_with_annotation(tone, data.ita, data.groups)}
 
-
-def softmax(z):
-    import numpy as np
-
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

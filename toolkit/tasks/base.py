@@ -1,0 +1,120 @@
+"""What a task is: the one interface every ``toolkit/tasks/<task>.py`` implements.
+
+A task knows which of a model's named outputs it reads and how, the targets of its data (synthetic and
+folder), its training loss, its metric set (per-image statistics whose weighted sums give every metric,
+so the bootstrap is one matrix product), its agreement with the float model, its extras (a confusion
+matrix) and its headline metric. Nothing outside ``toolkit/tasks/`` branches on a task's name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from toolkit.data.synthetic import SkinSample
+    from toolkit.data.tasks import TaskData
+    from toolkit.outputs import Outputs
+    from toolkit.registry import ModelSpec
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    headline: ClassVar[str]  # the metric a spec is judged by unless it names another
+    higher_is_better: ClassVar[bool] = True
+    # Criterion label of agreement with float; None: the task has no agreement metric.
+    agreement_label: ClassVar[str | None] = None
+    # Metric families (the part of a name before the first dot) where lower is better, and those with no better side.
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+    undirected: ClassVar[tuple[str, ...]] = ()
+    report_title: ClassVar[str] = "Task details"  # heading of the report section ``report_lines`` fills
+
+    # --- outputs -------------------------------------------------------------------------------------
+    def reads(self, spec: ModelSpec) -> tuple[str, ...]:
+        """Names of the outputs the task's metrics read; the others are gated on numerics alone."""
+        return (spec.outputs[0].name,)
+
+    def read(self, outputs: Outputs, spec: ModelSpec) -> np.ndarray:
+        """The array the metrics take (dense outputs channel-first) from named, batch-first outputs."""
+        return outputs[spec.outputs[0].name]
+
+    # --- data ------------------------------------------------------------------------------------------
+    def synthetic_example(self, spec: ModelSpec, *, seed: int, split: str, index: int):
+        """``(sample, input, target, skin mask)`` for one synthetic image: the sample resized to the input."""
+        import cv2
+
+        from toolkit.data.synthetic import make_sample
+
+        h, w = spec.input_size
+        sample = make_sample(seed, split, index, size=h if h == w else 224)
+        resized = sample.image.shape[:2] != (h, w)
+        x = cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA) if resized else sample.image
+        skin = cv2.resize(sample.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST) if resized else sample.skin_mask
+        return sample, x, self.synthetic_target(sample, spec), skin
+
+    def synthetic_target(self, sample: SkinSample, spec: ModelSpec) -> np.ndarray | int:
+        raise NotImplementedError(f"task {self.name!r} builds its synthetic examples itself")
+
+    def stack_targets(self, targets: list) -> np.ndarray:
+        return np.stack(targets)
+
+    def folder_columns(self, spec: ModelSpec) -> list[str]:
+        """The labels.csv columns holding the target (between ``file`` and the skin-tone columns)."""
+        return []
+
+    def folder_example(self, image: np.ndarray, row: dict, *, spec: ModelSpec, folder: Path, where: str):
+        """``(input, target)`` from a folder row; ``where`` names the row in errors (``labels.csv line 3``)."""
+        import cv2
+
+        h, w = spec.input_size
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), self.folder_target(row, spec=spec, folder=folder, where=where)
+
+    def folder_target(self, row: dict, *, spec: ModelSpec, folder: Path, where: str):
+        raise NotImplementedError
+
+    def folder_write(self, data: TaskData, i: int, *, spec: ModelSpec, folder: Path, name: str) -> tuple[np.ndarray, list[str]]:
+        """The inverse of ``folder_example``: the image to write under ``name`` and the row's target cells."""
+        return data.inputs[i], []
+
+    # --- training --------------------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, spec: ModelSpec, model) -> Callable: ...
+
+    @abstractmethod
+    def targets_tensor(self, targets: np.ndarray): ...
+
+    # --- metrics ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def quick_metrics(self, out: np.ndarray, targets: np.ndarray, *, num_classes: int = 0,
+                      output_names: tuple[str, ...] = ()) -> dict[str, float]:
+        """The task's metrics of raw outputs against ground truth, without CIs (a training card's)."""
+
+    def agreement(self, ref: np.ndarray, out: np.ndarray) -> float | None:
+        """Fraction of decisions that match float's; None where the task makes no discrete decision."""
+        return None
+
+    @abstractmethod
+    def per_image(self, out: np.ndarray, targets: np.ndarray, ref: np.ndarray, *, labels: tuple[str, ...] = (),
+                  probabilities: bool = False) -> dict[str, np.ndarray]:
+        """Per-image statistics (N x k arrays) from which every metric is a ratio of sums.
+
+        ``out`` and ``ref``: the artifact's and the float model's outputs as ``read`` gives them;
+        ``probabilities``: the outputs are already probabilities (a Core ML classifier)."""
+
+    @abstractmethod
+    def aggregate(self, sums: dict[str, np.ndarray], *, labels: tuple[str, ...] = (),
+                  output_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Every metric from the statistics' weighted sums (R x k each, one row per resample): name -> (R,)."""
+
+    def extras(self, art_stats: dict[str, np.ndarray], float_stats: dict[str, np.ndarray], *,
+               labels: tuple[str, ...] = ()) -> dict:
+        """What the task adds to a comparison besides metrics (a confusion matrix)."""
+        return {}
+
+    def report_lines(self, verification: dict, *, labels: tuple[str, ...] = ()) -> list[str]:
+        """Markdown lines the task adds to an artifact's report (its extras, readable)."""
+        return []

@@ -1,0 +1,65 @@
+"""Data shaped for a model's task: synthetic samples, and a folder of images with a ``labels.csv``
+(format: ``toolkit.data.folder``); each task supplies its targets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from toolkit.data.folder import annotation, read_rgb, read_rows, read_skin_mask
+from toolkit.data.tasks import TaskData
+from toolkit.registry import ModelSpec
+from toolkit.tasks import get_task
+
+
+def task_data(spec: ModelSpec, n: int, *, split: str, seed: int = 0, start: int = 0) -> TaskData:
+    """``n`` synthetic samples of ``split`` shaped for ``spec``'s task."""
+    task = get_task(spec.task)
+    inputs, targets, groups, ita, skins = [], [], [], [], []
+    for i in range(start, start + n):
+        sample, x, y, skin = task.synthetic_example(spec, seed=seed, split=split, index=i)
+        inputs.append(x)
+        targets.append(y)
+        groups.append(sample.group)
+        ita.append(sample.ita)
+        skins.append(skin)
+    return TaskData(np.stack(inputs), task.stack_targets(targets), tuple(groups), np.array(ita, np.float64), np.stack(skins))
+
+
+def load_folder(spec: ModelSpec, folder: Path, *, limit: int | None = None) -> TaskData:
+    task = get_task(spec.task)
+    labels, rows = read_rows(folder, limit=limit)
+    inputs, targets, groups, itas, skins = [], [], [], [], []
+    with_skin = (folder / "skin").is_dir()
+    for i, row in enumerate(rows, start=2):
+        img = read_rgb(folder / row["file"])
+        if with_skin:
+            skins.append(read_skin_mask(folder, row["file"], spec.input_size))
+        x, y = task.folder_example(img, row, spec=spec, folder=folder, where=f"{labels} line {i}")
+        inputs.append(x)
+        targets.append(y)
+        ita, group = annotation(row)
+        itas.append(ita)
+        groups.append(group)
+    return TaskData(np.stack(inputs), task.stack_targets(targets), tuple(groups), np.array(itas), np.stack(skins) if skins else None)
+
+
+def write_folder(data: TaskData, spec: ModelSpec, folder: Path) -> None:
+    """Write ``data`` in the folder format (the inverse of ``load_folder``)."""
+    task = get_task(spec.task)
+    folder.mkdir(parents=True, exist_ok=True)
+    if data.skin_masks is not None:
+        (folder / "skin").mkdir(exist_ok=True)
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", *task.folder_columns(spec), "ita", "group"])
+        for i in range(len(data)):
+            name = f"img_{i:05d}.png"
+            image, cells = task.folder_write(data, i, spec=spec, folder=folder, name=name)
+            cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            if data.skin_masks is not None:
+                cv2.imwrite(str(folder / "skin" / name), data.skin_masks[i].astype(np.uint8) * 255)
+            writer.writerow([name, *cells, f"{data.ita[i]:.3f}", data.groups[i]])
