@@ -175,9 +175,8 @@ def _convert(s: ExportState) -> ExportState:
     meta = artifact_metadata(s)
     artifacts = []
     for t in s.recipe.targets:
-        options = {"deployment_target": t.deployment_target, "pixel_range": s.recipe.input.pixel_range,
+        options = {**t.backend_options.model_dump(), "pixel_range": s.recipe.input.pixel_range,
                    "layout": s.recipe.input.layout, "calibration": calibration, "metadata": meta,
-                   "input_type": t.input_type, "classifier": t.classifier, "group_size": t.group_size,
                    "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
         try:
             with captured(s.log_path):
@@ -252,7 +251,7 @@ def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tup
     from toolkit.convert.base import convert_target, tree_size
     from toolkit.verify.culprit import locate
     from toolkit.verify.gate import failed_criteria
-    from toolkit.verify.runners import make_runner
+    from toolkit.backends import get_backend
 
     spec, g, inp = s.loaded.spec, s.gate_inputs, s.recipe.input
     with tempfile.TemporaryDirectory(dir=s.staging, prefix=".mixed-") as tmp:
@@ -267,8 +266,8 @@ def _mixed_precision(s: ExportState, target, sample, options: dict) -> tuple[tup
 
         def evaluate(keep: tuple[str, ...]) -> Probe:
             artifact = plain if not keep else build(keep)
-            runner = make_runner(artifact.format, artifact.path, threads=s.recipe.benchmark.threads, layout=inp.layout,
-                                 pixel_range=inp.pixel_range)
+            runner = get_backend(artifact.format).runner(artifact.path, threads=s.recipe.benchmark.threads, layout=inp.layout,
+                                                         pixel_range=inp.pixel_range)
             res = _gate(s, artifact, runner, g, target)
             return Probe(keep=keep, passed=res["passed"], failed=tuple(failed_criteria(f"keep {len(keep)}", res["criteria"])),
                          size_bytes=tree_size(artifact.path), loss=(res.get("task_metric") or {}).get("drop"))
@@ -284,7 +283,7 @@ def _evaluation_data(s: ExportState):
 
 def _verify(s: ExportState) -> ExportState:
     from toolkit._io import captured
-    from toolkit.verify.runners import make_runner
+    from toolkit.backends import get_backend
 
     inp, ev = s.recipe.input, s.recipe.evaluation
     g = _gate_inputs(s)
@@ -292,7 +291,8 @@ def _verify(s: ExportState) -> ExportState:
     for a in s.artifacts:
         try:
             with captured(s.log_path):
-                runner = make_runner(a.format, a.path, threads=s.recipe.benchmark.threads, layout=inp.layout, pixel_range=inp.pixel_range)
+                runner = get_backend(a.format).runner(a.path, threads=s.recipe.benchmark.threads, layout=inp.layout,
+                                                      pixel_range=inp.pixel_range)
             runners[a.filename] = runner
             res = _gate(s, a, runner, g)
         except VerificationError as exc:  # could not execute it: a failed check, never a pass

@@ -11,14 +11,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from toolkit.backends import get_backend
+from toolkit.backends.base import Runner
 from toolkit.convert.base import PRECISIONS, Artifact
-from toolkit.convert.coreml import COMPRESSED_OPS
 from toolkit.data.tasks import TaskData
 from toolkit.registry import ModelSpec, Tolerance
 from toolkit.verify import metrics, stats
 from toolkit.verify.stats import Bootstrap
 from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
-from toolkit.verify.runners import Runner
 
 
 def resolve_tolerance(spec: ModelSpec, precision: str, *overrides) -> Tolerance:
@@ -71,44 +71,11 @@ def failed_criteria(path: str, criteria: list[dict]) -> list[str]:
     return [f"{path}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})" for c in criteria if not c["passed"]]
 
 
-def _check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
-    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
-
-
-def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> list[dict]:
-    """What the saved file itself must show, on every platform: I/O shapes of the contract and the
-    asked-for storage precision (never silently float)."""
-    d, p = artifact.details, artifact.precision
-    out: list[dict] = []
-    if artifact.format == "coreml":
-        first = d["inputs"][0]
-        got_in = tuple(first.get("shape", ()))
-        if first.get("type") == "imageType":  # a pixel buffer: channel-first by definition
-            want = (1, 3, *(input_shape[1:3] if input_shape[-1] == 3 else input_shape[2:4]))
-            out.append(_check("image input size matches contract", list(got_in), list(want), got_in == want))
-        else:
-            out.append(_check("input shape matches contract", list(got_in), list(input_shape), got_in == input_shape))
-        tensor_out = d["outputs"][0].get("shape")
-        if tensor_out:
-            out.append(_check("output shape matches reference", list(tensor_out), list(ref_shape), tuple(tensor_out) == ref_shape))
-        if p != "fp32":
-            n16, n32 = d["weight_dtypes"].get("FLOAT16", 0), d["weight_dtypes"].get("FLOAT32", 0)
-            out.append(_check("no float32 weight tensors (kernels, matrices)", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
-        if p in COMPRESSED_OPS:
-            n = sum(d["compressed_weight_ops"].get(op, 0) for op in COMPRESSED_OPS[p])
-            out.append(_check(f"compressed weights ({' / '.join(COMPRESSED_OPS[p])})", n, 1, n >= 1, ">="))
-        if p == "int8":
-            n = d["op_histogram"].get("quantize", 0)
-            out.append(_check("int8 activations (quantize ops)", n, 1, n >= 1, ">="))
-    if artifact.format == "tflite" and p != "fp32":
-        want_dtype = {"fp16": "float16"}.get(p, "int8")
-        n = d["tensor_dtypes"].get(want_dtype, 0)
-        out.append(_check(f"weights stored as {want_dtype}", n, 1, n >= 1, ">="))
-        if p in ("int8", "int16x8"):
-            io = d["inputs"][0]["dtype"]
-            want_io = "int8" if p == "int8" else "int16"
-            out.append(_check("integer input", io, want_io, io == want_io))
-    return out
+def structural_checks(artifact: Artifact, input_shape: tuple[int, ...], output_shapes: dict[str, tuple[int, ...]]) -> list[dict]:
+    """What the saved file itself must show, on every platform, as its backend checks it (batch-1 shapes).
+    A format without a backend, or a backend without checks, is an error: verification fails closed."""
+    return get_backend(artifact.format).structural_checks(artifact.details, artifact.precision, input_shape=input_shape,
+                                                          output_shapes=output_shapes)
 
 
 def numerics_by_output(spec: ModelSpec, ref: np.ndarray, out: np.ndarray) -> dict[str, dict]:
@@ -184,13 +151,22 @@ def compare_outputs(spec: ModelSpec, out: np.ndarray, ref: np.ndarray, targets: 
 def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data: TaskData, x: np.ndarray,
                     ref: np.ndarray, tolerance: Tolerance, layout: str, tone: SkinTone, boot: Bootstrap,
                     noninferiority: str = "ci", min_group_size: int = 10) -> dict:
-    out = runner.run(x)
+    outputs = runner.run(x)
+    # MERGE: the gate consumes Outputs per output; until then, one array (several outputs' columns side by side).
+    out = outputs if isinstance(outputs, np.ndarray) else np.concatenate([v.reshape(len(v), -1) if len(outputs) > 1 else v
+                                                                          for v in outputs.values()], axis=-1)
     criteria: list[dict] = []
     finite = bool(np.all(np.isfinite(out)))
     criteria.append({"name": "outputs finite (no NaN/Inf)", "value": finite, "bound": True, "op": "==", "passed": finite})
     shape_ok = out.shape == ref.shape
     criteria.append({"name": "output shape", "value": list(out.shape[1:]), "bound": list(ref.shape[1:]), "op": "==", "passed": shape_ok})
-    criteria += structural_checks(artifact, (1, *ref.shape[1:]), (1, *x.shape[1:]))  # artifacts are batch-1
+    # MERGE: reference Outputs come from the evaluation set; until then, the one array named per the spec.
+    import torch
+
+    from toolkit.outputs import name_outputs
+
+    ref_shapes = {n: (1, *v.shape[1:]) for n, v in name_outputs(torch.from_numpy(ref[:1]), [o.name for o in spec.outputs]).items()}
+    criteria += structural_checks(artifact, (1, *x.shape[1:]), ref_shapes)  # artifacts are batch-1
     result: dict = {"check": runner.check, "n_samples": int(len(x))}
     if runner.note:
         result["note"] = runner.note
