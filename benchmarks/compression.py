@@ -109,10 +109,10 @@ def rows_for(model: str, bundles: Path) -> list[dict]:
 
 def time_side_by_side(rows: list[dict], x: np.ndarray, *, threads: int, warmup: int, repeats: int) -> None:
     """p50 of every TFLite artifact, timed round-robin in this process; ratios to the fp32 row."""
-    from toolkit.verify.runners import make_runner
+    from toolkit.backends import get_backend
 
     tfl = [r for r in rows if r["format"] == "tflite"]
-    runners = [make_runner("tflite", Path(r["path"]), threads=threads) for r in tfl]
+    runners = [get_backend("tflite").runner(Path(r["path"]), threads=threads) for r in tfl]
     for run in runners:
         for _ in range(warmup):
             run.run(x)

@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from tests.conftest import run_cli, write_recipe
-from toolkit.convert import coreml, tflite
+from toolkit.backends.coreml import convert as coreml
+from toolkit.backends.tflite import convert as tflite
 from toolkit.tasks.data import task_data
 from toolkit.errors import ConversionError
 from toolkit.load import load_model
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.recipe import parse_recipe
 from toolkit.verify.gate import contract_inputs
-from toolkit.verify.runners import tflite_runner
+from toolkit.backends.tflite.graph import runner as tflite_runner
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_tflite_int8_has_pixel_exact_int8_input_signature_and_metadata(segmenter
     x = contract_inputs(test, "0-255", "nhwc")
     with torch.no_grad():
         ref = wrapped(torch.from_numpy(x)).numpy()
-    out = tflite_runner(path).run(x)
+    out = tflite_runner(path).run(x)["logits"]
     assert (out.argmax(-1) == ref.argmax(-1)).mean() > 0.98
 
 
@@ -181,7 +182,7 @@ evaluation: {{n: 4}}
 
 @pytest.mark.parametrize("r", [2, 3])
 def test_pixel_shuffle_rewrite_is_exact_and_leaves_the_input_alone(r):
-    from toolkit.convert.rewrites import PixelShuffleAsTransposedConv, channel_last_rewrites
+    from toolkit.backends.tflite.rewrites import PixelShuffleAsTransposedConv, channel_last_rewrites
 
     torch.manual_seed(0)
     x = torch.randn(2, 5 * r * r, 7, 6)

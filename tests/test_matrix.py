@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from toolkit.convert.base import PRECISIONS, SUPPORTED
+from toolkit.backends import BACKENDS
+from toolkit.convert.base import PRECISIONS
 from toolkit.convert.matrix import EXPECTED_FAILURES, support_table
 from toolkit.errors import VerificationFailed
 from toolkit.recipe import load_recipe
@@ -53,7 +54,7 @@ def test_matrix_recipes_cover_every_supported_pair():
     for spec in list_models():
         recipe = load_recipe(MATRIX / f"{spec.name}.yaml")
         assert recipe.model.name == spec.name
-        want = {(f, p) for f, (_, _, ps) in SUPPORTED.items() for p in ps if not PRECISIONS[p].needs_sparsity}
+        want = {(f, p) for f, b in BACKENDS.items() for p in b.precisions if not PRECISIONS[p].needs_sparsity}
         assert {(t.format, t.precision) for t in recipe.targets} == want, f"{spec.name}: regenerate its matrix recipe"
         pruned = load_recipe(MATRIX / f"{spec.name}_pruned.yaml")
         assert pruned.compress.pruning is not None and any(t.precision == "sparse" for t in pruned.targets)
@@ -62,7 +63,7 @@ def test_matrix_recipes_cover_every_supported_pair():
 def test_expected_failures_name_real_supported_combinations():
     names = {s.name for s in list_models()}
     for (model, fmt, precision), why in EXPECTED_FAILURES.items():
-        assert model in names and precision in SUPPORTED[fmt][2] and len(why) > 20
+        assert model in names and precision in BACKENDS[fmt].precisions and len(why) > 20
 
 
 def test_support_table_gives_a_reason_for_every_gap():

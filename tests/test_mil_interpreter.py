@@ -6,7 +6,7 @@ import torch
 
 from tests.mil_models import OpZoo, Palette
 from toolkit.errors import VerificationError
-from toolkit.verify import mil
+from toolkit.backends.coreml import mil
 
 
 def _save(module, path, *, precision="fp32", x=None, compress=None, target="iOS16"):

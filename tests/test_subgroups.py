@@ -13,7 +13,7 @@ from toolkit.data.tasks import TaskData
 from toolkit.registry import Tolerance, get_spec
 from toolkit.verify import subgroups
 from toolkit.verify.gate import verify_artifact
-from toolkit.verify.runners import Runner
+from toolkit.backends.base import Runner
 from toolkit.verify.stats import Bootstrap
 
 # One angle inside each Fitzpatrick-proxy bin, lightest first.

@@ -16,7 +16,7 @@ from toolkit.tasks import TASKS, get_task
 from toolkit.tasks.data import task_data
 from toolkit.verify import subgroups
 from toolkit.verify.gate import DEFAULT_MIN_COSINE, output_criteria, reference_outputs, verify_artifact
-from toolkit.verify.runners import Runner
+from toolkit.backends.base import Runner
 from toolkit.verify.stats import Bootstrap
 
 # A registered model of each task, and the metric names the task yields for it.

@@ -17,7 +17,7 @@ _PUBLIC = {
     "export": "toolkit.pipeline",
     "verify_bundle": "toolkit.verify.bundle",
     "inspect_artifact": "toolkit.convert.inspect",
-    "MILProgram": "toolkit.verify.mil",
+    "MILProgram": "toolkit.backends.coreml.mil",
     "get_spec": "toolkit.registry",
     "list_models": "toolkit.registry",
     "load_model": "toolkit.load",

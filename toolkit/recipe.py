@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from toolkit.convert.base import PRECISIONS, SUPPORTED, UNSUPPORTED
+from toolkit.backends import BACKENDS
+from toolkit.convert.base import PRECISIONS
 from toolkit.errors import RecipeError
 
 Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
@@ -50,51 +51,59 @@ class ToleranceOverride(_Strict):
         return margins
 
 
-class Target(_Strict):
-    format: Literal["onnx", "tflite", "coreml"]
+class _TargetFields(_Strict):
+    """What every target has; each backend's options (``toolkit.backends``) join these in :data:`Target`."""
+
+    format: str
     precision: Precision = "fp32"
-    deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = Field(
-        None, description="coreml: minimum iOS; default iOS16, raised automatically where a compression needs iOS18")
-    input_type: Literal["image", "tensor"] = Field(
-        "image", description="coreml: 'image' takes a CVPixelBuffer (ImageType), 'tensor' an MLMultiArray in the contract layout")
-    classifier: bool | None = Field(
-        None, description="coreml: add softmax and a classifier config with the labels (default: on for classification models)")
-    group_size: int | None = Field(None, ge=1, description="coreml palettize*: one lookup table per this many output channels")
-    keep_float: Literal["auto"] | tuple[str, ...] | None = Field(
-        None, description="tflite int8 / int16x8 mixed precision: module paths of layers kept float, or 'auto' for the "
-                          "fewest layers (ranked by the noise each adds) that make the artifact pass its gate")
-    keep_float_max: int = Field(16, ge=1, description="with keep_float: auto, the most layers the search may keep float")
     tolerance: ToleranceOverride | None = Field(
         None, description="this target's own gate (an accuracy budget), on top of tolerances.<precision>; "
                           "with keep_float: auto, the budget the search meets")
 
     @model_validator(mode="after")
-    def _supported(self) -> "Target":
-        precisions = SUPPORTED[self.format][2]
-        if self.precision not in precisions:
-            why = UNSUPPORTED.get((self.format, self.precision), "")
-            raise ValueError(f"{self.format} supports precisions {', '.join(precisions)}, not {self.precision!r}"
+    def _supported(self) -> "_TargetFields":
+        backend = BACKENDS[self.format]
+        if self.precision not in backend.precisions:
+            why = backend.why_unsupported(self.precision)
+            raise ValueError(f"{self.format} supports precisions {', '.join(backend.precisions)}, not {self.precision!r}"
                              + (f" ({why})" if why else ""))
-        coreml_only = {"deployment_target": self.deployment_target, "classifier": self.classifier, "group_size": self.group_size}
-        for key, value in coreml_only.items():
-            if value is not None and self.format != "coreml":
-                raise ValueError(f"{key} applies to coreml targets only")
-        if self.input_type != "image" and self.format != "coreml":
-            raise ValueError("input_type applies to coreml targets only")
-        if self.group_size is not None and not self.precision.startswith("palettize"):
-            raise ValueError("group_size applies to palettize4/6/8 only")
-        if self.keep_float is not None and (self.format != "tflite" or self.precision not in ("int8", "int16x8")):
-            raise ValueError("keep_float applies to tflite int8 and int16x8 targets only")
+        for name, owner in _OPTION_OWNER.items():  # another format's option, set: name the format it belongs to
+            if owner is not backend and getattr(self, name) != owner.options.model_fields[name].default:
+                raise ValueError(f"{name} applies to {owner.options.applies_to.get(name, f'{owner.name} targets')} only")
+        self.backend_options.check_precision(self.precision)
         return self
+
+    @property
+    def backend_options(self):
+        """This target's options, typed by its backend (``toolkit.backends.<format>``)."""
+        options = BACKENDS[self.format].options
+        return options(**{name: getattr(self, name) for name in options.model_fields})
 
     @property
     def variant(self) -> str:
         """The precision plus what distinguishes two targets of one precision (a palette's grouping)."""
-        return self.precision + (f"_g{self.group_size}" if self.group_size else "") + ("_mixed" if self.keep_float else "")
+        return self.precision + self.backend_options.variant_suffix()
 
     @property
     def key(self) -> str:
         return f"{self.format}_{self.variant}"
+
+
+def _target_model() -> type[_TargetFields]:
+    """The ``targets[]`` schema, generated from the backend registry: the common fields, every backend's
+    typed options (each valid on its own format's targets only), and ``format`` one of the registered ones."""
+    fields: dict = {"format": (Literal[tuple(BACKENDS)], ...)}  # type: ignore[valid-type]
+    for backend in BACKENDS.values():
+        for name, info in backend.options.model_fields.items():
+            if name in fields or name in _TargetFields.model_fields or name in _OPTION_OWNER:
+                raise TypeError(f"target option {name!r} of backend {backend.name} is defined twice")
+            _OPTION_OWNER[name] = backend
+            fields[name] = (info.annotation, info)
+    return create_model("Target", __base__=_TargetFields, **fields)
+
+
+_OPTION_OWNER: dict = {}  # option name -> the backend it belongs to
+Target = _target_model()
 
 
 def _check_source(cfg, section: str):
@@ -200,7 +209,7 @@ class Recipe(_Strict):
     model: ModelRef
     input: InputConfig = InputConfig()
     compress: CompressConfig = CompressConfig()
-    targets: tuple[Target, ...] = Field(min_length=1)
+    targets: tuple[Target, ...] = Field(min_length=1)  # type: ignore[valid-type]
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tolerances: dict[Precision, ToleranceOverride] = {}
@@ -208,7 +217,7 @@ class Recipe(_Strict):
 
     @field_validator("targets")
     @classmethod
-    def _unique(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    def _unique(cls, targets: tuple) -> tuple:
         keys = [t.key for t in targets]
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:

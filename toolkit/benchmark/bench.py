@@ -71,8 +71,8 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
     from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
+    from toolkit.backends import get_backend
     from toolkit.verify.bundle import bundle_context, check_integrity, read_manifest, reference
-    from toolkit.verify.runners import make_runner
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -113,7 +113,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
                 try:
                     with PeakMemory() as mem:  # loading the model counts: that is what a phone app pays too
                         with captured(log):
-                            runner = make_runner(fmt, path, threads=t, layout=inp["layout"], pixel_range=inp["pixel_range"])
+                            runner = get_backend(fmt).runner(path, threads=t, layout=inp["layout"], pixel_range=inp["pixel_range"])
                         m = measure_latency(runner.run, x, warmup=warmup, repeats=repeats) if runner.timed else None
                 except VerificationError as exc:
                     row["host"][t] = {"skipped": exc.one_line()}

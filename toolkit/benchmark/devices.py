@@ -22,11 +22,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolkit.benchmark.cost import Cost
+from toolkit.backends import BACKENDS, get_backend, op_support
+from toolkit.backends.base import Cost
 from toolkit.errors import BadInputError
 
 DEVICES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "devices"
 ComputeDtype = Literal["fp32", "fp16", "int16", "int8"]
+OP_TABLES = tuple(name for b in BACKENDS.values() for name in b.op_support)
 
 
 class _Strict(BaseModel):
@@ -50,8 +52,8 @@ class DeviceProfile(_Strict):
     name: str
     device: str = Field(description="the phone and chip")
     unit: Literal["npu", "gpu", "cpu"]
-    runtime: Literal["tflite", "coreml"] = Field(description="which artifacts it runs")
-    op_support: Literal["tflite_gpu", "coreml_ane", "all"] = Field(
+    runtime: Literal[tuple(BACKENDS)] = Field(description="which artifacts it runs")  # type: ignore[valid-type]
+    op_support: Literal[(*OP_TABLES, "all")] = Field(  # type: ignore[valid-type]
         description="op list deciding what stays on the unit (tflite_gpu is also the proxy for NPU delegates)")
     overhead_ms: dict[ComputeDtype, float] = Field({}, description="fixed cost per inference per compute dtype: dispatch, synchronisation")
     throughput_tmacs: dict[ComputeDtype, float] = Field({}, description="effective tera-MAC/s per compute dtype")
@@ -128,8 +130,9 @@ def compute_dtype(profile: DeviceProfile, fmt: str, precision: str) -> tuple[Com
     """The dtype the unit computes an artifact in, or None with the reason it cannot run it."""
     if fmt != profile.runtime:
         return None, f"{profile.name} runs {profile.runtime} artifacts"
-    if profile.unit == "npu" and fmt == "coreml" and precision == "fp32":
-        return None, "the Neural Engine computes float16; a float32 Core ML program runs on the GPU (see the GPU profile)"
+    refused = get_backend(fmt).unit_refuses(profile.unit, precision)
+    if refused:
+        return None, refused
     if precision in ("int8",):
         want: ComputeDtype = "int8"
     elif precision == "int16x8":
@@ -150,12 +153,10 @@ def partitions(ops: tuple[str, ...], support: str) -> tuple[int, list[str]]:
     """Runs of consecutive ops the unit cannot execute, and which op types those are."""
     if support == "all":
         return 0, []
-    from toolkit.convert.inspect import _NOT_COMPUTE, COREML_ANE_OPS, TFLITE_GPU_OPS
-
-    ok = TFLITE_GPU_OPS if support == "tflite_gpu" else COREML_ANE_OPS
+    table = op_support(support)
     runs, inside, off = 0, False, set()
     for op in ops:
-        supported = op in ok or op in _NOT_COMPUTE or op.startswith("constexpr_")
+        supported = table.runs(op)
         if not supported:
             off.add(op)
             runs += not inside

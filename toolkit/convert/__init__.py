@@ -1,9 +1,9 @@
 """Stage 3: convert the (compressed) PyTorch model to on-device formats.
 
-Each backend lives in its own module and registers one function in ``CONVERTERS``; the table of
-supported (format, precision) pairs is the single source the recipe schema validates against.
+Each format is a backend (``toolkit.backends``); this stage converts a recipe's targets through the
+registry, names the artifacts and describes a backend's failure.
 """
 
-from toolkit.convert.base import CONVERTERS, SUPPORTED, Artifact, convert_target, file_sha256, tree_size
+from toolkit.convert.base import PRECISIONS, Artifact, convert_target, file_sha256, tree_size
 
-__all__ = ["CONVERTERS", "SUPPORTED", "Artifact", "convert_target", "file_sha256", "tree_size"]
+__all__ = ["PRECISIONS", "Artifact", "convert_target", "file_sha256", "tree_size"]

@@ -1,14 +1,16 @@
-"""The converter interface and the table of supported targets."""
+"""The convert stage's records and helpers: precisions, the ``Artifact`` record, artifact naming, converting one
+recipe target through its backend, and describing a backend's failure."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.backends import get_backend
 from toolkit.errors import ConversionError
+from toolkit.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -34,41 +36,13 @@ PRECISIONS: dict[str, Precision] = {
     "sparse": Precision("pruned weights stored sparse (bit mask + float16 non-zeros), float16 compute", "fp16", needs_sparsity=True),
 }
 
-# format -> (module implementing it, file suffix, precisions it produces). One table, nothing else to sync.
-SUPPORTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "onnx": ("toolkit.convert.onnx", ".onnx", ("fp32",)),
-    "tflite": ("toolkit.convert.tflite", ".tflite", ("fp32", "fp16", "int8_weights", "dynamic_int8", "int8", "int16x8")),
-    "coreml": ("toolkit.convert.coreml", ".mlpackage",
-               ("fp32", "fp16", "int8_weights", "int8", "palettize8", "palettize6", "palettize4", "int4_block", "sparse")),
-}
-CONVERTERS = tuple(SUPPORTED)
-
-# Why each remaining (format, precision) pair is not offered; the generated matrix table prints these.
-UNSUPPORTED: dict[tuple[str, str], str] = {
-    **{("onnx", p): "ONNX ships as the float interchange artifact" for p in PRECISIONS if p != "fp32"},
-    ("tflite", "palettize8"): "no lookup-table weight type in the TFLite schema",
-    ("tflite", "palettize6"): "no lookup-table weight type in the TFLite schema",
-    ("tflite", "palettize4"): "no lookup-table weight type in the TFLite schema",
-    ("tflite", "int4_block"): "XNNPACK runs int4 weights only in fully-connected layers; the conv layers of these models would stay float",
-    ("tflite", "sparse"): "TFLite's sparse tensor format is read by few delegates; export a pruned model at fp16/int8 instead",
-    ("coreml", "dynamic_int8"): "Core ML has no run-time activation quantization; use int8_weights",
-    ("coreml", "int16x8"): "Core ML has no int16 activation type",
-}
-
-
 def check_supported(fmt: str, precision: str) -> None:
     """Raise naming the supported precisions (and why this one is not) for an unsupported pair."""
-    if fmt not in SUPPORTED:
-        raise ConversionError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(SUPPORTED)}")
-    if precision not in SUPPORTED[fmt][2]:
-        why = UNSUPPORTED.get((fmt, precision), f"unknown precision (known: {', '.join(PRECISIONS)})")
+    backend = get_backend(fmt)
+    if precision not in backend.precisions:
+        why = backend.why_unsupported(precision) if precision in PRECISIONS else f"unknown precision (known: {', '.join(PRECISIONS)})"
         raise ConversionError(f"{fmt} does not support precision {precision!r}: {why}",
-                              fix=f"use one of: {', '.join(SUPPORTED[fmt][2])}")
-
-
-def graph_output_name(spec) -> str:
-    """The name every format gives the network's output tensor."""
-    return spec.outputs[0].name if len(spec.outputs) == 1 else "outputs"
+                              fix=f"use one of: {', '.join(backend.precisions)}")
 
 
 @dataclass
@@ -106,17 +80,17 @@ def tree_size(path: Path) -> int:
 
 def artifact_filename(stem: str, fmt: str, variant: str) -> str:
     """``<stem>_<variant><suffix>``, e.g. ``acne_mobilenetv2_int8_mixed.tflite``: how a target's file is named."""
-    return f"{stem}_{variant}{SUPPORTED[fmt][1]}"
+    return f"{stem}_{variant}{get_backend(fmt).suffix}"
 
 
 def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: Path, stem: str, options: dict,
                    variant: str | None = None) -> Artifact:
-    """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target."""
+    """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target through its backend."""
     check_supported(fmt, precision)
-    backend = importlib.import_module(SUPPORTED[fmt][0])
     path = out_dir / artifact_filename(stem, fmt, variant or precision)
+    options = {"class_scores": get_task(spec.task).class_scores, **options}
     t0 = time.perf_counter()
-    details = backend.convert(module, sample, spec, precision=precision, path=path, options=options)
+    details = get_backend(fmt).convert(module, sample, spec, precision=precision, path=path, options=options)
     return Artifact(format=fmt, precision=precision, path=path, seconds=time.perf_counter() - t0, details=details)
 
 

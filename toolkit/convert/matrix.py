@@ -1,10 +1,11 @@
-"""The conversion matrix: which (format, precision) pairs exist, and which reference-model
+"""The conversion matrix, from the backend registry: which (format, precision) pairs exist, and which reference-model
 combinations are known to miss their gate, with the reason. Tests hold both to account: a listed
 failure that starts passing fails the suite, so the list only ever shrinks knowingly."""
 
 from __future__ import annotations
 
-from toolkit.convert.base import PRECISIONS, SUPPORTED, UNSUPPORTED
+from toolkit.backends import BACKENDS
+from toolkit.convert.base import PRECISIONS
 
 # (model, format, precision) -> why its gate fails today. Measured by benchmarks/conversion_matrix.py.
 EXPECTED_FAILURES: dict[tuple[str, str, str], str] = {
@@ -24,15 +25,15 @@ def support_rows() -> list[dict]:
     rows = []
     for p, info in PRECISIONS.items():
         row = {"precision": p, "description": info.description, "tolerance_tier": info.tier}
-        for fmt in SUPPORTED:
-            row[fmt] = "yes" if p in SUPPORTED[fmt][2] else f"no: {UNSUPPORTED[(fmt, p)]}"
+        for fmt, backend in BACKENDS.items():
+            row[fmt] = "yes" if p in backend.precisions else f"no: {backend.why_unsupported(p)}"
         rows.append(row)
     return rows
 
 
 def support_table() -> str:
     """Markdown: precision × format, and the reference combinations expected to fail their gate."""
-    fmts = list(SUPPORTED)
+    fmts = list(BACKENDS)
     lines = ["| precision | what is stored and computed | " + " | ".join(fmts) + " |",
              "|---|---|" + "---|" * len(fmts)]
     for r in support_rows():

@@ -55,9 +55,8 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     meta = artifact_metadata(recipe, spec)
     artifacts = []
     for t in recipe.targets:
-        options = {"deployment_target": t.deployment_target, "pixel_range": recipe.input.pixel_range,
+        options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
                    "layout": recipe.input.layout, "calibration": calibration, "metadata": meta,
-                   "input_type": t.input_type, "classifier": t.classifier, "group_size": t.group_size,
                    "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
         try:
             with captured(context.log_path):

@@ -32,6 +32,8 @@ class Task(ABC):
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     undirected: ClassVar[tuple[str, ...]] = ()
     report_title: ClassVar[str] = "Task details"  # heading of the report section ``report_lines`` fills
+    # The first output scores one class per label: a Core ML target can carry it as a classifier.
+    class_scores: ClassVar[bool] = False
 
     # --- outputs -------------------------------------------------------------------------------------
     def reads(self, spec: ModelSpec) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ class Classification(Task):
     name = "classification"
     headline = "macro_f1"
     agreement_label = "top-1 agreement with float"
+    class_scores = True
     lower_is_better = ("calibration_error",)
     report_title = "Confusion matrices (rows: truth, columns: prediction)"
 

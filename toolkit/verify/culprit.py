@@ -19,106 +19,20 @@
 from __future__ import annotations
 
 import copy
-import itertools
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.backends import get_backend
+from toolkit.backends.base import ArtifactWeight
+from toolkit.backends.weights import fold_batchnorm, match_weights
+
 SQNR_CAP_DB = 100.0  # identical tensors (infinite SQNR) count as this, so differences stay finite
-MIN_MATCH_COSINE = 0.5  # unrelated tensors of one shape score about 1/sqrt(size)
-_ACTIVATION_BITS = {"int8": 8, "int16x8": 16}
-
-
-@dataclass(frozen=True)
-class ArtifactWeight:
-    name: str  # the tensor's or op's name in the artifact
-    array: np.ndarray  # dense float32, in the file's axis order
-
-
-def _tflite_weights(path: Path) -> list[ArtifactWeight]:
-    from toolkit.convert.tflite import graph_interpreter
-
-    interp = graph_interpreter(path)
-    details = {d["index"]: d for d in interp.get_tensor_details()}
-    producers = {o: op for op in interp._get_ops_details() for o in op["outputs"]}  # noqa: SLF001 (no public op table)
-
-    def dense(index: int) -> np.ndarray | None:
-        op = producers.get(index)
-        if op is not None:  # fp16 / weight-only int8: a DEQUANTIZE of a constant
-            return dense(op["inputs"][0]) if op["op_name"] == "DEQUANTIZE" else None
-        d = details[index]
-        try:
-            value = interp.get_tensor(index)
-        except ValueError:
-            return None
-        q = d.get("quantization_parameters") or {}
-        scales = np.asarray(q.get("scales", []), np.float64)
-        if np.issubdtype(value.dtype, np.integer) and scales.size:
-            zp = np.asarray(q.get("zero_points", np.zeros_like(scales)), np.float64)
-            shape = [1] * value.ndim
-            if scales.size > 1:
-                shape[q.get("quantized_dimension", 0)] = -1
-            return ((value.astype(np.float64) - zp.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
-        return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else None
-
-    out = []
-    for op in interp._get_ops_details():  # noqa: SLF001
-        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"):
-            w = dense(op["inputs"][1])  # the weights (TRANSPOSE_CONV: after the output shape)
-            if w is not None and w.ndim >= 2:
-                out.append(ArtifactWeight(f"tensor {op['inputs'][1]} ({op['op_name']})", w))
-    return out
-
-
-def _coreml_weights(path: Path) -> list[ArtifactWeight]:
-    from toolkit.verify.mil import MILProgram
-
-    prog = MILProgram(path)
-    out = []
-    for op in prog.ops:
-        key = {"conv": "weight", "conv_transpose": "weight", "linear": "weight", "matmul": "y"}.get(op.op_type)
-        var = op.inputs.get(key) if key else None
-        if var is None:
-            continue
-        value = prog._constants.get(var, var.val)  # noqa: SLF001 (decompressed constants)
-        if value is None:
-            continue
-        arr = value.numpy() if hasattr(value, "numpy") else np.asarray(value, np.float32)
-        if arr.ndim >= 2:
-            out.append(ArtifactWeight(op.name, arr.astype(np.float32)))
-    return out
-
-
-def _onnx_weights(path: Path) -> list[ArtifactWeight]:
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    inits = {i.name: i for i in model.graph.initializer}
-    out = []
-    for node in model.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in inits:
-            arr = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-            if arr.ndim >= 2:
-                out.append(ArtifactWeight(node.name or node.input[1], arr))
-    return out
 
 
 def artifact_weights(fmt: str, path: Path) -> list[ArtifactWeight]:
     """The weight tensors of an artifact's conv / linear / matmul ops, dense float32, in graph order."""
-    return {"tflite": _tflite_weights, "coreml": _coreml_weights, "onnx": _onnx_weights}[fmt](Path(path))
-
-
-def fold_batchnorm(model):
-    """The network with BatchNorm folded into the preceding convolutions (module paths kept)."""
-    import torch.fx
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(copy.deepcopy(model).eval())
-    except (torch.fx.proxy.TraceError, TypeError, NotImplementedError, RuntimeError):
-        return copy.deepcopy(model).eval()  # not fx-traceable: match against unfolded weights
+    return get_backend(fmt).weights(Path(path))
 
 
 def matchable_layers(model) -> dict[str, object]:
@@ -128,12 +42,6 @@ def matchable_layers(model) -> dict[str, object]:
     return {name: m for name, m in weighted_layers(model) if m.weight.dim() >= 2}
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
-
-
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     r, t = ref.astype(np.float64).ravel(), test.astype(np.float64).ravel()
     noise = float(np.sum((r - t) ** 2))
@@ -141,40 +49,6 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     if noise == 0:
         return SQNR_CAP_DB
     return float(min(SQNR_CAP_DB, 10 * np.log10(max(signal, 1e-30) / noise)))
-
-
-def _aligned(torch_w: np.ndarray, art: np.ndarray) -> np.ndarray | None:
-    """``art`` in ``torch_w``'s axis order, choosing the transpose most similar to it (None: no shape fits)."""
-    if art.size != torch_w.size or art.ndim != torch_w.ndim:
-        return None
-    best, best_cos = None, -2.0
-    for perm in itertools.permutations(range(art.ndim)):
-        cand = np.transpose(art, perm)
-        if cand.shape == torch_w.shape:
-            c = _cosine(torch_w, cand)
-            if c > best_cos:
-                best, best_cos = cand, c
-    return best
-
-
-def match_weights(layers: dict[str, object], weights: list[ArtifactWeight]) -> dict[str, tuple[ArtifactWeight, np.ndarray, float]]:
-    """Layer path -> (artifact tensor, its value in the layer's axis order, cosine), one-to-one, most similar first."""
-    scored = []
-    for name, layer in layers.items():
-        tw = layer.weight.detach().numpy()
-        for j, aw in enumerate(weights):
-            aligned = _aligned(tw, aw.array)
-            if aligned is not None:
-                scored.append((_cosine(tw, aligned), name, j, aligned))
-    scored.sort(key=lambda t: -t[0])
-    matched: dict[str, tuple[ArtifactWeight, np.ndarray, float]] = {}
-    used: set[int] = set()
-    for cos, name, j, aligned in scored:
-        if name in matched or j in used or cos < MIN_MATCH_COSINE:
-            continue
-        matched[name] = (weights[j], aligned, cos)
-        used.add(j)
-    return matched
 
 
 def network_output(y, output_names: tuple[str, ...]) -> np.ndarray:
@@ -250,7 +124,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
     with torch.no_grad():
         for n in names:
             twin_layers[n].weight.copy_(torch.from_numpy(matched[n][1]))
-    bits = _ACTIVATION_BITS.get(precision) if fmt == "tflite" else (8 if precision == "int8" else None)
+    bits = get_backend(fmt).activation_bits(precision)
     hooks = []
     if bits:
         ranges = {n: (float(float_acts[n][1].min()), float(float_acts[n][1].max())) for n in names if n in float_acts}

@@ -14,8 +14,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from toolkit.backends import get_backend
+from toolkit.backends.base import Runner
 from toolkit.convert.base import PRECISIONS, Artifact
-from toolkit.convert.coreml import COMPRESSED_OPS
 from toolkit.data.tasks import TaskData
 from toolkit.load.stage import contract_images
 from toolkit.outputs import Outputs, name_outputs
@@ -23,7 +24,6 @@ from toolkit.registry import ModelSpec, Tolerance
 from toolkit.tasks import get_task
 from toolkit.tasks.measures import softmax
 from toolkit.verify import metrics, stats
-from toolkit.verify.runners import Runner
 from toolkit.verify.stats import Bootstrap
 from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
 
@@ -87,44 +87,11 @@ def failed_criteria(path: str, criteria: list[dict]) -> list[str]:
     return [f"{path}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})" for c in criteria if not c["passed"]]
 
 
-def _check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
-    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
-
-
-def structural_checks(artifact: Artifact, ref_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> list[dict]:
-    """What the saved file itself must show, on every platform: I/O shapes of the contract and the
-    asked-for storage precision (never silently float)."""
-    d, p = artifact.details, artifact.precision
-    out: list[dict] = []
-    if artifact.format == "coreml":
-        first = d["inputs"][0]
-        got_in = tuple(first.get("shape", ()))
-        if first.get("type") == "imageType":  # a pixel buffer: channel-first by definition
-            want = (1, 3, *(input_shape[1:3] if input_shape[-1] == 3 else input_shape[2:4]))
-            out.append(_check("image input size matches contract", list(got_in), list(want), got_in == want))
-        else:
-            out.append(_check("input shape matches contract", list(got_in), list(input_shape), got_in == input_shape))
-        tensor_out = d["outputs"][0].get("shape")
-        if tensor_out:
-            out.append(_check("output shape matches reference", list(tensor_out), list(ref_shape), tuple(tensor_out) == ref_shape))
-        if p != "fp32":
-            n16, n32 = d["weight_dtypes"].get("FLOAT16", 0), d["weight_dtypes"].get("FLOAT32", 0)
-            out.append(_check("no float32 weight tensors (kernels, matrices)", f"{n16} fp16 / {n32} fp32 tensors", "0 fp32", n32 == 0))
-        if p in COMPRESSED_OPS:
-            n = sum(d["compressed_weight_ops"].get(op, 0) for op in COMPRESSED_OPS[p])
-            out.append(_check(f"compressed weights ({' / '.join(COMPRESSED_OPS[p])})", n, 1, n >= 1, ">="))
-        if p == "int8":
-            n = d["op_histogram"].get("quantize", 0)
-            out.append(_check("int8 activations (quantize ops)", n, 1, n >= 1, ">="))
-    if artifact.format == "tflite" and p != "fp32":
-        want_dtype = {"fp16": "float16"}.get(p, "int8")
-        n = d["tensor_dtypes"].get(want_dtype, 0)
-        out.append(_check(f"weights stored as {want_dtype}", n, 1, n >= 1, ">="))
-        if p in ("int8", "int16x8"):
-            io = d["inputs"][0]["dtype"]
-            want_io = "int8" if p == "int8" else "int16"
-            out.append(_check("integer input", io, want_io, io == want_io))
-    return out
+def structural_checks(artifact: Artifact, input_shape: tuple[int, ...], output_shapes: dict[str, tuple[int, ...]]) -> list[dict]:
+    """What the saved file itself must show, on every platform, as its backend checks it (batch-1 shapes).
+    A format without a backend, or a backend without checks, is an error: verification fails closed."""
+    return get_backend(artifact.format).structural_checks(artifact.details, artifact.precision, input_shape=input_shape,
+                                                          output_shapes=output_shapes)
 
 
 def numerics_by_output(ref: Outputs, out: Outputs) -> dict[str, dict]:
@@ -238,17 +205,14 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
     """Run the artifact on ``x`` and gate its outputs against the float reference's ``ref``."""
     task = get_task(spec.task)
     out = runner.run(x)
-    if isinstance(out, np.ndarray):  # MERGE: runners return Outputs once BACKENDS lands; drop this adapter
-        out = {spec.outputs[0].name: out}
     # A Core ML classifier returns probabilities: compare them with the softmax of the float logits.
     probabilities = artifact.details.get("output_transform") == "softmax"
     if probabilities:
         first = spec.outputs[0].name
         ref = {**ref, first: softmax(ref[first])}
     criteria = output_criteria(ref, out)
-    first_shape = next(iter(ref.values())).shape
-    # MERGE: BACKENDS' structural checks take every output's shape; today's take the first output's.
-    criteria += structural_checks(artifact, (1, *first_shape[1:]), (1, *x.shape[1:]))  # artifacts are batch-1
+    ref_shapes = {name: (1, *v.shape[1:]) for name, v in ref.items()}  # artifacts are batch-1
+    criteria += structural_checks(artifact, (1, *x.shape[1:]), ref_shapes)
     result: dict = {"check": runner.check, "n_samples": int(len(x))}
     if runner.note:
         result["note"] = runner.note

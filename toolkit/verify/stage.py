@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from toolkit.convert.base import Artifact
     from toolkit.data.tasks import TaskData
     from toolkit.recipe import Target
-    from toolkit.verify.runners import Runner
+    from toolkit.backends.base import Runner
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,11 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
 
 
 def make_runner(context: Context, artifact: Artifact) -> Runner:
-    from toolkit.verify.runners import make_runner as runner_for
+    from toolkit.backends import get_backend
 
     inp = context.recipe.input
-    return runner_for(artifact.format, artifact.path, threads=context.recipe.benchmark.threads, layout=inp.layout,
-                      pixel_range=inp.pixel_range)
+    return get_backend(artifact.format).runner(artifact.path, threads=context.recipe.benchmark.threads, layout=inp.layout,
+                                               pixel_range=inp.pixel_range)
 
 
 def gate(context: Context, compressed: Compressed, artifact: Artifact, runner: Runner, evaluation: EvaluationSet,

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from toolkit.convert.base import graph_output_name
+from toolkit.backends.named import named_module
 from toolkit.errors import ConversionError
 
 INPUT_NAME = "image"
@@ -110,11 +110,10 @@ def _compression_config(precision: str, group_size: int | None):
     return None, None
 
 
-def _io_descriptions(spec, out_name: str, classifier: bool) -> dict:
-    outs = {o.name: f"{o.description}" + (f" ({o.unit})" if o.unit else "") for o in spec.outputs}
+def _io_descriptions(spec, classifier: bool) -> dict:
     if classifier:
         return {"classLabel": "most likely label", "classLabel_probs": "probability of each label"}
-    return {out_name: "; ".join(f"{k}: {v}" for k, v in outs.items()) if len(outs) > 1 else next(iter(outs.values()))}
+    return {o.name: f"{o.description}" + (f" ({o.unit})" if o.unit else "") for o in spec.outputs}
 
 
 def _set_metadata(mlmodel, spec, precision: str, meta: dict, target: str) -> None:
@@ -204,14 +203,15 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     target, raised = deployment_target(precision, options)
     image_input = options.get("input_type", "image") == "image"
     classifier = options.get("classifier")
-    if classifier is None:
-        classifier = spec.task == "classification" and bool(spec.labels)
+    if classifier is None:  # default: a classifier where the caller says the output is class scores over the labels
+        classifier = bool(options.get("class_scores")) and bool(spec.labels)
     if classifier and not spec.labels:
         raise ConversionError(f"coreml classifier config asked for {spec.name}, which has no labels",
                               fix="set classifier: false on this target")
     pixel_scale = 1.0 if options.get("pixel_range", "0-255") == "0-255" else 1.0 / 255.0
 
-    net = module.with_input_layout("nchw") if image_input else module
+    names = [o.name for o in spec.outputs]
+    net = named_module(module.with_input_layout("nchw") if image_input else module, names)
     if precision == "int8":  # the network sees NCHW behind an image input, the contract layout otherwise
         to_nchw = image_input and options.get("layout", "nhwc") == "nhwc"
         net = _w8a8(net, options.get("calibration"), to_nchw=to_nchw)
@@ -220,13 +220,12 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     h, w = spec.input_size
     x = sample.permute(0, 3, 1, 2).contiguous() if image_input and options.get("layout", "nhwc") == "nhwc" else sample
     traced = torch.jit.trace(net.eval(), (x,))
-    out_name = graph_output_name(spec)
     if image_input:
         inp = ct.ImageType(name=INPUT_NAME, shape=(1, 3, h, w), scale=pixel_scale, bias=[0.0, 0.0, 0.0],
                            color_layout=ct.colorlayout.RGB)
     else:
         inp = ct.TensorType(name=INPUT_NAME, shape=tuple(sample.shape))
-    kwargs = {"classifier_config": ct.ClassifierConfig(list(spec.labels))} if classifier else {"outputs": [ct.TensorType(name=out_name)]}
+    kwargs = {"classifier_config": ct.ClassifierConfig(list(spec.labels))} if classifier else {"outputs": [ct.TensorType(name=n) for n in names]}
     pipeline = ct.PassPipeline.DEFAULT
     if precision == "int8":
         # In coremltools 9.0 this pass drops a re-quantization around a flatten; it broke MobileNet's W8A8
@@ -243,7 +242,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
 
         mlmodel = compress(mlmodel, cto.OptimizationConfig(global_config=op_config))
     _set_metadata(mlmodel, spec, precision, options.get("metadata", {}), target)
-    for name, text in _io_descriptions(spec, out_name, classifier).items():
+    for name, text in _io_descriptions(spec, classifier).items():
         mlmodel.output_description[name] = text
     mlmodel.input_description[INPUT_NAME] = ("RGB image (CVPixelBuffer), pixels 0-255" if image_input
                                              else f"RGB pixels, shape {list(sample.shape)}, range {options.get('pixel_range', '0-255')}")

@@ -522,7 +522,7 @@ class MILProgram:
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import load_mil_proto
 
-        from toolkit.convert.coreml import package_copy
+        from toolkit.backends.coreml.convert import package_copy
 
         path = Path(path)
         if not (path / "Manifest.json").is_file():
@@ -539,7 +539,7 @@ class MILProgram:
         unknown = sorted({op.op_type for op in self.ops if not self._is_constant(op) and op.op_type not in KERNELS})
         if unknown:
             raise VerificationError(f"MIL interpreter: {path.name} uses ops it does not implement: {', '.join(unknown)}",
-                                    fix="run verification on macOS (MLModel.predict), or add the ops to toolkit/verify/mil.py")
+                                    fix="run verification on macOS (MLModel.predict), or add the ops to toolkit/backends/coreml/mil.py")
         self.input_names = list(self.function.inputs)
         self.output_names = [v.name for v in self.function.outputs]
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.convert.base import graph_output_name
-from toolkit.convert.rewrites import channel_last_rewrites
+from toolkit.backends.tflite.rewrites import channel_last_rewrites
 from toolkit.errors import ConversionError
 
 METADATA_NAME = "skinkit"
@@ -48,7 +47,9 @@ def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
     if cached is not None and cached[0] == key:
         return cached[1]  # (flatbuffer, rewrites applied)
 
-    out_name = graph_output_name(spec)
+    from toolkit.outputs import name_outputs
+
+    names = tuple(o.name for o in spec.outputs)
 
     class Named(torch.nn.Module):  # names the signature's input and output tensors
         def __init__(self, inner):
@@ -56,7 +57,7 @@ def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
             self.inner = inner
 
         def forward(self, image):
-            return {out_name: self.inner(image)}
+            return name_outputs(self.inner(image), names)
 
     rewritten, rewrites = channel_last_rewrites(module, sample)
     data = litert_torch.signature(signature_key(spec), Named(rewritten), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
@@ -206,12 +207,14 @@ def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str,
     found = {layer: [_text(sg.tensors[op.outputs[0]].name) for op in layer_ops(fm, layer)] for layer in layers}
     missing = [k for k, v in found.items() if not v]
     if missing and module is not None:
-        from toolkit.verify.culprit import artifact_weights, fold_batchnorm, match_weights, matchable_layers
+        from toolkit.backends.tflite.graph import weights
+        from toolkit.backends.weights import fold_batchnorm, match_weights
 
-        network = getattr(module, "model", module)
-        candidates = {n: m for n, m in matchable_layers(fold_batchnorm(network)).items() if n in missing}
+        network = dict(fold_batchnorm(getattr(module, "model", module)).named_modules())
+        candidates = {n: network[n] for n in missing
+                      if n in network and getattr(getattr(network[n], "weight", None), "dim", lambda: 0)() >= 2}
         weight_of = {op.inputs[1]: op for op in sg.operators if len(op.inputs) > 1}
-        for layer, (aw, _, _) in match_weights(candidates, artifact_weights("tflite", float_path)).items():
+        for layer, (aw, _, _) in match_weights(candidates, weights(float_path)).items():
             op = weight_of.get(int(aw.name.split()[1]))  # "tensor <index> (<OP>)"
             if op is not None:
                 found[layer] = [_text(sg.tensors[op.outputs[0]].name)]

@@ -7,7 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from toolkit.backends.named import named_module
+
 OPSET = 18
+INPUT_NAME = "image"
 
 
 def convert(module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
@@ -15,12 +18,12 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     import onnxsim
     import torch
 
-    output_names = [o.name for o in spec.outputs] if len(spec.outputs) == 1 else ["outputs"]
+    output_names = [o.name for o in spec.outputs]
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
         # The dynamo exporter keeps GELU as GELU; the legacy one emits Erf, which TFLite paths cannot run.
-        torch.onnx.export(module, (sample,), str(raw), dynamo=True, opset_version=OPSET,
-                          input_names=["image"], output_names=output_names, external_data=False, verbose=False)
+        torch.onnx.export(named_module(module, output_names), (sample,), str(raw), dynamo=True, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=output_names, external_data=False, verbose=False)
         model = onnx.load(str(raw))
     simplified, ok = onnxsim.simplify(model)
     if ok:

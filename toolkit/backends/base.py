@@ -1,0 +1,165 @@
+"""The backend interface: everything skinkit needs from one on-device format, behind one class.
+
+A backend is a package ``toolkit/backends/<format>/`` whose ``BACKEND`` object implements :class:`Backend`
+and is listed once in ``toolkit.backends.BACKENDS``. The stages never name a format: they look the backend up
+by the recipe target's ``format`` (or an artifact's path) and call its hooks. Heavy libraries are imported
+inside the hooks, so that importing a backend is instant.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from toolkit.outputs import Outputs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass
+class Runner:
+    """An artifact loaded into a host runtime: ``run(batch of contract inputs) -> Outputs`` (every output
+    by name, leading batch axis)."""
+
+    run: Callable[["np.ndarray"], Outputs]
+    check: str  # what actually executed, recorded in the report
+    note: str = ""
+    timed: bool = True  # its latency means something (a real runtime, not a reference interpreter)
+
+
+def per_sample(fn: Callable[[np.ndarray], Outputs]) -> Callable[[np.ndarray], Outputs]:
+    """Run ``fn`` one sample at a time (artifacts are exported at batch 1, as phones run them) and stack
+    each named output along the batch axis."""
+    def run(x: np.ndarray) -> Outputs:
+        import numpy as np
+
+        outs = [fn(x[i:i + 1]) for i in range(len(x))]
+        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+    return run
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an artifact costs to run, read from its graph (see ``toolkit.benchmark.cost``)."""
+
+    format: str
+    macs: int
+    params: int
+    weight_bytes: int
+    activation_bytes: int
+    op_sequence: tuple[str, ...] = field(repr=False)
+
+    @property
+    def traffic_bytes(self) -> int:
+        """Bytes an inference moves through memory, at least: weights once, activations written and read."""
+        return self.weight_bytes + 2 * self.activation_bytes
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("op_sequence")
+        d.update(ops=len(self.op_sequence), traffic_bytes=self.traffic_bytes)
+        return d
+
+
+@dataclass(frozen=True)
+class ArtifactWeight:
+    name: str  # the tensor's or op's name in the artifact
+    array: "np.ndarray"  # dense float32, in the file's axis order
+
+
+@dataclass(frozen=True)
+class OpSupport:
+    """A device unit's documented op list: which op types it executes. A static check, labelled as such."""
+
+    description: str
+    ops: frozenset[str]
+    outside_graph: tuple[str, ...] = ()  # op types that are not compute (constants, label lookup)
+    outside_prefixes: tuple[str, ...] = ()
+
+    def runs(self, op: str) -> bool:
+        return op in self.ops or op in self.outside_graph or op.startswith(self.outside_prefixes or ("\0",))
+
+
+def check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
+    """One structural criterion, in the gate's record shape."""
+    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
+
+
+class TargetOptions(BaseModel):
+    """A backend's typed recipe-target options. Its fields join the recipe's ``targets[]`` schema; a field
+    set on another format's target is an error naming the format it belongs to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    applies_to: ClassVar[Mapping[str, str]] = {}  # field -> which targets it applies to, where narrower than the format
+
+    def check_precision(self, precision: str) -> None:
+        """Raise ``ValueError`` where an option does not fit the target's precision."""
+
+    def variant_suffix(self) -> str:
+        """What distinguishes two targets of one precision in the artifact's file name (e.g. ``_g8``)."""
+        return ""
+
+
+class NoOptions(TargetOptions):
+    pass
+
+
+class Backend(ABC):
+    """One on-device format. Subclasses set the class attributes and implement every hook; a backend that
+    lacks one cannot be instantiated (structural checks included: verification fails closed)."""
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]  # the artifact's file (or package directory) suffix
+    precisions: ClassVar[tuple[str, ...]]  # what it produces
+    unsupported: ClassVar[Mapping[str, str]] = {}  # precision -> why it is not offered
+    unsupported_default: ClassVar[str] = ""  # why, for a precision not listed in ``unsupported``
+    options: ClassVar[type[TargetOptions]] = NoOptions
+    op_support: ClassVar[Mapping[str, OpSupport]] = {}  # device op tables, by the name device profiles use
+    activation_bits_by_precision: ClassVar[Mapping[str, int]] = {"int8": 8}  # quantized activations, for the culprit twin
+
+    def why_unsupported(self, precision: str) -> str:
+        return self.unsupported.get(precision, self.unsupported_default)
+
+    def detects(self, path: Path) -> bool:
+        """Whether ``path`` is an artifact of this format."""
+        return Path(path).suffix == self.suffix
+
+    def activation_bits(self, precision: str) -> int | None:
+        return self.activation_bits_by_precision.get(precision)
+
+    def unit_refuses(self, unit: str, precision: str) -> str | None:
+        """Why a device unit (npu, gpu, cpu) cannot run this format at ``precision``, or None."""
+        return None
+
+    @abstractmethod
+    def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
+        """Write ``module`` (the DeviceContract-wrapped network, eval mode) to ``path``, its graph outputs named
+        ``spec.outputs[i].name``; return the structure read back from the file."""
+
+    @abstractmethod
+    def runner(self, path: Path, *, threads: int = 2, layout: str = "nhwc", pixel_range: str = "0-255") -> Runner:
+        """The artifact loaded into a host runtime (raises ``VerificationError`` if the runtime refuses it)."""
+
+    @abstractmethod
+    def structural_checks(self, details: dict, precision: str, *, input_shape: tuple[int, ...],
+                          output_shapes: Mapping[str, tuple[int, ...]]) -> list[dict]:
+        """What the saved file itself must show, on every platform (``details``: what ``inspect`` read back;
+        shapes are batch-1): the contract's I/O and the asked-for storage precision."""
+
+    @abstractmethod
+    def weights(self, path: Path) -> list[ArtifactWeight]:
+        """The weight tensors of the artifact's conv / linear / matmul ops, dense float32, in graph order."""
+
+    @abstractmethod
+    def cost(self, path: Path) -> Cost:
+        """MACs, parameters, weight and activation bytes, op sequence: read from the artifact's graph."""
+
+    @abstractmethod
+    def inspect(self, path: Path) -> dict:
+        """I/O, op histogram, weight dtypes and the format's own extras (device op support, metadata)."""
