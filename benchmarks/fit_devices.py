@@ -31,7 +31,8 @@ def write(path: Path, overhead: dict, throughput: dict, report) -> None:
     o, t = {**parse(old_o), **overhead}, {**parse(old_t), **throughput}  # derived dtypes of a profile are kept
     text = re.sub(r"^overhead_ms: .*$", f"overhead_ms: {_flow(o)}", text, flags=re.M)
     text = re.sub(r"^throughput_tmacs: .*$", f"throughput_tmacs: {_flow(t)}", text, flags=re.M)
-    fit = f"fit: {{anchors: {report.anchors}, dtypes: [{', '.join(report.dtypes)}], max_rel_error: {report.max_rel_error}, mean_rel_error: {report.mean_rel_error}}}"
+    fit = (f"fit: {{anchors: {report.anchors}, dtypes: [{', '.join(report.dtypes)}], "
+           f"max_rel_error: {report.max_rel_error}, mean_rel_error: {report.mean_rel_error}}}")
     text = re.sub(r"^fit: .*$", fit, text, flags=re.M)
     path.write_text(text)
 

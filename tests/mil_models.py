@@ -1,8 +1,8 @@
 """Small PyTorch modules that make coremltools emit a wide spread of MIL ops, for interpreter tests."""
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class OpZoo(nn.Module):

@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import ROOT, run_cli
 from toolkit.data.calibration import check_disjoint, load_calibration, pixel_sha256, read_manifest, skin_crop
 from toolkit.data.synthetic import make_sample
-from toolkit.tasks.data import task_data
 from toolkit.errors import DataError
 from toolkit.registry import get_spec
+from toolkit.tasks.data import task_data
 
 SPEC = get_spec("acne_mobilenetv2")
 

@@ -29,9 +29,9 @@ def test_channel_pruning_removes_channels_across_dependencies_and_distillation_r
     import torch
 
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.tasks.data import task_data
     from toolkit.load import load_model
     from toolkit.load.contract import to_network_input
+    from toolkit.tasks.data import task_data
 
     loaded = load_model("skin_segmenter")
     original = copy.deepcopy(loaded.module.state_dict())
@@ -41,7 +41,7 @@ def test_channel_pruning_removes_channels_across_dependencies_and_distillation_r
     assert report["macs"]["ratio"] < 0.7 and report["params"]["ratio"] < 0.6  # enc1 and the output layer keep theirs
     assert pruned(example).shape == loaded.module(example).shape  # the output layer keeps its channels
     assert not any(name == "enc1" or name.startswith("enc1.") for name in report["modules"])
-    for name, entry in report["modules"].items():
+    for entry in report["modules"].values():
         before, after = entry["out_channels"]
         assert after < before and after % 8 == 0
     images = to_network_input(task_data(loaded.spec, 16, split="train").inputs, loaded.spec)

@@ -6,13 +6,14 @@ import torch
 from tests.conftest import run_cli, write_recipe
 from toolkit.backends.coreml import convert as coreml
 from toolkit.backends.tflite import convert as tflite
-from toolkit.tasks.data import task_data
+from toolkit.backends.tflite.flatbuffer import read_metadata
+from toolkit.backends.tflite.graph import runner as tflite_runner
 from toolkit.errors import ConversionError
 from toolkit.load import load_model
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.recipe import parse_recipe
+from toolkit.tasks.data import task_data
 from toolkit.verify.gate import contract_inputs
-from toolkit.backends.tflite.graph import runner as tflite_runner
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_tflite_int8_has_pixel_exact_int8_input_signature_and_metadata(segmenter
     assert d["inputs"][0]["quantization"] == {"scale": 1.0, "zero_point": -128}
     assert d["signatures"] == {"segmentation": {"inputs": ["image"], "outputs": ["logits"]}}
     assert d["transpose_count"] == 0 and d["tensor_dtypes"]["int8"] > 0 and "float32" not in d["tensor_dtypes"]
-    meta = tflite.read_metadata(path)
+    meta = read_metadata(path)
     assert meta["labels"] == ["non_skin", "skin"] and meta["precision"] == "int8" and meta["signature"] == "segmentation"
 
     test = task_data(spec, 8, split="test")

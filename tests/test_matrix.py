@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 from toolkit.backends import BACKENDS
-from toolkit.convert.base import PRECISIONS
+from toolkit.backends.precisions import PRECISIONS
 from toolkit.convert.matrix import EXPECTED_FAILURES, support_table
 from toolkit.errors import VerificationFailed
 from toolkit.recipe import load_recipe

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tests.mil_models import OpZoo, Palette
-from toolkit.errors import VerificationError
 from toolkit.backends.coreml import mil
+from toolkit.errors import VerificationError
 
 
 def _save(module, path, *, precision="fp32", x=None, compress=None, target="iOS16"):

@@ -7,11 +7,11 @@ import torch
 
 from toolkit.compress.mixed import Probe, search_keep_float
 from toolkit.convert.base import convert_target
-from toolkit.tasks.data import task_data
 from toolkit.errors import ConversionError
 from toolkit.load import load_model
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.recipe import parse_recipe
+from toolkit.tasks.data import task_data
 from toolkit.verify.gate import contract_inputs
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.convert.base import PRECISIONS
+from toolkit.backends.precisions import PRECISIONS
 from toolkit.errors import BadInputError
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.recipe import load_recipe

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
+from toolkit.backends.base import Runner
 from toolkit.convert.base import Artifact
+from toolkit.data import skin_tone as subgroups
 from toolkit.data.synthetic import ITA_GROUPS
 from toolkit.data.tasks import TaskData
 from toolkit.registry import Tolerance, get_spec
-from toolkit.verify import subgroups
 from toolkit.verify.gate import verify_artifact
-from toolkit.backends.base import Runner
 from toolkit.verify.stats import Bootstrap
 
 # One angle inside each Fitzpatrick-proxy bin, lightest first.

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -83,10 +82,10 @@ def export(
 def train(
     model: str = typer.Argument(..., help="registered model name (see `skinkit models`)"),
     seed: int = typer.Option(0, help="random seed (data, init, order)"),
-    epochs: Optional[int] = typer.Option(None, help="override the model's epoch count"),
-    n_train: Optional[int] = typer.Option(None, help="override the number of training images"),
-    out: Optional[Path] = typer.Option(None, help="weights folder (default: the package's shipped weights)"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads (default: all)"),
+    epochs: int | None = typer.Option(None, help="override the model's epoch count"),
+    n_train: int | None = typer.Option(None, help="override the number of training images"),
+    out: Path | None = typer.Option(None, help="weights folder (default: the package's shipped weights)"),
+    threads: int | None = typer.Option(None, help="CPU threads (default: all)"),
 ) -> None:
     """Train a reference model on synthetic skin images (CPU, minutes) and write its checkpoint and card."""
     from toolkit.registry import get_spec
@@ -122,11 +121,11 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
 @_errors_to_exit
 def verify(
     bundle: Path = typer.Argument(..., help="a bundle folder written by `skinkit export`"),
-    data: Optional[Path] = typer.Option(None, "--data", help="evaluation folder (labels.csv + images); default: the bundle's own evaluation set"),
-    n: Optional[int] = typer.Option(None, "--n", help="use only the first N evaluation images"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="also write a JUnit XML report for CI"),
-    html: Optional[Path] = typer.Option(None, "--html", help="also write a self-contained HTML report with plots"),
-    culprits: Optional[str] = typer.Option(None, "--culprits", help="rank degraded layers for: failed (recipe default), all, off"),
+    data: Path | None = typer.Option(None, "--data", help="evaluation folder (labels.csv + images); default: the bundle's own evaluation set"),
+    n: int | None = typer.Option(None, "--n", help="use only the first N evaluation images"),
+    junit: Path | None = typer.Option(None, "--junit", help="also write a JUnit XML report for CI"),
+    html: Path | None = typer.Option(None, "--html", help="also write a self-contained HTML report with plots"),
+    culprits: str | None = typer.Option(None, "--culprits", help="rank degraded layers for: failed (recipe default), all, off"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON (strict: NaN as null)"),
 ) -> None:
     """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails).
@@ -181,8 +180,8 @@ def verify(
 @_errors_to_exit
 def calibration(
     out: Path = typer.Option(..., "--out", help="manifest to write (YAML)"),
-    folder: Optional[Path] = typer.Option(None, "--folder", help="images to describe (every png/jpg/bmp/webp in it)"),
-    synthetic: Optional[int] = typer.Option(None, "--synthetic", help="describe N images of the generator's calib split instead"),
+    folder: Path | None = typer.Option(None, "--folder", help="images to describe (every png/jpg/bmp/webp in it)"),
+    synthetic: int | None = typer.Option(None, "--synthetic", help="describe N images of the generator's calib split instead"),
     name: str = typer.Option(..., "--name"),
     provenance: str = typer.Option(..., "--provenance", help="where the images come from"),
     consent: str = typer.Option(..., "--consent", help="the basis on which they may be used"),
@@ -224,11 +223,11 @@ def calibration(
 def bench(
     bundle: Path = typer.Argument(..., help="a bundle folder written by `skinkit export`"),
     threads: str = typer.Option("1,2", "--threads", help="host thread counts, comma-separated"),
-    device: Optional[list[str]] = typer.Option(None, "--device", help="device profile name or YAML (repeat; default: all in benchmarks/devices)"),
+    device: list[str] | None = typer.Option(None, "--device", help="device profile name or YAML (repeat; default: all in benchmarks/devices)"),
     warmup: int = typer.Option(5, min=0, help="untimed runs first"),
     repeats: int = typer.Option(30, min=1, help="timed runs (p50/p90 over these)"),
     android: bool = typer.Option(False, "--android", help="also run TFLite artifacts on attached Android phones (adb)"),
-    benchmark_model: Optional[Path] = typer.Option(None, "--benchmark-model", help="TFLite benchmark_model binary to push to the phone"),
+    benchmark_model: Path | None = typer.Option(None, "--benchmark-model", help="TFLite benchmark_model binary to push to the phone"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
 ) -> None:
     """Host latency (measured), cost from the graph, and phone latency (estimated per device profile)."""

@@ -26,10 +26,11 @@ def name_outputs(result: object, names: Sequence[str]) -> dict[str, "torch.Tenso
     import torch
 
     names = tuple(names)
-    if isinstance(result, torch.Tensor):
+    if _tensor_like(result):
         if len(names) == 1:
             return {names[0]: result}
-        if result.dim() == 2 and result.shape[1] == len(names):
+        # While torch.fx traces, shapes are unknown: the split was checked on real tensors before.
+        if isinstance(result, torch.fx.Proxy) or (result.dim() == 2 and result.shape[1] == len(names)):
             return {n: result[:, j:j + 1] for j, n in enumerate(names)}
         raise BadInputError(f"the model returns one tensor of shape {list(result.shape)} but declares {len(names)} outputs "
                             f"({', '.join(names)})", fix="return one tensor per declared output (a tuple or a dict), "
@@ -48,8 +49,16 @@ def name_outputs(result: object, names: Sequence[str]) -> dict[str, "torch.Tenso
     else:
         raise BadInputError(f"the model returns a {type(result).__name__}, not tensors",
                             fix="return a tensor, a tuple or list of tensors, or a dict of tensors")
-    bad = [n for n, v in items if not isinstance(v, torch.Tensor)]
+    bad = [n for n, v in items if not _tensor_like(v)]
     if bad:
         raise BadInputError(f"output {bad[0]!r} of the model is a {type(dict(items)[bad[0]]).__name__}, not a tensor",
                             fix="return tensors only (nested lists, dicts of lists and None are not exportable)")
     return dict(items)
+
+
+def _tensor_like(value: object) -> bool:
+    """A tensor, or what stands for one while torch.fx traces a network (quantizers trace the wrapped model)."""
+    import torch
+    import torch.fx
+
+    return isinstance(value, (torch.Tensor, torch.fx.Proxy))

@@ -9,10 +9,10 @@ inside the hooks, so that importing a backend is instant.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -122,6 +122,10 @@ class Backend(ABC):
     options: ClassVar[type[TargetOptions]] = NoOptions
     op_support: ClassVar[Mapping[str, OpSupport]] = {}  # device op tables, by the name device profiles use
     activation_bits_by_precision: ClassVar[Mapping[str, int]] = {"int8": 8}  # quantized activations, for the culprit twin
+    phones: ClassVar[tuple[str, ...]] = ()  # phone platforms whose benchmark runner takes this format's artifacts
+    # The host runtime every other artifact's latency is compared with ("ratio to ..."), where this format's runtime is
+    # that baseline: its fp32 artifact, and the int8 twin ``int8_baseline`` quantizes from it.
+    baseline_runtime: ClassVar[str | None] = None
 
     def why_unsupported(self, precision: str) -> str:
         return self.unsupported.get(precision, self.unsupported_default)
@@ -132,6 +136,10 @@ class Backend(ABC):
 
     def activation_bits(self, precision: str) -> int | None:
         return self.activation_bits_by_precision.get(precision)
+
+    def int8_baseline(self, float_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
+        """The int8 artifact this format's users would build from the float one themselves (``baseline_runtime`` set)."""
+        raise NotImplementedError(f"{self.name} builds no int8 baseline")
 
     def unit_refuses(self, unit: str, precision: str) -> str | None:
         """Why a device unit (npu, gpu, cpu) cannot run this format at ``precision``, or None."""

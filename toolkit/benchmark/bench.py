@@ -31,32 +31,11 @@ INTEGER_COMPUTE = ("int8", "dynamic_int8", "int16x8")
 
 
 def _sample(compressed: Compressed, recipe_input: dict, n: int = 1, split: str = "test") -> np.ndarray:
-    from toolkit.tasks.data import task_data
     from toolkit.load.stage import contract_images
+    from toolkit.tasks.data import task_data
 
     data = task_data(compressed.spec, n, split=split, seed=0)
     return contract_images(data.inputs, recipe_input["pixel_range"], recipe_input["layout"])
-
-
-def ort_int8(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
-    """An ONNX Runtime int8 model (QDQ, uint8 activations, per-channel int8 weights) quantized from the
-    bundle's float ONNX on calibration images: the int8 baseline ORT users would build."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{name: calibration[i:i + 1].astype(np.float32)} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    out = out_dir / (onnx_path.stem + "_ort_int8.onnx")
-    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
 
 
 def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profiles: list[str] | None = None,
@@ -65,13 +44,13 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     import torch
 
     from toolkit._io import captured
+    from toolkit.backends import get_backend
     from toolkit.benchmark.cost import artifact_cost
     from toolkit.benchmark.devices import estimate, load_profiles
     from toolkit.benchmark.host import PeakMemory, host_roofline, measure_latency, roofline_bound_ms
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
     from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
-    from toolkit.backends import get_backend
     from toolkit.verify.bundle import bundle_context, check_integrity, read_manifest, reference
 
     bundle = Path(bundle)
@@ -97,12 +76,13 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
                 reference[t] = measure_latency(lambda v: wrapped(torch.from_numpy(v)), x, warmup=warmup, repeats=repeats)
             reference[t].update(runtime=f"PyTorch {torch.__version__} eager fp32", peak_memory_mb=mem.peak_mb, memory_method=mem.method)
         rows = []
-        onnx_fp32 = next((a for a in manifest["artifacts"] if a["format"] == "onnx" and a["precision"] == "fp32"), None)
+        base = baseline_backend()
+        base_fp32 = next((a for a in manifest["artifacts"] if base and a["format"] == base.name and a["precision"] == "fp32"), None)
         entries = [(a["path"], a["format"], a["precision"], bundle / a["path"], True) for a in manifest["artifacts"]]
-        if ort_int8_baseline and onnx_fp32 is not None:
+        if ort_int8_baseline and base_fp32 is not None:
             with captured(log):
-                q = ort_int8(bundle / onnx_fp32["path"], _sample(compressed, inp, 16, split="val"), tmp)
-            entries.append((f"(baseline) {q.name}", "onnx", "int8", q, False))
+                q = base.int8_baseline(bundle / base_fp32["path"], _sample(compressed, inp, 16, split="val"), tmp)
+            entries.append((f"(baseline) {q.name}", base.name, "int8", q, False))
         for label, fmt, precision, path, in_bundle in entries:
             with captured(log):
                 cost = artifact_cost(path)
@@ -133,7 +113,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
         phones = {"android": android_devices(), "ios": ios_devices()}
         if android and phones["android"]["available"]:
             for row in rows:
-                if row["format"] == "tflite" and row["in_bundle"]:
+                if "android" in get_backend(row["format"]).phones and row["in_bundle"]:
                     row["phones"] = []
                     for serial in phones["android"]["devices"]:
                         for delegate in ("xnnpack", "gpu"):
@@ -155,16 +135,26 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
 def _ratios_to_ort(rows: list[dict], threads: tuple[int, ...]) -> None:
     """Each artifact's p50 against ONNX Runtime at the same threads: fp32 against the bundle's ONNX,
     int8 against the int8 baseline."""
+    base = baseline_backend()
+    if base is None:
+        return
     by = {(r["format"], r["precision"]): r for r in rows}
     for r in rows:
-        ort = by.get(("onnx", "int8")) if r["precision"] == "int8" else by.get(("onnx", "fp32"))
+        ort = by.get((base.name, "int8" if r["precision"] == "int8" else "fp32"))
         if ort is None or ort is r:
             continue
         for t in threads:
             a, b = r["host"].get(t, {}), ort["host"].get(t, {})
             if "p50_ms" in a and "p50_ms" in b:
                 a["ratio_to_onnxruntime"] = round(a["p50_ms"] / b["p50_ms"], 3)
-                a["onnxruntime_reference"] = f"onnxruntime {ort['precision']}"
+                a["onnxruntime_reference"] = f"{base.baseline_runtime} {ort['precision']}"
+
+
+def baseline_backend():
+    """The backend whose host runtime every ratio compares with (ONNX Runtime), or None."""
+    from toolkit.backends import BACKENDS
+
+    return next((b for b in BACKENDS.values() if b.baseline_runtime), None)
 
 
 def _machine() -> str:

@@ -51,7 +51,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
     ev = r.evaluation
     manifest = Manifest(
         bundle=r.name, version=r.version,
-        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_utc=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         model={"name": spec.name, "architecture": spec.architecture, "task": spec.task, "description": spec.description,
                "licence": spec.licence, "metric": spec.metric, **loaded.provenance,
                "training_card": training},

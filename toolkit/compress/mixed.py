@@ -18,8 +18,8 @@ says so, and an independent ``skinkit verify --data`` run is the unbiased check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def layer_ratios(model, ratio: float, overrides: dict[str, float] | None = None,
     by_name = sorted(((k, v) for k, v in overrides.items() if k not in types), key=lambda kv: (-len(kv[0]), globbed(kv[0])))
     by_type = {k: v for k, v in overrides.items() if k in types}
     out = {}
-    for name, m in weighted_layers(model):
+    for name, _ in weighted_layers(model):
         hit = next((v for k, v in by_name if _name_matches(name, k)), None)
         if hit is None:
             parts = name.split(".")

@@ -50,8 +50,8 @@ def _prune_channels(context: Context, loaded: LoadedModel, p: PruningConfig):
 
     from toolkit._io import captured
     from toolkit.compress.channels import ChannelPruner, distill
-    from toolkit.tasks.data import task_data
     from toolkit.load.contract import to_network_input
+    from toolkit.tasks.data import task_data
 
     spec = loaded.spec
     with captured(context.log_path):

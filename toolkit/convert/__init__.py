@@ -4,6 +4,6 @@ Each format is a backend (``toolkit.backends``); this stage converts a recipe's 
 registry, names the artifacts and describes a backend's failure.
 """
 
-from toolkit.convert.base import PRECISIONS, Artifact, convert_target, file_sha256, tree_size
+from toolkit.convert.base import Artifact, convert_target, file_sha256, tree_size
 
-__all__ = ["PRECISIONS", "Artifact", "convert_target", "file_sha256", "tree_size"]
+__all__ = ["Artifact", "convert_target", "file_sha256", "tree_size"]

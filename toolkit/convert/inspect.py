@@ -52,7 +52,8 @@ def render(d: dict) -> str:
         lines.append(f"  GPU delegate ({g['check']}): " + ("all ops" if g["fully_delegable"] else f"off GPU: {g['ops_off_gpu']}"))
     if "compute_units" in d:
         c = d["compute_units"]
-        lines.append(f"  Neural Engine ({c['check']}): {c['neural_engine']}" + (f"; off: {c['ops_off_neural_engine']}" if c.get("ops_off_neural_engine") and c["neural_engine"] == "partial" else ""))
+        off = f"; off: {c['ops_off_neural_engine']}" if c.get("ops_off_neural_engine") and c["neural_engine"] == "partial" else ""
+        lines.append(f"  Neural Engine ({c['check']}): {c['neural_engine']}{off}")
     if "metadata" in d:
         m = d["metadata"]
         lines.append(f"  metadata: {m.get('model')} {m.get('version')} ({m.get('precision')}), labels {m.get('labels')}")

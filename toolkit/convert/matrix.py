@@ -5,7 +5,7 @@ failure that starts passing fails the suite, so the list only ever shrinks knowi
 from __future__ import annotations
 
 from toolkit.backends import BACKENDS
-from toolkit.convert.base import PRECISIONS
+from toolkit.backends.precisions import PRECISIONS
 
 # (model, format, precision) -> why its gate fails today. Measured by benchmarks/conversion_matrix.py.
 EXPECTED_FAILURES: dict[tuple[str, str, str], str] = {

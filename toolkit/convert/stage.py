@@ -79,7 +79,7 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
 def _calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
     """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
     no image with the evaluation set; and what they were (for the manifest)."""
-    from toolkit.convert.base import PRECISIONS
+    from toolkit.backends.precisions import PRECISIONS
     from toolkit.data.calibration import check_disjoint, load_calibration
     from toolkit.load.stage import contract_images
 

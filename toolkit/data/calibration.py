@@ -90,7 +90,7 @@ def read_manifest(path: Path) -> CalibrationManifest:
 def skin_crop(image: np.ndarray, pad: float = 0.1) -> np.ndarray:
     """The square around the image's estimated skin region (its bounding box, padded); the whole image
     if too little skin is found."""
-    from toolkit.verify.subgroups import MIN_SKIN_FRACTION, estimate_skin_mask
+    from toolkit.data.skin_tone import MIN_SKIN_FRACTION, estimate_skin_mask
 
     mask = estimate_skin_mask(image)
     ys, xs = np.nonzero(mask)

@@ -22,7 +22,8 @@ def sha256(path: Path) -> str:
 
 def _require_file(path: Path) -> None:
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}", fix="check the path in the recipe's model.checkpoint (relative paths are resolved against the recipe's folder)")
+        raise CheckpointError(f"checkpoint not found: {path}", fix="check the path in the recipe's model.checkpoint "
+                                                                              "(relative paths are resolved against the recipe's folder)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint is not a file: {path}", fix="point model.checkpoint at a .safetensors, .pt/.pth or .pt2 file")
 
@@ -39,13 +40,15 @@ def read_state_dict(path: Path) -> dict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"corrupt safetensors checkpoint {path}: {exc}", fix="re-save the weights (safetensors.torch.save_file) or retrain with `skinkit train`") from None
+            raise CheckpointError(f"corrupt safetensors checkpoint {path}: {exc}", fix="re-save the weights (safetensors.torch.save_file) "
+                                                                                           "or retrain with `skinkit train`") from None
     if path.suffix not in STATE_DICT_SUFFIXES:
         raise CheckpointError(f"unsupported checkpoint type {path.suffix!r}: {path}", fix=f"use one of {', '.join(STATE_DICT_SUFFIXES + EXPORTED_SUFFIXES)}")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and runtime errors for bad files
-        kind = "contains objects other than tensors (weights_only refuses to unpickle them)" if "weights_only" in str(exc) or "Unsupported global" in str(exc) else f"cannot be read ({type(exc).__name__})"
+        refused = "weights_only" in str(exc) or "Unsupported global" in str(exc)
+        kind = "contains objects other than tensors (weights_only refuses to unpickle them)" if refused else f"cannot be read ({type(exc).__name__})"
         raise CheckpointError(f"checkpoint {path} {kind}", fix="save only the state_dict: torch.save(model.state_dict(), path), or use safetensors") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):

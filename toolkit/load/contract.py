@@ -59,6 +59,19 @@ def to_network_input(images: "object", spec: ModelSpec) -> torch.Tensor:
     return normalize(x, spec)
 
 
+def output_ranks(model: nn.Module, spec: ModelSpec) -> tuple[int, ...]:
+    """The rank of each declared output, from one forward pass of a zero image at the spec's input size
+    (eval mode for the pass; the model's mode is restored)."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            named = name_outputs(model(torch.zeros(1, 3, *spec.input_size)), [o.name for o in spec.outputs])
+    finally:
+        model.train(training)
+    return tuple(v.dim() for v in named.values())
+
+
 class DeviceContract(nn.Module):
     """Wraps a network so that it takes the contract's input and returns its outputs in the contract's
     layout: image-shaped (rank-4, N x C x H x W) outputs channel-last when the input is. One declared
@@ -72,6 +85,10 @@ class DeviceContract(nn.Module):
         # Core ML image inputs arrive channel-first whatever the bundle's tensor layout.
         self.input_layout = input_layout or contract.layout
         self.output_names = tuple(o.name for o in spec.outputs)
+        # Which outputs are image-shaped is fixed per network: read once on a real input, so tracing (torch.fx,
+        # torch.export) sees no shape-dependent branch, and a network whose outputs do not match the declared
+        # ones is refused here, before any conversion.
+        self.output_ranks = output_ranks(model, spec)
         scale = 255.0 if contract.pixel_range == "0-255" else 1.0
         std = torch.tensor(spec.std)
         self.register_buffer("mul", (1.0 / (scale * std)).view(1, 3, 1, 1), persistent=False)
@@ -89,5 +106,6 @@ class DeviceContract(nn.Module):
         if self.input_layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
         named = name_outputs(self.model(x * self.mul + self.add), self.output_names)
-        ys = tuple(y.permute(0, 2, 3, 1) if self.layout == "nhwc" and y.dim() == 4 else y for y in named.values())
+        ys = tuple(y.permute(0, 2, 3, 1) if self.layout == "nhwc" and rank == 4 else y
+                   for y, rank in zip(named.values(), self.output_ranks))
         return ys[0] if len(ys) == 1 else ys

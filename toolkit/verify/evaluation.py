@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
     from toolkit.compress.stage import Compressed
     from toolkit.context import Context
+    from toolkit.data.skin_tone import SkinTone
     from toolkit.data.tasks import TaskData
     from toolkit.verify.stats import Bootstrap
-    from toolkit.verify.subgroups import SkinTone
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EvaluationSet:
 
 
 def run(context: Context, compressed: Compressed) -> EvaluationSet:
-    from toolkit.verify import subgroups
+    from toolkit.data import skin_tone
     from toolkit.verify.gate import contract_inputs, reference_outputs
     from toolkit.verify.stats import Bootstrap
 
@@ -35,5 +35,5 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     data = context.images(compressed.spec, ev, split=ev.split)
     x = contract_inputs(data, inp.pixel_range, inp.layout)
     return EvaluationSet(data=data, x=x, reference=reference_outputs(compressed.wrapped, x),
-                         tone=subgroups.measure(data.inputs, data.skin_masks),
+                         tone=skin_tone.measure(data.inputs, data.skin_masks),
                          boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))

@@ -16,7 +16,9 @@ import numpy as np
 
 from toolkit.backends import get_backend
 from toolkit.backends.base import Runner
-from toolkit.convert.base import PRECISIONS, Artifact
+from toolkit.backends.precisions import PRECISIONS
+from toolkit.convert.base import Artifact
+from toolkit.data.skin_tone import GROUP_ORDER, UNKNOWN, SkinTone
 from toolkit.data.tasks import TaskData
 from toolkit.load.stage import contract_images
 from toolkit.outputs import Outputs, name_outputs
@@ -25,7 +27,6 @@ from toolkit.tasks import get_task
 from toolkit.tasks.measures import softmax
 from toolkit.verify import metrics, stats
 from toolkit.verify.stats import Bootstrap
-from toolkit.verify.subgroups import GROUP_ORDER, UNKNOWN, SkinTone
 
 # Cosine to float an output the task does not read must keep where its tier bounds no numerics, by tier.
 DEFAULT_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99, "lowbit": 0.98}

@@ -9,7 +9,7 @@ import io
 import math
 from html import escape
 
-from toolkit.verify.subgroups import GROUP_ORDER
+from toolkit.data.skin_tone import GROUP_ORDER
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1b1b1b}

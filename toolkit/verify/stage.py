@@ -12,13 +12,13 @@ from toolkit.errors import VerificationError
 from toolkit.verify.evaluation import EvaluationSet
 
 if TYPE_CHECKING:
+    from toolkit.backends.base import Runner
     from toolkit.compress.mixed import Probe
     from toolkit.compress.stage import Compressed
     from toolkit.context import Context
     from toolkit.convert.base import Artifact
     from toolkit.data.tasks import TaskData
     from toolkit.recipe import Target
-    from toolkit.backends.base import Runner
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _culprits(context: Context, compressed: Compressed, artifact: Artifact, data
 
 def skin_tone_summary(tone, data: TaskData) -> dict:
     """How the evaluation images were grouped by skin tone, and how that compares with any annotation."""
-    from toolkit.verify.subgroups import GROUP_ORDER, agreement_with_annotation
+    from toolkit.data.skin_tone import GROUP_ORDER, agreement_with_annotation
 
     return {"method": f"ITA° from {tone.method} (CIELab, OpenCV), six Fitzpatrick-proxy bins",
             "groups": {g: tone.groups.count(g) for g in GROUP_ORDER if g in tone.groups},

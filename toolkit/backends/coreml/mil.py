@@ -15,8 +15,8 @@ outputs differ from these by a few float16 steps more. On macOS, ``MLModel.predi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -13,6 +13,7 @@ class OnnxBackend(Backend):
     suffix = ".onnx"
     precisions = ("fp32",)
     unsupported_default = "ONNX ships as the float interchange artifact"
+    baseline_runtime = "onnxruntime"
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
         from toolkit.backends.onnx.convert import convert
@@ -39,6 +40,11 @@ class OnnxBackend(Backend):
         from toolkit.backends.onnx.graph import cost
 
         return cost(path)
+
+    def int8_baseline(self, float_path: Path, calibration, out_dir: Path) -> Path:
+        from toolkit.backends.onnx.graph import int8_baseline
+
+        return int8_baseline(float_path, calibration, out_dir)
 
     def inspect(self, path: Path) -> dict:
         from toolkit.backends.onnx.convert import inspect

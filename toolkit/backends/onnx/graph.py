@@ -97,3 +97,24 @@ def cost(path: Path) -> Cost:
     acts += sum(_numel(shapes[i.name]) * elem[i.name] for i in g.input if i.name not in inits)
     return Cost("onnx", macs, sum(a.size for a in inits.values()), sum(a.nbytes for a in inits.values()), acts,
                 tuple(n.op_type for n in g.node))
+
+
+def int8_baseline(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
+    """An ONNX Runtime int8 model (QDQ, uint8 activations, per-channel int8 weights) quantized from the
+    bundle's float ONNX on calibration images: the int8 baseline ORT users would build."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{name: calibration[i:i + 1].astype(np.float32)} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = out_dir / (onnx_path.stem + "_ort_int8.onnx")
+    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out

@@ -4,12 +4,11 @@ The float graph is lowered once per export (``litert_torch.signature``: named si
 ``image``, output named after the spec) from the DeviceContract-wrapped network, so CNNs come out
 channel-last with no TRANSPOSE. Every quantized variant is derived from that float flatbuffer, and
 the skinkit metadata (name, version, labels, contract, outputs) is embedded as a flatbuffer
-``metadata`` entry that :func:`read_metadata` reads back.
+``metadata`` entry that ``flatbuffer.read_metadata`` reads back.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import weakref
@@ -17,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.backends.tflite.flatbuffer import METADATA_NAME, as_text, enum_names, inspect, inspect_input_name, model_of
 from toolkit.backends.tflite.rewrites import channel_last_rewrites
 from toolkit.errors import ConversionError
 
-METADATA_NAME = "skinkit"
 INPUT_NAME = "image"
 _WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 # AI Edge Quantizer recipe per precision (fp16 is configured op by op below).
@@ -65,79 +64,6 @@ def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
     return data, rewrites
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-def _model(path_or_bytes):
-    from ai_edge_litert import schema_py_generated as fb
-
-    buf = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
-    return fb.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-
-
-def _names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else (v or "")
-
-
-def read_metadata(path: Path) -> dict:
-    """The skinkit metadata embedded in a .tflite file (raises if there is none)."""
-    m = _model(path)
-    for md in m.metadata or []:
-        if _text(md.name) == METADATA_NAME:
-            return json.loads(bytes(np.asarray(m.buffers[md.buffer].data, dtype=np.uint8)).decode())
-    raise ConversionError(f"{path} carries no {METADATA_NAME!r} metadata", fix="re-export it with skinkit")
-
-
-def inspect(path: Path) -> dict:
-    """Structure read from the flatbuffer itself (no interpreter, so delegates do not hide ops): op
-    histogram, TRANSPOSE count, dtypes of constant (weight) tensors, I/O with quantization, signatures."""
-    from ai_edge_litert import schema_py_generated as fb
-
-    m = _model(path)
-    op_names, dtype_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
-    codes = []
-    for oc in m.operatorCodes:
-        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
-        codes.append(_text(oc.customCode) if code == fb.BuiltinOperator.CUSTOM else op_names.get(code, str(code)))
-    ops: collections.Counter = collections.Counter()
-    weight_dtypes: collections.Counter = collections.Counter()
-    sg = m.subgraphs[0]
-    for sub in m.subgraphs:
-        for op in sub.operators or []:
-            ops[codes[op.opcodeIndex]] += 1
-    for t in sg.tensors:
-        b = m.buffers[t.buffer] if t.buffer < len(m.buffers) else None
-        if b is not None and ((b.data is not None and len(b.data)) or (b.offset or 0) > 1):
-            weight_dtypes[dtype_names[t.type].lower()] += 1
-
-    def io(indices):
-        out = []
-        for i in indices:
-            t = sg.tensors[i]
-            q = t.quantization
-            entry = {"name": _text(t.name), "shape": [int(d) for d in t.shape], "dtype": dtype_names[t.type].lower()}
-            if q is not None and q.scale is not None and len(q.scale) == 1:
-                entry["quantization"] = {"scale": float(q.scale[0]), "zero_point": int(q.zeroPoint[0])}
-            out.append(entry)
-        return out
-
-    sigs = {}
-    for sd in m.signatureDefs or []:
-        sigs[_text(sd.signatureKey)] = {"inputs": [_text(t.name) for t in sd.inputs], "outputs": [_text(t.name) for t in sd.outputs]}
-    return {
-        "op_histogram": dict(sorted(ops.items())),
-        "transpose_count": ops.get("TRANSPOSE", 0),
-        "tensor_dtypes": dict(sorted(weight_dtypes.items())),
-        "inputs": io(sg.inputs),
-        "outputs": io(sg.outputs),
-        "signatures": sigs,
-        "metadata_entries": sorted(_text(md.name) for md in m.metadata or []),
-    }
-
-
 # ---------------------------------------------------------------------------------------------- writing
 
 def _embed_metadata(data: bytes, meta: dict) -> bytes:
@@ -145,7 +71,7 @@ def _embed_metadata(data: bytes, meta: dict) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     m = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
-    m.metadata = [md for md in (m.metadata or []) if _text(md.name) != METADATA_NAME]
+    m.metadata = [md for md in (m.metadata or []) if as_text(md.name) != METADATA_NAME]
     buf = fb.BufferT()
     buf.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     m.buffers.append(buf)
@@ -190,10 +116,10 @@ def layer_ops(model, layer: str) -> list:
     from ai_edge_litert import schema_py_generated as fb
 
     sg = model.subgraphs[0]
-    op_names = _names(fb.BuiltinOperator)
+    op_names = enum_names(fb.BuiltinOperator)
     kinds = [op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "?") for oc in model.operatorCodes]
     rx = re.compile(layer_scope_regex(layer))
-    return [op for op in sg.operators if kinds[op.opcodeIndex] in _WEIGHT_OPS and rx.search(_text(sg.tensors[op.inputs[1]].name))]
+    return [op for op in sg.operators if kinds[op.opcodeIndex] in _WEIGHT_OPS and rx.search(as_text(sg.tensors[op.inputs[1]].name))]
 
 
 def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str, list[str]]:
@@ -202,9 +128,9 @@ def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str,
     tensor after a parent instead (a model's last Linear, the children of a ModuleList), by matching the
     weights' values to the PyTorch layer's (BatchNorm folded, any axis order). A layer found neither way
     is an error: mixed precision that silently quantized everything is not mixed."""
-    fm = _model(float_path)
+    fm = model_of(float_path)
     sg = fm.subgraphs[0]
-    found = {layer: [_text(sg.tensors[op.outputs[0]].name) for op in layer_ops(fm, layer)] for layer in layers}
+    found = {layer: [as_text(sg.tensors[op.outputs[0]].name) for op in layer_ops(fm, layer)] for layer in layers}
     missing = [k for k, v in found.items() if not v]
     if missing and module is not None:
         from toolkit.backends.tflite.graph import weights
@@ -217,7 +143,7 @@ def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str,
         for layer, (aw, _, _) in match_weights(candidates, weights(float_path)).items():
             op = weight_of.get(int(aw.name.split()[1]))  # "tensor <index> (<OP>)"
             if op is not None:
-                found[layer] = [_text(sg.tensors[op.outputs[0]].name)]
+                found[layer] = [as_text(sg.tensors[op.outputs[0]].name)]
     missing = [k for k, v in found.items() if not v]
     if missing:
         raise ConversionError(f"mixed precision: layers not found: {', '.join(missing)} (neither by name nor by weights in the TFLite graph)",
@@ -286,30 +212,14 @@ def _global_ranges(q, key: str, calibration: np.ndarray) -> dict:
     return merged
 
 
-def graph_interpreter(path: Path):
-    """An allocated interpreter over the graph as written: without the XNNPACK delegate, which would fold
-    the ops into one DELEGATE node. ``_get_ops_details()`` is then the op table (the interpreter has no
-    public one)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
-    return interp
-
-
-def inspect_input_name(path: Path) -> str:
-    sg = _model(path).subgraphs[0]
-    return _text(sg.tensors[sg.inputs[0]].name)
-
-
 def _kept_float(path: Path, keep: dict[str, list[str]]) -> dict:
     """Each kept layer and whether its weighted ops really stayed float in the written file."""
     from ai_edge_litert import schema_py_generated as fb
 
-    m = _model(path)
+    m = model_of(path)
     sg = m.subgraphs[0]
-    dtype_names = _names(fb.TensorType)
-    by_output = {_text(sg.tensors[op.outputs[0]].name): op for op in sg.operators if len(op.inputs) > 1}
+    dtype_names = enum_names(fb.TensorType)
+    by_output = {as_text(sg.tensors[op.outputs[0]].name): op for op in sg.operators if len(op.inputs) > 1}
     found = {layer: sorted({dtype_names[sg.tensors[by_output[n].inputs[1]].type].lower() for n in names if n in by_output})
              for layer, names in keep.items()}
     missing = [k for k, v in found.items() if not v]

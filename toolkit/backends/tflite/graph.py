@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, per_sample
-from toolkit.backends.tflite.convert import graph_interpreter
+from toolkit.backends.tflite.flatbuffer import graph_interpreter
 from toolkit.backends.tflite.ops import GPU_OPS
 from toolkit.errors import VerificationError
+
 
 def gpu_delegate(ops: dict[str, int]) -> dict:
     off = {op: n for op, n in ops.items() if not GPU_OPS.runs(op)}
@@ -20,7 +21,7 @@ def gpu_delegate(ops: dict[str, int]) -> dict:
 
 def _output_order(path: Path, names: list[str]) -> list[str]:
     """The signature's output names in the spec's order (from the embedded metadata), else as listed."""
-    from toolkit.backends.tflite.convert import read_metadata
+    from toolkit.backends.tflite.flatbuffer import read_metadata
     from toolkit.errors import ConversionError
 
     try:
@@ -166,7 +167,7 @@ def cost(path: Path) -> Cost:
 
 
 def inspect(path: Path) -> dict:
-    from toolkit.backends.tflite.convert import METADATA_NAME, inspect, read_metadata
+    from toolkit.backends.tflite.flatbuffer import METADATA_NAME, inspect, read_metadata
 
     d = inspect(path)
     out = {**d, "gpu_delegate": gpu_delegate(d["op_histogram"])}
