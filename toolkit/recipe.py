@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from toolkit.backends import BACKENDS
-from toolkit.convert.base import PRECISIONS
+from toolkit.backends.precisions import PRECISIONS
 from toolkit.errors import RecipeError
 
 Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
@@ -20,10 +20,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class OutputDecl(_Strict):
+    """One output of a user's model, as its artifacts will name it."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the output's name in every artifact (an identifier)")
+    description: str = ""
+    unit: str = ""
+
+
 class ModelRef(_Strict):
     name: str = Field(description="a registered model, 'path/to/file.py:factory', or 'path/to/program.pt2'")
     checkpoint: Path | None = Field(None, description="weights (.safetensors, .pt/.pth); default: the shipped trained weights")
     spec_from: str | None = Field(None, description="registered model whose contract a user model borrows")
+    outputs: tuple[OutputDecl, ...] | None = Field(
+        None, description="a user model's outputs, in the order it returns them (or the keys of the dict it returns); "
+                          "a name or {name, description, unit} each; default: the spec_from model's outputs")
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _names(cls, value):
+        if isinstance(value, (list, tuple)):
+            return tuple({"name": v} if isinstance(v, str) else v for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _user_outputs(self) -> "ModelRef":
+        if self.outputs is None:
+            return self
+        if not (self.name.endswith(".pt2") or ":" in self.name):
+            raise ValueError("model.outputs describes your own model ('file.py:factory' or '.pt2'); "
+                             f"the registered model {self.name!r} declares its own outputs")
+        names = [o.name for o in self.outputs]
+        if not names:
+            raise ValueError("model.outputs is empty: name at least one output")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model.outputs names {', '.join(repeated)} more than once")
+        if "image" in names:
+            raise ValueError("model.outputs may not be named 'image': that is the artifacts' input")
+        return self
 
 
 class InputConfig(_Strict):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toolkit.errors import BadInputError, CheckpointError
 from toolkit.load import checkpoint as ckpt
-from toolkit.registry import ModelSpec, get_spec
+from toolkit.registry import ModelSpec, OutputSpec, get_spec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
 
@@ -44,7 +44,8 @@ def _import_factory(ref: str, base: Path):
     return factory
 
 
-def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | None = None, base_dir: Path = Path(".")) -> LoadedModel:
+def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | None = None, base_dir: Path = Path("."),
+               outputs: tuple[OutputSpec, ...] | None = None) -> LoadedModel:
     """Load a registered model (shipped weights unless ``checkpoint``) or a user's ``file.py:factory``
     / ``.pt2`` program, whose contract is borrowed from the registered ``spec_from``."""
     import torch
@@ -54,6 +55,8 @@ def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | No
             raise BadInputError(f"model {name!r} is not registered, so its input contract is unknown",
                                 fix="add model.spec_from: <registered model> to the recipe to borrow its contract (input size, normalization, labels)")
         base_spec = get_spec(spec_from)
+        if outputs:
+            base_spec = replace(base_spec, outputs=tuple(outputs))
         if name.endswith(".pt2"):
             path = (base_dir / name).resolve()
             module = ckpt.load_exported(path)

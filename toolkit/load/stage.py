@@ -32,4 +32,8 @@ def contract_images(images: np.ndarray, pixel_range: str, layout: str) -> np.nda
 
 
 def run(context: Context, model: ModelRef) -> LoadedModel:
-    return load_model(model.name, checkpoint=model.checkpoint, spec_from=model.spec_from, base_dir=context.recipe_dir)
+    from toolkit.registry import OutputSpec
+
+    outputs = tuple(OutputSpec(o.name, o.description, o.unit) for o in model.outputs) if model.outputs else None
+    return load_model(model.name, checkpoint=model.checkpoint, spec_from=model.spec_from, base_dir=context.recipe_dir,
+                      outputs=outputs)

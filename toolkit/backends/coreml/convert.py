@@ -62,7 +62,7 @@ def deployment_target(precision: str, options: dict) -> tuple[str, str | None]:
     return target, f"raised from the default iOS16: {why}"
 
 
-def _w8a8(net, calibration: "np.ndarray | None", *, to_nchw: bool):
+def _w8a8(net, calibration, *, to_nchw: bool):
     """int8 weights and activations through coremltools' torch-side quantizer: observers record
     true min/max (not a moving average) over the calibration images, then the model is finalized
     with its quantize / dequantize pairs for conversion."""
@@ -203,10 +203,14 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     target, raised = deployment_target(precision, options)
     image_input = options.get("input_type", "image") == "image"
     classifier = options.get("classifier")
-    if classifier is None:  # default: a classifier where the caller says the output is class scores over the labels
-        classifier = bool(options.get("class_scores")) and bool(spec.labels)
+    if classifier is None:  # default: a classifier where the caller says the one output is class scores over the labels
+        classifier = bool(options.get("class_scores")) and bool(spec.labels) and len(spec.outputs) == 1
     if classifier and not spec.labels:
         raise ConversionError(f"coreml classifier config asked for {spec.name}, which has no labels",
+                              fix="set classifier: false on this target")
+    if classifier and len(spec.outputs) > 1:
+        raise ConversionError(f"coreml classifier config asked for {spec.name}, which has {len(spec.outputs)} outputs "
+                              f"({', '.join(o.name for o in spec.outputs)}); a Core ML classifier has one",
                               fix="set classifier: false on this target")
     pixel_scale = 1.0 if options.get("pixel_range", "0-255") == "0-255" else 1.0 / 255.0
 
