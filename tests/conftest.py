@@ -14,6 +14,15 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "toolkit.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def onnx_details(x, ref: dict) -> dict:
+    """What an ONNX file of a network with input ``x`` and outputs ``ref`` reads back as (``inspect``), so a fake
+    artifact in a gate test passes the ONNX backend's structural checks and the test judges what it means to."""
+    from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
+
+    return {"opset": OPSET, "inputs": [{"name": INPUT_NAME, "shape": [1, *x.shape[1:]]}],
+            "outputs": [{"name": k, "shape": [1, *v.shape[1:]]} for k, v in ref.items()], "weight_dtypes": {"FLOAT": 4}}
+
+
 def write_recipe(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -157,3 +157,32 @@ benchmark: {enabled: false}
     assert summary["passed"] is False and summary["artifacts"][0]["passed"] is True
     assert summary["pruning"]["passed"] is False and summary["pruning"]["drop"] == ao["drop"]
     assert 'name="pruning (float vs original)"><failure' in junit_xml(summary)
+
+
+class _TwoHeads(torch.nn.Module):
+    """Grade logits and the feature map a second head reads: two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1))
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        f = self.body(x)
+        return {"logits": self.head(f.mean((2, 3))), "features": f}
+
+
+def test_channel_pruning_refuses_to_change_a_second_output_and_distils_every_output():
+    from toolkit.compress.channels import ChannelPruner, distill
+    from toolkit.errors import BadInputError
+
+    torch.manual_seed(0)
+    model, x = _TwoHeads().eval(), torch.randn(1, 3, 8, 8)
+    with pytest.raises(BadInputError, match=r"changed the network's output shapes from \[\(1, 16, 8, 8\), \(1, 4\)\]") as e:
+        ChannelPruner(0.5, round_to=4).compress(model, x)
+    assert "compress.pruning.exclude" in e.value.fix
+    pruned, _ = ChannelPruner(0.5, exclude=("body.2",), round_to=4).compress(model, x)
+    assert pruned.body[0].out_channels == 8 and pruned.body[2].out_channels == 16
+    images = torch.randn(32, 3, 8, 8)
+    result = distill(pruned, model, images, epochs=3, lr=1e-2)
+    assert result["mse_after"] < result["mse_before"]

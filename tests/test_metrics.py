@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from toolkit.tasks import measures
+from toolkit.tasks import get_task, measures
 from toolkit.verify import metrics
 
 
@@ -44,5 +44,5 @@ def test_numerics():
 def test_agreement():
     ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     out = np.array([[0.8, 0.2], [0.7, 0.3], [0.6, 0.4]])
-    assert metrics.agreement("classification", ref, out) == pytest.approx(2 / 3)
-    assert metrics.agreement("regression", ref, out) is None
+    assert get_task("classification").agreement(ref, out) == pytest.approx(2 / 3)
+    assert get_task("regression").agreement(ref, out) is None

@@ -92,7 +92,7 @@ def test_convert_writes_one_onnx_fp32_artifact(chain):
 
 def test_convert_refuses_automatic_mixed_precision_without_a_search(tmp_path, chain):
     ctx = context_for(tmp_path, targets=[{"format": "tflite", "precision": "int8", "keep_float": "auto"}])
-    with pytest.raises(Exception, match="mixed-precision search"):
+    with pytest.raises(ValueError, match="need a mixed-precision search"):
         convert.run(ctx, chain["compressed"], evaluation_images=chain["evaluation"].data.inputs)
 
 

@@ -7,11 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import onnx_details
 from toolkit.backends.base import Runner
 from toolkit.convert.base import Artifact
 from toolkit.data import skin_tone as subgroups
+from toolkit.data.records import TaskData
 from toolkit.data.synthetic import ITA_GROUPS
-from toolkit.data.tasks import TaskData
 from toolkit.registry import Tolerance, get_spec
 from toolkit.verify.gate import verify_artifact
 from toolkit.verify.stats import Bootstrap
@@ -94,7 +95,8 @@ def test_per_group_figures_and_worst_group_gate():
     tone = subgroups.measure(images, masks)
     assert tone.groups == groups, "every image lands in its known group"
 
-    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
+    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0,
+                   details=onnx_details(images, {"logits": ref}))
     tol = Tolerance(min_agreement=0.9, max_metric_drop=0.1, max_group_drop=0.2)
     res = verify_artifact(art, Runner(lambda x: {"logits": out}, check="fake"), spec=spec, data=data, x=images.astype(np.float32),
                           ref={"logits": ref}, tolerance=tol, layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=200),
@@ -113,7 +115,7 @@ def test_per_group_figures_and_worst_group_gate():
     worst = [c for c in res["criteria"] if c["name"].startswith("worst skin-tone group")]
     assert len(worst) == 1 and worst[0]["group"] == "dark" and not worst[0]["passed"]
     assert worst[0]["value"] == pytest.approx(groups_out["dark"]["metrics"]["macro_f1"]["drop"]["value"])
-    assert res["passed"] is False
+    assert res["passed"] is False and [c["name"] for c in res["criteria"] if not c["passed"]] == [worst[0]["name"]]
 
 
 def _gate_on_known_ita(per_group: int, wrong, tolerance: Tolerance, **kw) -> dict:
@@ -126,7 +128,8 @@ def _gate_on_known_ita(per_group: int, wrong, tolerance: Tolerance, **kw) -> dic
     out = ref.copy()
     sel = wrong(targets, np.array(groups))
     out[sel] = np.roll(ref[sel], 1, axis=1)
-    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0, details={})
+    art = Artifact(format="onnx", precision="int8", path=Path("x.onnx"), seconds=0.0,
+                   details=onnx_details(images, {"logits": ref}))
     return verify_artifact(art, Runner(lambda x: {"logits": out}, check="fake"), spec=get_spec("acne_mobilenetv2"),
                            data=TaskData(images, targets, groups, itas, masks), x=images.astype(np.float32), ref={"logits": ref},
                            tolerance=tolerance, layout="nhwc", tone=subgroups.measure(images, masks),

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import onnx_details
 from toolkit.backends.base import Runner
-from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
 from toolkit.convert.base import Artifact
 from toolkit.data import skin_tone as subgroups
-from toolkit.data.tasks import TaskData
+from toolkit.data.records import TaskData
 from toolkit.errors import BadInputError
 from toolkit.load.contract import DeviceContract, InputContract
 from toolkit.registry import ModelSpec, OutputSpec, Tolerance, TrainingConfig, get_spec
@@ -127,10 +127,7 @@ def _gate(spec: ModelSpec, module: nn.Module, targets: np.ndarray, perturb) -> t
     out = {k: perturb(k, v) for k, v in ref.items()}
     tone = subgroups.measure(images)
     data = TaskData(images, targets, tone.groups, np.full(n, np.nan))
-    # What an ONNX file of this network reads back as, so its structural checks hold.
-    details = {"opset": OPSET, "inputs": [{"name": INPUT_NAME, "shape": [1, *x.shape[1:]]}],
-               "outputs": [{"name": k, "shape": [1, *v.shape[1:]]} for k, v in ref.items()], "weight_dtypes": {"FLOAT": 4}}
-    art = Artifact(format="onnx", precision="int8", path=Path("toy.onnx"), seconds=0.0, details=details)
+    art = Artifact(format="onnx", precision="int8", path=Path("toy.onnx"), seconds=0.0, details=onnx_details(x, ref))
     res = verify_artifact(art, Runner(lambda _: out, check="fake"), spec=spec, data=data, x=x, ref=ref,
                           tolerance=spec.tolerance("int8"), layout="nhwc", tone=tone, boot=Bootstrap.draw(n, replicates=50))
     return ref, res

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from toolkit.data.tasks import TaskData
+    from toolkit.data.records import TaskData
     from toolkit.recipe import Recipe
     from toolkit.registry import ModelSpec
 

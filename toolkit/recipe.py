@@ -267,7 +267,10 @@ class Recipe(_Strict):
         return self
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if data["model"]["outputs"] is None:  # unset, it leaves the hash of every recipe written before it as it was
+            del data["model"]["outputs"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

@@ -44,6 +44,13 @@ def per_sample(fn: Callable[[np.ndarray], Outputs]) -> Callable[[np.ndarray], Ou
     return run
 
 
+def numel(shape) -> int:
+    """Elements of a tensor of ``shape`` (1 for a scalar)."""
+    import numpy as np
+
+    return int(np.prod([int(s) for s in shape])) if len(shape) else 1
+
+
 @dataclass(frozen=True)
 class Cost:
     """What an artifact costs to run, read from its graph (see ``toolkit.benchmark.cost``)."""

@@ -13,6 +13,24 @@ from toolkit.backends.base import ArtifactWeight
 MIN_MATCH_COSINE = 0.5  # unrelated tensors of one shape score about 1/sqrt(size)
 
 
+def is_weighted(module) -> bool:
+    """A conv, transposed conv or linear layer (or a subclass of one): what compressors act on and what
+    an artifact's weight tensors are matched against."""
+    from torch import nn
+
+    return isinstance(module, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d))
+
+
+def weighted_layers(model) -> list[tuple[str, object]]:
+    """(name, module) of every conv and linear layer, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if is_weighted(m)]
+
+
+def matchable_layers(model) -> dict[str, object]:
+    """Layer path -> conv / linear module whose weight an artifact's tensors are matched against."""
+    return {name: m for name, m in weighted_layers(model) if m.weight.dim() >= 2}
+
+
 def fold_batchnorm(model):
     """The network with BatchNorm folded into the preceding convolutions (module paths kept)."""
     import torch.fx

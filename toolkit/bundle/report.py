@@ -75,13 +75,19 @@ def render(m: dict) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for a in m["artifacts"]:
         v = a["verification"]
-        num = v.get("numerics", {})
+        by_output = v.get("numerics_by_output") or {}
+        if len(by_output) > 1:  # outputs in their own units: each its own figure
+            err = "; ".join(f"{o}: {_fmt(n['max_abs_error'])}" for o, n in by_output.items())
+            cos = "; ".join(f"{o}: {_fmt(n['cosine'])}" for o, n in by_output.items())
+        else:
+            num = v.get("numerics", {})
+            err, cos = _fmt(num.get("max_abs_error", "—")), _fmt(num.get("cosine", "—"))
         tm = v.get("task_metric")
         task = (f"{tm['name']} {tm['float']:.4f} → {tm['artifact']:.4f} (drop {tm['drop']:+.4f}, "
                 f"95 % CI {tm['drop_ci95'][0]:+.4f} … {tm['drop_ci95'][1]:+.4f})") if tm else "—"
         agree = v.get("agreement")
-        lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {_fmt(num.get('max_abs_error', '—'))} | "
-                     f"{_fmt(num.get('cosine', '—'))} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
+        lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {err} | "
+                     f"{cos} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
                      f"{'pass' if v['passed'] else '**FAIL**'} |")
     lines += _compression(m)
     lines += _task_sections(m)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from toolkit.compress.select import is_weighted, layer_ratios, weighted_layers
+from toolkit.backends.weights import is_weighted, weighted_layers
+from toolkit.compress.select import layer_ratios
 from toolkit.errors import BadInputError
 
 
@@ -34,6 +35,8 @@ class ChannelPruner:
         if not 0.0 < self.ratio < 1.0:
             raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
         pruned = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            before = [tuple(v.shape) for v in _values(pruned(example))]
         ratios = layer_ratios(pruned, self.ratio, self.overrides, self.exclude)
         modules = dict(pruned.named_modules())
         output_layer = next(reversed(ratios))
@@ -46,11 +49,14 @@ class ChannelPruner:
                                                ignored_layers=[modules[n] for n in sorted(keep)], round_to=self.round_to)
             pruner.step()
             with torch.no_grad():
-                pruned(example)
+                shapes = [tuple(v.shape) for v in _values(pruned(example))]
         except Exception as exc:  # the dependency tracer's own errors
             raise BadInputError(f"channel pruning cannot trace this network: {type(exc).__name__}: {str(exc)[:200]}",
                                 fix="list the modules it cannot follow (e.g. attention projections) in "
                                     "compress.pruning.exclude or set them to 0 in overrides, or use method: magnitude") from None
+        if shapes != before:  # only the last layer is kept whole: another head's output lost channels
+            raise BadInputError(f"channel pruning changed the network's output shapes from {before} to {shapes}",
+                                fix="keep the layer that produces each output whole: list it in compress.pruning.exclude")
         return pruned, self.report(model, pruned, example, kept={output_layer: "the output layer", **{n: "feeds a PixelShuffle" for n in shuffled}})
 
     def report(self, original, pruned, example, kept: dict[str, str] | None = None) -> dict:
@@ -101,6 +107,20 @@ def _channels(m) -> int:
     return m.out_channels
 
 
+def _values(y) -> list:
+    """The tensors a network returned (one, a tuple or list, or a dict by key order), in order."""
+    if isinstance(y, dict):
+        return [y[k] for k in sorted(y)]
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+def _flat(y):
+    """Every output of a network side by side, one row per image: what distillation matches."""
+    import torch
+
+    return torch.cat([v.reshape(len(v), -1) for v in _values(y)], dim=1)
+
+
 def distill(student, teacher, images, *, epochs: int, lr: float, batch_size: int = 16, seed: int = 0, threads: int | None = None) -> dict:
     """Train ``student`` to reproduce ``teacher``'s outputs on ``images`` (network inputs, no labels). Returns
     the mean squared error before and after, measured on the same images in eval mode."""
@@ -111,12 +131,12 @@ def distill(student, teacher, images, *, epochs: int, lr: float, batch_size: int
     torch.manual_seed(seed)
     teacher = teacher.eval()
     with torch.no_grad():
-        targets = torch.cat([teacher(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        targets = torch.cat([_flat(teacher(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
 
     def mse() -> float:
         student.eval()
         with torch.no_grad():
-            out = torch.cat([student(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+            out = torch.cat([_flat(student(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
         return float(torch.mean((out - targets) ** 2))
 
     start = mse()
@@ -127,7 +147,7 @@ def distill(student, teacher, images, *, epochs: int, lr: float, batch_size: int
         order = torch.randperm(len(images))
         for i in range(0, len(images), batch_size):
             idx = order[i:i + batch_size]
-            loss = torch.mean((student(images[idx]) - targets[idx]) ** 2)
+            loss = torch.mean((_flat(student(images[idx])) - targets[idx]) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -17,19 +17,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from toolkit.backends.weights import weighted_layers
 from toolkit.errors import RecipeError
-
-
-def is_weighted(module) -> bool:
-    """A conv, transposed conv or linear layer (or a subclass of one): what compressors act on."""
-    from torch import nn
-
-    return isinstance(module, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d))
-
-
-def weighted_layers(model) -> list[tuple[str, object]]:
-    """(name, module) of every conv and linear layer, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if is_weighted(m)]
 
 
 def _name_matches(name: str, pattern: str) -> bool:

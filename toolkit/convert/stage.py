@@ -53,6 +53,8 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     out_dir.mkdir(exist_ok=True)
     calibration, calibration_report = _calibration_inputs(context, spec, evaluation_images)
     meta = artifact_metadata(recipe, spec)
+    if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
+        raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
     artifacts = []
     for t in recipe.targets:
         options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
@@ -61,8 +63,6 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
         try:
             with captured(context.log_path):
                 if t.keep_float == "auto":
-                    if mixed_precision is None:
-                        raise ValueError(f"target {t.key} keeps layers float automatically: pass a mixed-precision search")
                     options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
                 artifact = convert_target(compressed.wrapped, sample, spec, fmt=t.format, precision=t.precision,
                                           out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)

@@ -23,4 +23,9 @@ def get_task(name: str) -> Task:
         raise BadInputError(f"unknown task {name!r}", fix=f"use one of: {', '.join(TASKS)}") from None
 
 
-__all__ = ["TASKS", "Task", "get_task"]
+def headline(spec) -> str:
+    """The metric a model is judged by: its spec's, else its task's."""
+    return spec.metric or get_task(spec.task).headline
+
+
+__all__ = ["TASKS", "Task", "get_task", "headline"]

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
+    from toolkit.data.records import TaskData
     from toolkit.data.synthetic import SkinSample
-    from toolkit.data.tasks import TaskData
     from toolkit.outputs import Outputs
     from toolkit.registry import ModelSpec
 
@@ -43,6 +43,27 @@ class Task(ABC):
     def read(self, outputs: Outputs, spec: ModelSpec) -> np.ndarray:
         """The array the metrics take (dense outputs channel-first) from named, batch-first outputs."""
         return outputs[spec.outputs[0].name]
+
+    reads_as: ClassVar[str] = ""  # what the task takes the output it reads for, in words
+
+    def expected_shape(self, spec: ModelSpec) -> tuple[int | None, ...] | None:
+        """Per-image shape (channel-first) of the output ``read`` takes; None: any size along that axis."""
+        return None
+
+    def check_outputs(self, spec: ModelSpec, outputs: Outputs) -> None:
+        """Refuse, in one line, a model whose read output is not what the task takes it for (e.g. the
+        declared order puts an embedding where the class scores belong). ``outputs``: channel-first."""
+        from toolkit.errors import BadInputError
+
+        want = self.expected_shape(spec)
+        name = self.reads(spec)[0]
+        got = tuple(outputs[name].shape[1:])
+        if want is None or (len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))):
+            return
+        shown = "[" + ", ".join("any" if w is None else str(w) for w in want) + "]"
+        raise BadInputError(f"the {self.name} task reads output {name!r} as {self.reads_as} of shape {shown} per image, "
+                            f"but it has shape {list(got)}",
+                            fix=f"declare first in model.outputs the output that holds the {self.reads_as}")
 
     # --- data ------------------------------------------------------------------------------------------
     def synthetic_example(self, spec: ModelSpec, *, seed: int, split: str, index: int):

@@ -18,8 +18,12 @@ class Classification(Task):
     headline = "macro_f1"
     agreement_label = "top-1 agreement with float"
     class_scores = True
+    reads_as = "class scores over the labels"
     lower_is_better = ("calibration_error",)
     report_title = "Confusion matrices (rows: truth, columns: prediction)"
+
+    def expected_shape(self, spec) -> tuple[int | None, ...]:
+        return (len(spec.labels) or None,)
 
     def synthetic_target(self, sample, spec) -> int:
         return sample.acne_grade

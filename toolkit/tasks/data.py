@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from toolkit.data.folder import annotation, read_rgb, read_rows, read_skin_mask
-from toolkit.data.tasks import TaskData
+from toolkit.data.records import TaskData
 from toolkit.registry import ModelSpec
 from toolkit.tasks import get_task
 

@@ -30,7 +30,24 @@ class Regression(Task):
         cols = [outputs[o.name] for o in spec.outputs]
         return np.concatenate([c.reshape(len(c), -1) for c in cols], axis=1)
 
+    # The scalars the synthetic generator annotates, by the output name a regression model gives them.
+    SYNTHETIC = ("hydration", "tewl")
+
+    def check_outputs(self, spec, outputs) -> None:
+        from toolkit.errors import BadInputError
+
+        wide = {n: list(v.shape[1:]) for n, v in outputs.items() if v.reshape(len(v), -1).shape[1] != 1}
+        if wide:
+            name, shape = next(iter(wide.items()))
+            raise BadInputError(f"the regression task reads one scalar per output, but {name!r} has shape {shape} per image",
+                                fix="return one value per image for each declared output")
+
     def synthetic_target(self, sample, spec) -> np.ndarray:
+        unknown = [o.name for o in spec.outputs if o.name not in self.SYNTHETIC]
+        if unknown:
+            raise DataError(f"the synthetic data annotates {', '.join(self.SYNTHETIC)}, not {', '.join(unknown)}",
+                            fix="name the outputs after those, or evaluate on a folder whose labels.csv has a column per output "
+                                "(evaluation: {source: folder, folder: ...})")
         return np.array([getattr(sample, o.name) for o in spec.outputs], np.float32)
 
     def stack_targets(self, targets: list) -> np.ndarray:

@@ -18,6 +18,11 @@ class Segmentation(Task):
     agreement_label = "pixel agreement with float"
     lower_is_better = ("area_error",)
 
+    reads_as = "per-pixel class scores"
+
+    def expected_shape(self, spec) -> tuple[int | None, ...]:
+        return (len(spec.labels) or None, None, None)
+
     def synthetic_target(self, sample, spec) -> np.ndarray:
         return sample.skin_mask if spec.extra.get("target") == "skin_mask" else sample.segmentation
 

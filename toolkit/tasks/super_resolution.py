@@ -15,6 +15,11 @@ class SuperResolution(Task):
     name = "super_resolution"
     headline = "psnr"
 
+    reads_as = "an RGB image"
+
+    def expected_shape(self, spec) -> tuple[int | None, ...]:
+        return (3, *(spec.output_size or (None, None)))
+
     def synthetic_example(self, spec, *, seed: int, split: str, index: int):
         """A high-resolution crop centred on the face (mostly skin, with pores, lesions and wrinkles) and
         its area-downsampled input."""

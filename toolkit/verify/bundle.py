@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from toolkit.load.loader import LoadedModel
 
 
-_RESULT_KEYS = ("error", "tolerance", "numerics", "numerics_by_output", "agreement", "task_metric", "metrics", "confusion",
-                "by_group", "error_histogram", "culprits")
-
-
 class IntegrityError(BadInputError):
     """A bundle's files do not match its manifest."""
 
@@ -144,8 +140,8 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     for a in manifest["artifacts"]:
         v = verified.results[Path(a["path"]).name]
         results.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "passed": v["passed"],
-                        "check": v["check"], "criteria": v["criteria"],
-                        **{k: v[k] for k in _RESULT_KEYS if k in v}})
+                        "check": v["check"], "criteria": v["criteria"],  # then the rest: figures, the task's extras, culprits
+                        **{k: val for k, val in v.items() if k not in ("passed", "check", "criteria", "n_samples", "note")}})
     compression = verify.compression_record(compressed.report, verified.against_original)
     ev = context.recipe.evaluation
     return {

@@ -24,22 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.backends import get_backend
-from toolkit.backends.base import ArtifactWeight
-from toolkit.backends.weights import fold_batchnorm, match_weights
+from toolkit.backends.weights import fold_batchnorm, match_weights, matchable_layers
 
 SQNR_CAP_DB = 100.0  # identical tensors (infinite SQNR) count as this, so differences stay finite
-
-
-def artifact_weights(fmt: str, path: Path) -> list[ArtifactWeight]:
-    """The weight tensors of an artifact's conv / linear / matmul ops, dense float32, in graph order."""
-    return get_backend(fmt).weights(Path(path))
-
-
-def matchable_layers(model) -> dict[str, object]:
-    """Layer path -> conv / linear module whose weight an artifact's tensors are matched against."""
-    from toolkit.compress.select import weighted_layers
-
-    return {name: m for name, m in weighted_layers(model) if m.weight.dim() >= 2}
 
 
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
@@ -112,7 +99,7 @@ def locate(model, images: np.ndarray, spec, *, fmt: str, path: Path, precision: 
     output_names = tuple(o.name for o in spec.outputs)
     fused = fold_batchnorm(model)
     layers = matchable_layers(fused)
-    weights = artifact_weights(fmt, path)
+    weights = get_backend(fmt).weights(Path(path))
     matched = match_weights(layers, weights)
     names = [n for n in layers if n in matched]
     x = to_network_input(images, spec)

@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 
     from toolkit.compress.stage import Compressed
     from toolkit.context import Context
+    from toolkit.data.records import TaskData
     from toolkit.data.skin_tone import SkinTone
-    from toolkit.data.tasks import TaskData
+    from toolkit.outputs import Outputs
     from toolkit.verify.stats import Bootstrap
 
 
@@ -21,19 +22,23 @@ if TYPE_CHECKING:
 class EvaluationSet:
     data: TaskData
     x: np.ndarray  # the images as the device contract takes them
-    reference: np.ndarray  # the (compressed) float model's outputs on ``x``
+    reference: Outputs  # the (compressed) float model's outputs on ``x``, by name
     tone: SkinTone
     boot: Bootstrap
 
 
 def run(context: Context, compressed: Compressed) -> EvaluationSet:
     from toolkit.data import skin_tone
-    from toolkit.verify.gate import contract_inputs, reference_outputs
+    from toolkit.load.stage import contract_images
+    from toolkit.tasks import get_task
+    from toolkit.verify.gate import reference_outputs, to_nchw
     from toolkit.verify.stats import Bootstrap
 
-    ev, inp = context.recipe.evaluation, context.recipe.input
-    data = context.images(compressed.spec, ev, split=ev.split)
-    x = contract_inputs(data, inp.pixel_range, inp.layout)
-    return EvaluationSet(data=data, x=x, reference=reference_outputs(compressed.wrapped, x),
+    ev, inp, spec = context.recipe.evaluation, context.recipe.input, compressed.spec
+    data = context.images(spec, ev, split=ev.split)
+    x = contract_images(data.inputs, inp.pixel_range, inp.layout)
+    reference = reference_outputs(compressed.wrapped, x)
+    get_task(spec.task).check_outputs(spec, to_nchw(reference, inp.layout))  # before anything is converted
+    return EvaluationSet(data=data, x=x, reference=reference,
                          tone=skin_tone.measure(data.inputs, data.skin_masks),
                          boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))

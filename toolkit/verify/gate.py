@@ -18,12 +18,12 @@ from toolkit.backends import get_backend
 from toolkit.backends.base import Runner
 from toolkit.backends.precisions import PRECISIONS
 from toolkit.convert.base import Artifact
+from toolkit.data.records import TaskData
 from toolkit.data.skin_tone import GROUP_ORDER, UNKNOWN, SkinTone
-from toolkit.data.tasks import TaskData
 from toolkit.load.stage import contract_images
 from toolkit.outputs import Outputs, name_outputs
 from toolkit.registry import ModelSpec, Tolerance
-from toolkit.tasks import get_task
+from toolkit.tasks import get_task, headline
 from toolkit.tasks.measures import softmax
 from toolkit.verify import metrics, stats
 from toolkit.verify.stats import Bootstrap
@@ -70,8 +70,9 @@ def task_view(spec: ModelSpec, outputs: Outputs, layout: str) -> np.ndarray:
     return get_task(spec.task).read(to_nchw(outputs, layout), spec)
 
 
-def _flat(outputs: Outputs) -> np.ndarray:
-    return np.concatenate([v.reshape(-1) for v in outputs.values()]) if outputs else np.zeros(0)
+def _flat(outputs: Outputs, names) -> np.ndarray:
+    """Every value of the named outputs, one after another in ``names``' order (the reference's)."""
+    return np.concatenate([outputs[n].reshape(-1) for n in names]) if names else np.zeros(0)
 
 
 def _criterion(name: str, value: float | None, bound: float | None, *, op: str, **extra) -> dict | None:
@@ -102,7 +103,7 @@ def numerics_by_output(ref: Outputs, out: Outputs) -> dict[str, dict]:
 
 def error_histogram(ref: Outputs, out: Outputs, bins: int = 41) -> dict:
     """Signed error (artifact minus float) of every output value, binned symmetrically about zero."""
-    d = _flat(out).astype(np.float64) - _flat(ref).astype(np.float64)
+    d = _flat(out, ref).astype(np.float64) - _flat(ref, ref).astype(np.float64)
     edge = float(np.max(np.abs(d))) or 1e-12
     counts, edges = np.histogram(d, bins=bins, range=(-edge, edge))
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
@@ -169,9 +170,11 @@ def _named(name: str, output: str, several: bool) -> str:
 
 
 def output_criteria(ref: Outputs, out: Outputs) -> list[dict]:
-    """Each output present, finite and of the reference's shape."""
+    """The outputs named as declared; each present, finite and of the reference's shape."""
     several = len(ref) > 1
     criteria = []
+    if set(out) != set(ref):  # e.g. a bundle exported before its outputs were named as they are now
+        criteria.append({"name": "outputs named as declared", "value": list(out), "bound": list(ref), "op": "==", "passed": False})
     for name, r in ref.items():
         o = out.get(name)
         finite = o is not None and bool(np.all(np.isfinite(o)))
@@ -212,12 +215,13 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
         first = spec.outputs[0].name
         ref = {**ref, first: softmax(ref[first])}
     criteria = output_criteria(ref, out)
+    outputs_ok = all(c["passed"] for c in criteria)
     ref_shapes = {name: (1, *v.shape[1:]) for name, v in ref.items()}  # artifacts are batch-1
     criteria += structural_checks(artifact, (1, *x.shape[1:]), ref_shapes)
     result: dict = {"check": runner.check, "n_samples": int(len(x))}
     if runner.note:
         result["note"] = runner.note
-    if not all(c["passed"] for c in criteria if c["name"].startswith(("outputs finite", "output shape"))):
+    if not outputs_ok:
         result.update(passed=False, criteria=criteria)
         return result
 
@@ -228,7 +232,7 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
     check_margin_names(tolerance, rows)
     by_output = numerics_by_output(ref, out)
     agree = rows["agreement"]["artifact"]["value"] if "agreement" in rows else None
-    key = spec.metric or task.headline
+    key = headline(spec)
     head = rows[key]
 
     criteria += numeric_criteria(spec, by_output, tolerance, PRECISIONS[artifact.precision].tier)
@@ -244,7 +248,7 @@ def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data
         criteria.append(worst)
     result.update(
         passed=all(c["passed"] for c in criteria),
-        numerics=metrics.numerics(_flat(ref), _flat(out)),
+        numerics=metrics.numerics(_flat(ref, ref), _flat(out, ref)),
         numerics_by_output=by_output,
         error_histogram=error_histogram(ref, out),
         agreement=agree,

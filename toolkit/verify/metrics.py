@@ -1,10 +1,8 @@
-"""Output numerics, in float64, and the task metrics through the task (``toolkit.tasks``)."""
+"""Output numerics, in float64 (the task metrics are each task's own: ``toolkit.tasks``)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from toolkit.tasks import get_task
 
 
 def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
@@ -26,13 +24,3 @@ def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         "sqnr_db": sqnr,
     }
 
-
-def task_metric(task: str, outputs: np.ndarray, targets: np.ndarray, num_classes: int = 0,
-                output_names: tuple[str, ...] = ()) -> dict[str, float]:
-    """The task's metrics of raw model outputs (as the task reads them) against ground truth."""
-    return get_task(task).quick_metrics(outputs, targets, num_classes=num_classes, output_names=output_names)
-
-
-def agreement(task: str, ref: np.ndarray, out: np.ndarray) -> float | None:
-    """Fraction of the task's decisions (top-1, per-pixel argmax) that match float; None where it makes none."""
-    return get_task(task).agreement(ref, out)

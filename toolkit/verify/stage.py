@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from toolkit.compress.stage import Compressed
     from toolkit.context import Context
     from toolkit.convert.base import Artifact
-    from toolkit.data.tasks import TaskData
+    from toolkit.data.records import TaskData
     from toolkit.recipe import Target
 
 
@@ -110,6 +110,7 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
     set: artifacts are gated against the compressed float model, so this is the cost of compression."""
     from toolkit.load.contract import DeviceContract
     from toolkit.load.stage import input_contract
+    from toolkit.tasks import headline
     from toolkit.verify.gate import (
         by_group,
         compare_outputs,
@@ -120,6 +121,7 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
 
     if compressed.report is None:
         return None
+    key = headline(compressed.spec)
     recipe, spec, g = context.recipe, compressed.spec, evaluation
     layout, ev = recipe.input.layout, recipe.evaluation
     original = DeviceContract(compressed.loaded.module, spec, input_contract(recipe)).eval()
@@ -128,11 +130,11 @@ def against_original(context: Context, compressed: Compressed, evaluation: Evalu
     groups = by_group(spec, g.reference, before, g.data.targets, g.tone, g.boot, layout=layout, probabilities=False)
     p = recipe.compress.pruning
     criteria = [c for c in (
-        drop_criterion(spec.metric, rows[spec.metric], p.max_metric_drop, ev.noninferiority, versus="original float"),
-        worst_group_criterion(spec.metric, groups, p.max_group_drop, ev.min_group_size, versus="original float"),
+        drop_criterion(key, rows[key], p.max_metric_drop, ev.noninferiority, versus="original float"),
+        worst_group_criterion(key, groups, p.max_group_drop, ev.min_group_size, versus="original float"),
     ) if c is not None] if p is not None else []
-    return {"metric": spec.metric, **rows[spec.metric],
-            "by_group": {k: {"n": v["n"], **v["metrics"][spec.metric]} for k, v in groups.items()},
+    return {"metric": key, **rows[key],
+            "by_group": {k: {"n": v["n"], **v["metrics"][key]} for k, v in groups.items()},
             "criteria": criteria, "passed": all(c["passed"] for c in criteria)}
 
 

@@ -40,7 +40,6 @@ class CoreMLBackend(Backend):
     }
     options = CoreMLOptions
     op_support = {"coreml_ane": ANE_OPS}
-    phones = ("ios",)
 
     def unit_refuses(self, unit: str, precision: str) -> str | None:
         if unit == "npu" and precision == "fp32":

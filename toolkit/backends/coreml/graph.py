@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
 from toolkit.backends.coreml.convert import COMPRESSED_OPS
 from toolkit.backends.coreml.ops import compute_units
 
@@ -168,10 +168,6 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int16": 2, "int
              "fp32": 4, "fp16": 2, "fp64": 8, "float64": 8}
 
 
-def _numel(shape) -> int:
-    return int(np.prod([int(s) for s in shape])) if len(shape) else 1
-
-
 def cost(path: Path) -> Cost:
     from toolkit.backends.coreml.mil import MILProgram, _dtype_name
 
@@ -185,11 +181,11 @@ def cost(path: Path) -> Cost:
             if w is None or w.shape is None:
                 continue
             if op.op_type == "conv":  # weight O, I/g, kh, kw
-                macs += _numel(out) * _numel(w.shape[1:])
+                macs += numel(out) * numel(w.shape[1:])
             elif op.op_type == "conv_transpose":  # weight I, O/g, kh, kw
-                macs += _numel(op.inputs["x"].shape) * _numel(w.shape[1:])
+                macs += numel(op.inputs["x"].shape) * numel(w.shape[1:])
             else:
-                macs += _numel(out) * int(op.inputs["x"].shape[-1])
+                macs += numel(out) * int(op.inputs["x"].shape[-1])
     params = sum(np.asarray(v).size for v in prog._constants.values() if hasattr(v, "shape") and len(v.shape) >= 1)  # noqa: SLF001
     blob = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     weight_bytes = blob.stat().st_size if blob.exists() else 0
@@ -197,8 +193,8 @@ def cost(path: Path) -> Cost:
     for op in compute:
         for v in op.outputs:
             if v.shape is not None and all(isinstance(s, (int, np.integer)) for s in v.shape):
-                acts += _numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4)
-    acts += sum(_numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4) for v in prog.function.inputs.values())
+                acts += numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4)
+    acts += sum(numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4) for v in prog.function.inputs.values())
     return Cost("coreml", macs, int(params), weight_bytes, acts, tuple(op.op_type for op in compute))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
 from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
 from toolkit.errors import VerificationError
 
@@ -64,10 +64,6 @@ def weights(path: Path) -> list[ArtifactWeight]:
     return out
 
 
-def _numel(shape) -> int:
-    return int(np.prod([int(s) for s in shape])) if len(shape) else 1
-
-
 def cost(path: Path) -> Cost:
     import onnx
     from onnx import numpy_helper, shape_inference
@@ -86,15 +82,15 @@ def cost(path: Path) -> Cost:
     macs = 0
     for node in g.node:
         if node.op_type == "Conv":  # weight O, I/g, kh, kw
-            macs += _numel(shapes[node.output[0]]) * _numel(shapes[node.input[1]][1:])
+            macs += numel(shapes[node.output[0]]) * numel(shapes[node.input[1]][1:])
         elif node.op_type == "ConvTranspose":  # weight I, O/g, kh, kw
-            macs += _numel(shapes[node.input[0]]) * _numel(shapes[node.input[1]][1:])
+            macs += numel(shapes[node.input[0]]) * numel(shapes[node.input[1]][1:])
         elif node.op_type in ("Gemm", "MatMul"):
             a = shapes[node.input[0]]
             k = a[-2] if node.op_type == "Gemm" and any(at.name == "transA" and at.i for at in node.attribute) else a[-1]
-            macs += _numel(shapes[node.output[0]]) * k
-    acts = sum(_numel(shapes[o]) * elem.get(o, 4) for n in g.node for o in n.output if o in shapes)
-    acts += sum(_numel(shapes[i.name]) * elem[i.name] for i in g.input if i.name not in inits)
+            macs += numel(shapes[node.output[0]]) * k
+    acts = sum(numel(shapes[o]) * elem.get(o, 4) for n in g.node for o in n.output if o in shapes)
+    acts += sum(numel(shapes[i.name]) * elem[i.name] for i in g.input if i.name not in inits)
     return Cost("onnx", macs, sum(a.size for a in inits.values()), sum(a.nbytes for a in inits.values()), acts,
                 tuple(n.op_type for n in g.node))
 

@@ -134,11 +134,10 @@ def kept_outputs(float_path: Path, module, layers: tuple[str, ...]) -> dict[str,
     missing = [k for k, v in found.items() if not v]
     if missing and module is not None:
         from toolkit.backends.tflite.graph import weights
-        from toolkit.backends.weights import fold_batchnorm, match_weights
+        from toolkit.backends.weights import fold_batchnorm, match_weights, matchable_layers
 
-        network = dict(fold_batchnorm(getattr(module, "model", module)).named_modules())
-        candidates = {n: network[n] for n in missing
-                      if n in network and getattr(getattr(network[n], "weight", None), "dim", lambda: 0)() >= 2}
+        network = matchable_layers(fold_batchnorm(getattr(module, "model", module)))
+        candidates = {n: network[n] for n in missing if n in network}
         weight_of = {op.inputs[1]: op for op in sg.operators if len(op.inputs) > 1}
         for layer, (aw, _, _) in match_weights(candidates, weights(float_path)).items():
             op = weight_of.get(int(aw.name.split()[1]))  # "tensor <index> (<OP>)"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
 from toolkit.backends.tflite.flatbuffer import graph_interpreter
 from toolkit.backends.tflite.ops import GPU_OPS
 from toolkit.errors import VerificationError
@@ -123,10 +123,6 @@ def weights(path: Path) -> list[ArtifactWeight]:
     return out
 
 
-def _numel(shape) -> int:
-    return int(np.prod([int(s) for s in shape])) if len(shape) else 1
-
-
 def cost(path: Path) -> Cost:
     interp = graph_interpreter(path)
     details = {d["index"]: d for d in interp.get_tensor_details()}
@@ -138,7 +134,7 @@ def cost(path: Path) -> Cost:
 
     def nbytes(i: int) -> int:
         d = details[i]
-        return _numel(d["shape"]) * np.dtype(d["dtype"]).itemsize
+        return numel(d["shape"]) * np.dtype(d["dtype"]).itemsize
 
     def shape(i: int):
         return [int(s) for s in details[i]["shape"]]
@@ -150,18 +146,18 @@ def cost(path: Path) -> Cost:
         name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
         if name == "CONV_2D":  # weights O, H, W, I
             _, kh, kw, cin = shape(ins[1])
-            macs += _numel(shape(outs[0])) * kh * kw * cin
+            macs += numel(shape(outs[0])) * kh * kw * cin
         elif name == "DEPTHWISE_CONV_2D":  # weights 1, H, W, O
             _, kh, kw, _ = shape(ins[1])
-            macs += _numel(shape(outs[0])) * kh * kw
+            macs += numel(shape(outs[0])) * kh * kw
         elif name == "FULLY_CONNECTED":  # weights O, I
-            macs += _numel(shape(outs[0])) * shape(ins[1])[-1]
+            macs += numel(shape(outs[0])) * shape(ins[1])[-1]
         elif name == "TRANSPOSE_CONV":  # (output shape, weights O, H, W, I, input): each input scatters kh·kw·O
             cout, kh, kw, _ = shape(ins[1])
-            macs += _numel(shape(ins[2])) * kh * kw * cout
+            macs += numel(shape(ins[2])) * kh * kw * cout
         elif name == "BATCH_MATMUL":
-            macs += _numel(shape(outs[0])) * shape(ins[0])[-1]
-    return Cost("tflite", macs, sum(_numel(shape(i)) for i in constants), sum(nbytes(i) for i in constants),
+            macs += numel(shape(outs[0])) * shape(ins[0])[-1]
+    return Cost("tflite", macs, sum(numel(shape(i)) for i in constants), sum(nbytes(i) for i in constants),
                 sum(nbytes(o) for op in ops for o in op["outputs"] if o not in unpacked) + sum(nbytes(i) for i in graph_inputs),
                 tuple(op["op_name"] for op in ops if not set(op["outputs"]) <= unpacked))
 
