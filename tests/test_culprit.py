@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from toolkit.backends.base import ArtifactWeight
+from toolkit.backends.weights import match_weights
 from toolkit.load import load_model
 from toolkit.tasks.data import task_data
 from toolkit.verify import culprit
@@ -38,10 +40,10 @@ def test_matching_undoes_axis_order_and_refuses_strangers():
     layers = {"a": nn.Conv2d(3, 8, 3), "b": nn.Conv2d(8, 8, 3, groups=8), "c": nn.Linear(64, 16)}
     w = {k: m.weight.detach().numpy() for k, m in layers.items()}
     weights = [
-        culprit.ArtifactWeight("ohwi", np.transpose(w["a"], (0, 2, 3, 1)).copy()),  # TFLite CONV_2D layout
-        culprit.ArtifactWeight("1hwo", np.transpose(w["b"], (1, 2, 3, 0)).copy()),  # TFLite DEPTHWISE layout
-        culprit.ArtifactWeight("noise", rng.normal(size=(16, 64)).astype(np.float32)),  # unrelated, same shape as c
+        ArtifactWeight("ohwi", np.transpose(w["a"], (0, 2, 3, 1)).copy()),  # TFLite CONV_2D layout
+        ArtifactWeight("1hwo", np.transpose(w["b"], (1, 2, 3, 0)).copy()),  # TFLite DEPTHWISE layout
+        ArtifactWeight("noise", rng.normal(size=(16, 64)).astype(np.float32)),  # unrelated, same shape as c
     ]
-    matched = culprit.match_weights(layers, weights)
+    matched = match_weights(layers, weights)
     assert set(matched) == {"a", "b"}
     assert np.array_equal(matched["a"][1], w["a"]) and np.array_equal(matched["b"][1], w["b"])
