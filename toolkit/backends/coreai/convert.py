@@ -20,6 +20,20 @@ from toolkit.errors import ConversionError
 MINIMUM_OS = "v27"  # the only version coreai-core 1.0.0b3 serializes for (iOS / macOS 27)
 
 
+def decompositions() -> dict:
+    """coreai-torch's table, less the ops it lowers itself that torch 2.13's defaults would decompose into
+    ops it cannot lower: adaptive average pooling would become ``as_strided`` (refused); it is kept as
+    ``_adaptive_avg_pool2d``, which coreai-torch lowers."""
+    import coreai_torch
+    import torch
+
+    aten = torch.ops.aten
+    table = coreai_torch.get_decomp_table()
+    table[aten.adaptive_avg_pool2d.default] = lambda x, size: aten._adaptive_avg_pool2d.default(x, size)
+    table.pop(aten._adaptive_avg_pool2d.default, None)
+    return table
+
+
 def _float16(net):
     """``net`` computing in float16 behind float32 I/O (a copy: the caller's network is not changed)."""
     import torch
@@ -61,7 +75,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     net = named_module(module, names).eval()
     if precision == "fp16":
         net = _float16(net)
-    exported = torch.export.export(net, (sample,)).run_decompositions(coreai_torch.get_decomp_table())
+    exported = torch.export.export(net, (sample,)).run_decompositions(decompositions())
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     program = converter.add_exported_program(exported, input_names=[INPUT_NAME], output_names=names).to_coreai()
 
