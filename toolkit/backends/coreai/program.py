@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.backends.base import numel
+
 INPUT_NAME = "image"
 # Data-movement ops between a stored constant and the op that consumes it as a weight (a linear layer's
 # matrix reaches its matmul through a transpose).
@@ -117,11 +119,26 @@ def read_program(path: Path, function: str = "main") -> Program:
             tensors[rid] = _tensor(r.type)
             producer[rid] = op
         if op.kind == "constant":
-            constants[op.results[0]] = np.array(o.attributes["value"])
+            constants[op.results[0]] = _constant(o, tensors[op.results[0]])
         if op.kind == "output":
             outputs = list(op.operands)
     out_names = _io_names(graph, "res_attrs", len(outputs)) or [f"output_{i}" for i in range(len(outputs))]
     return Program(function, list(zip(in_names, args)), list(zip(out_names, outputs)), ops, tensors, constants, producer)
+
+
+def _constant(op, tensor: Tensor) -> np.ndarray:
+    """A constant's value. Large ones are stored as resource blobs, which numpy sees as one opaque object:
+    their bytes are copied out by the compiler's own binding (as coreai-opt reads them)."""
+    value = np.array(op.attributes["value"])
+    if value.dtype != np.object_:
+        return value
+    from coreai._compiler._mlir_libs._coreaiIR import _bindings
+
+    dtypes = {"f32": np.float32, "f16": np.float16, "si8": np.int8, "ui8": np.uint8, "si32": np.int32, "ui32": np.uint32}
+    buffer = np.zeros(int(np.ceil(numel(tensor.shape) * tensor.itemsize)), dtype=np.uint8)
+    _bindings.compiler.copy_constant_value_to_array(constant_op=op, destination=buffer)
+    dtype = dtypes.get(tensor.dtype)
+    return buffer if dtype is None else np.frombuffer(buffer.tobytes(), dtype=dtype).reshape(tensor.shape)
 
 
 def _io_names(graph, key: str, n: int) -> list[str]:
