@@ -32,6 +32,7 @@ benchmark: {enabled: false}
         assert [(i["name"], i["dtype"]) for i in structure["inputs"]] == [("image", "f32")]  # the contract tensor, float32 I/O
         want = "f32" if a["precision"] == "fp32" else "f16"
         assert set(structure["weight_dtypes"]) == {want} and set(structure["weighted_op_dtypes"]) == {want}
+        assert sum(structure["weight_dtypes"].values()) == 53  # every conv (52) and the classifier, large ones stored as blobs
         asset = json.loads((bundle / a["path"] / "metadata.json").read_text())
         fields = asset["creatorDefinedMetadata"]
         assert asset["author"] == "skinkit" and fields["skinkit.model"] == "acne_mobilenetv2"
