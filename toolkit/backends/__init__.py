@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.backends import coreml, onnx, tflite
+from toolkit.backends import coreai, coreml, onnx, tflite
 from toolkit.backends.base import Backend, OpSupport
 from toolkit.errors import BadInputError, ConversionError
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (onnx.BACKEND, tflite.BACKEND, coreml.BACKEND)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (onnx.BACKEND, tflite.BACKEND, coreml.BACKEND, coreai.BACKEND)}
 
 
 def get_backend(name: str) -> Backend:

@@ -1,0 +1,162 @@
+"""Reading a saved ``.aimodel``: its program (an MLIR module of ``coreai.*`` ops) as plain records, and its
+``metadata.json``. Shared by the converter (to check what it wrote) and every reading hook."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.backends.base import numel
+
+INPUT_NAME = "image"
+# Data-movement ops between a stored constant and the op that consumes it as a weight (a linear layer's
+# matrix reaches its matmul through a transpose).
+PASS_THROUGH = ("transpose", "reshape", "cast")
+_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i1": 1}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    shape: tuple[int, ...]
+    dtype: str  # MLIR element type: f32, f16, ui32, si32, i8, ...
+
+    @property
+    def itemsize(self) -> int:
+        if self.dtype in _ITEMSIZE:
+            return _ITEMSIZE[self.dtype]
+        bits = int("".join(c for c in self.dtype if c.isdigit()) or 32)
+        return max(1, bits // 8)
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # the op name without its dialect prefixes: conv2d, broadcasting_batch_matmul, constant
+    operands: tuple[int, ...]  # value ids
+    results: tuple[int, ...]
+
+
+@dataclass
+class Program:
+    function: str
+    inputs: list[tuple[str, int]]  # (name, value id)
+    outputs: list[tuple[str, int]]
+    ops: list[Op]
+    tensors: dict[int, Tensor]
+    constants: dict[int, np.ndarray] = field(repr=False)
+    producer: dict[int, Op] = field(repr=False)
+
+    def compute_ops(self) -> list[Op]:
+        return [op for op in self.ops if op.kind not in ("constant", "output")]
+
+    def stored(self, value: int) -> np.ndarray | None:
+        """The constant a value is read from, through data-movement ops (None: computed at run time)."""
+        seen = 0
+        while value not in self.constants and seen < 8:
+            op = self.producer.get(value)
+            if op is None or op.kind not in PASS_THROUGH:
+                return None
+            value, seen = op.operands[0], seen + 1
+        return self.constants.get(value)
+
+    def weight_values(self) -> list[tuple[Op, int]]:
+        """(op, weight value id) of every conv and matmul whose second operand is stored in the file."""
+        out = []
+        for op in self.compute_ops():
+            if ("conv" in op.kind or "matmul" in op.kind) and len(op.operands) > 1:
+                arr = self.stored(op.operands[1])
+                if arr is not None and arr.ndim >= 2:
+                    out.append((op, op.operands[1]))
+        return out
+
+    def histogram(self) -> dict[str, int]:
+        return dict(sorted(collections.Counter(op.kind for op in self.ops if op.kind != "output").items()))
+
+
+def _tensor(t) -> Tensor:
+    from coreai._compiler.ir import RankedTensorType
+
+    rt = RankedTensorType(t)
+    return Tensor(tuple(int(s) for s in rt.shape), str(rt.element_type))
+
+
+def _kind(name: str) -> str:
+    return name.removeprefix("coreai.").removeprefix("decomposable.")
+
+
+def read_program(path: Path, function: str = "main") -> Program:
+    """The ops of ``function`` in a saved asset, in program order, with every value's type and every constant."""
+    from coreai.authoring.asset import AIModelAsset
+
+    module = AIModelAsset.load(Path(path)).program._module._mlir_module  # noqa: SLF001 (the bytecode's MLIR module)
+    graph = None
+    for op in module.body.operations:
+        attr = op.operation.attributes
+        if op.operation.name == "coreai.graph" and "sym_name" in attr and str(attr["sym_name"]).strip('"') == function:
+            graph = op.operation
+    if graph is None:
+        graph = next(op.operation for op in module.body.operations if op.operation.name == "coreai.graph")
+    ids: dict = {}
+
+    def vid(value) -> int:
+        return ids.setdefault(value, len(ids))
+
+    block = graph.regions[0].blocks[0]
+    tensors: dict[int, Tensor] = {}
+    args = []
+    for a in block.arguments:
+        tensors[vid(a)] = _tensor(a.type)
+        args.append(vid(a))
+    in_names = _io_names(graph, "arg_attrs", len(args)) or [INPUT_NAME] * len(args)
+    ops, constants, producer, outputs = [], {}, {}, []
+    for inner in block.operations:
+        o = inner.operation
+        op = Op(_kind(o.name), tuple(vid(v) for v in o.operands), tuple(vid(r) for r in o.results))
+        ops.append(op)
+        for r, rid in zip(o.results, op.results):
+            tensors[rid] = _tensor(r.type)
+            producer[rid] = op
+        if op.kind == "constant":
+            constants[op.results[0]] = _constant(o, tensors[op.results[0]])
+        if op.kind == "output":
+            outputs = list(op.operands)
+    out_names = _io_names(graph, "res_attrs", len(outputs)) or [f"output_{i}" for i in range(len(outputs))]
+    return Program(function, list(zip(in_names, args)), list(zip(out_names, outputs)), ops, tensors, constants, producer)
+
+
+def _constant(op, tensor: Tensor) -> np.ndarray:
+    """A constant's value. Large ones are stored as resource blobs, which numpy sees as one opaque object:
+    their bytes are copied out by the compiler's own binding (as coreai-opt reads them)."""
+    value = np.array(op.attributes["value"])
+    if value.dtype != np.object_:
+        return value
+    from coreai._compiler._mlir_libs._coreaiIR import _bindings
+
+    dtypes = {"f32": np.float32, "f16": np.float16, "si8": np.int8, "ui8": np.uint8, "si32": np.int32, "ui32": np.uint32}
+    buffer = np.zeros(int(np.ceil(numel(tensor.shape) * tensor.itemsize)), dtype=np.uint8)
+    _bindings.compiler.copy_constant_value_to_array(constant_op=op, destination=buffer)
+    dtype = dtypes.get(tensor.dtype)
+    return buffer if dtype is None else np.frombuffer(buffer.tobytes(), dtype=dtype).reshape(tensor.shape)
+
+
+def _io_names(graph, key: str, n: int) -> list[str]:
+    """The ``coreai.name`` of each argument or result (empty if the graph does not name them)."""
+    from coreai._compiler.ir import DictAttr, StringAttr
+
+    attrs = graph.attributes
+    if key not in attrs:
+        return []
+    names = []
+    for entry in attrs[key]:
+        d = DictAttr(entry)
+        names.append(StringAttr(d["coreai.name"]).value if "coreai.name" in d else "")
+    return names if len(names) == n and all(names) else []
+
+
+def read_metadata(path: Path) -> dict:
+    """``metadata.json``: producer, author, license, description and ``creatorDefinedMetadata`` (JSON values)."""
+    import json
+
+    return json.loads((Path(path) / "metadata.json").read_text())
