@@ -2,8 +2,7 @@
 
 1. load      — the trained model and its contract (spec, checkpoint, provenance)
 2. compress  — optional pruning, on a copy; the device contract baked around the network
-3. convert   — one artifact per recipe target (ONNX, TFLite, Core ML); first, once, the evaluation set
-               (calibration must not overlap it; the mixed-precision search gates on it)
+3. convert   — first, once, the evaluation set (calibration must not overlap it); then one artifact per target
 4. verify    — each artifact against the float model on the evaluation set; the gate
 5. benchmark — host latency of each artifact next to the PyTorch reference
 6. bundle    — manifest, report and artifacts, renamed into place atomically
