@@ -44,7 +44,7 @@ def name_outputs(result: object, names: Sequence[str]) -> dict[str, "torch.Tenso
     elif isinstance(result, (tuple, list)):
         if len(result) != len(names):
             raise BadInputError(f"the model returns {len(result)} values but declares {len(names)} outputs ({', '.join(names)})",
-                                fix="declare one output per returned value, in order")
+                                fix="declare one output per returned value, in order, in the recipe's model.outputs")
         items = list(zip(names, result))
     else:
         raise BadInputError(f"the model returns a {type(result).__name__}, not tensors",

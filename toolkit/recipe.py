@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from toolkit.backends import BACKENDS
 from toolkit.backends.precisions import PRECISIONS
 from toolkit.errors import RecipeError
+from toolkit.tasks import TASKS
 
 Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
 
@@ -26,15 +27,74 @@ class OutputDecl(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the output's name in every artifact (an identifier)")
     description: str = ""
     unit: str = ""
+    shape: tuple[int | None, ...] | None = Field(
+        None, description="per image, as the PyTorch model returns it (no batch axis; null: any size), e.g. [4] or [5, 96, 96]; "
+                          "checked on one forward pass before anything converts")
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, shape):
+        if shape is not None and any(d is not None and d < 1 for d in shape):
+            raise ValueError(f"shape sizes must be >= 1 or null (got {list(shape)})")
+        return shape
+
+
+class NormalizationDecl(_Strict):
+    """What the network was trained to see: ``(pixel - mean) / std``, with pixels in ``pixel_range``."""
+
+    pixel_range: Literal["0-1", "0-255"] = Field("0-1", description="the range mean and std are expressed in")
+    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="one number, or one per channel in the network's channel order")
+    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="one number, or one per channel in the network's channel order")
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _broadcast(cls, value, info):
+        if isinstance(value, (int, float)):
+            return (value,) * 3
+        if isinstance(value, (list, tuple)) and len(value) != 3:
+            raise ValueError(f"{info.field_name} is one number or one per channel (three), got {len(value)}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, std):
+        if any(not v > 0 for v in std):
+            raise ValueError(f"std must be > 0 (got {list(std)})")
+        return std
+
+    def unit_scale(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """mean and std in 0–1 pixel units, as a spec keeps them."""
+        k = 255.0 if self.pixel_range == "0-255" else 1.0
+        return tuple(m / k for m in self.mean), tuple(s / k for s in self.std)
+
+
+# What describes a user's model, each overriding the borrowed spec's (``spec_from``); unset, they leave a
+# recipe's hash as it was.
+DESCRIPTION_FIELDS = ("outputs", "task", "description", "input_size", "output_size", "channel_order", "normalization",
+                      "labels", "metric")
 
 
 class ModelRef(_Strict):
     name: str = Field(description="a registered model, 'path/to/file.py:factory', or 'path/to/program.pt2'")
     checkpoint: Path | None = Field(None, description="weights (.safetensors, .pt/.pth); default: the shipped trained weights")
-    spec_from: str | None = Field(None, description="registered model whose contract a user model borrows")
+    spec_from: str | None = Field(None, description="registered model whose contract a user model borrows; "
+                                                    "each field below overrides the borrowed one")
     outputs: tuple[OutputDecl, ...] | None = Field(
         None, description="a user model's outputs, in the order it returns them (or the keys of the dict it returns); "
-                          "a name or {name, description, unit} each; default: the spec_from model's outputs")
+                          "a name or {name, description, unit, shape} each; default: the spec_from model's outputs, "
+                          "else the task's one output")
+    task: str | None = Field(None, description=f"what the outputs mean and how they are judged: one of {', '.join(TASKS)}")
+    description: str | None = Field(None, description="one line on what the model does (manifest, report)")
+    input_size: tuple[int, int] | None = Field(None, description="[height, width] of the network's input (or one number)")
+    output_size: tuple[int, int] | None = Field(
+        None, description="[height, width] of a dense output (segmentation, super-resolution); default: what the model returns")
+    channel_order: Literal["RGB", "BGR"] | None = Field(
+        None, description="the channel order the network was trained on; apps always hand over RGB (a BGR network's graph swaps)")
+    normalization: NormalizationDecl | None = Field(
+        None, description="{pixel_range, mean, std}: the network sees (pixel - mean) / std; "
+                          "a model that normalizes itself: {pixel_range: 0-255} (or 0-1) alone")
+    labels: tuple[str, ...] | None = Field(None, description="class names, in the order of the class scores")
+    metric: str | None = Field(None, description="the headline task metric the gate judges (default: the task's)")
 
     @field_validator("outputs", mode="before")
     @classmethod
@@ -43,22 +103,71 @@ class ModelRef(_Strict):
             return tuple({"name": v} if isinstance(v, str) else v for v in value)
         return value
 
+    @field_validator("input_size", "output_size", mode="before")
+    @classmethod
+    def _square(cls, value):
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("input_size", "output_size")
+    @classmethod
+    def _sizes(cls, value):
+        if value is not None and not all(8 <= v <= 8192 for v in value):
+            raise ValueError("sizes are 8 to 8192 pixels")
+        return value
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task):
+        if task is not None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+        return task
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels):
+        if labels is not None:
+            if not labels:
+                raise ValueError("labels is empty: name the classes in the order of the class scores")
+            repeated = sorted({x for x in labels if labels.count(x) > 1})
+            if repeated:
+                raise ValueError(f"labels names {', '.join(repeated)} more than once")
+        return labels
+
+    @property
+    def is_user_model(self) -> bool:
+        return self.name.endswith(".pt2") or ":" in self.name
+
     @model_validator(mode="after")
-    def _user_outputs(self) -> "ModelRef":
-        if self.outputs is None:
-            return self
-        if not (self.name.endswith(".pt2") or ":" in self.name):
-            raise ValueError("model.outputs describes your own model ('file.py:factory' or '.pt2'); "
-                             f"the registered model {self.name!r} declares its own outputs")
-        names = [o.name for o in self.outputs]
-        if not names:
-            raise ValueError("model.outputs is empty: name at least one output")
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"model.outputs names {', '.join(repeated)} more than once")
-        if "image" in names:
-            raise ValueError("model.outputs may not be named 'image': that is the artifacts' input")
+    def _describes_user_model(self) -> "ModelRef":
+        given = [f for f in DESCRIPTION_FIELDS if getattr(self, f) is not None]
+        if given and not self.is_user_model:
+            raise ValueError(f"model.{given[0]} describes your own model ('file.py:factory' or '.pt2'); "
+                             f"the registered model {self.name!r} declares its own {given[0].replace('_', ' ')}")
+        if self.outputs is not None:
+            names = [o.name for o in self.outputs]
+            if not names:
+                raise ValueError("model.outputs is empty: name at least one output")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"model.outputs names {', '.join(repeated)} more than once")
+            if "image" in names:
+                raise ValueError("model.outputs may not be named 'image': that is the artifacts' input")
+        if self.is_user_model and self.spec_from is None:
+            self._check_complete()
         return self
+
+    def _check_complete(self) -> None:
+        """Without ``spec_from`` the recipe is the whole description: what no default can stand for is named."""
+        missing = [f for f in ("task", "input_size", "normalization") if getattr(self, f) is None]
+        if self.task is not None:
+            task = TASKS[self.task]
+            if task.needs_labels and self.labels is None:
+                missing.append("labels")
+            if task.default_output is None and self.outputs is None:
+                missing.append("outputs")
+        if missing:
+            raise ValueError(f"model {self.name!r} borrows no spec (spec_from), so the recipe must give "
+                             f"model.{', model.'.join(missing)}")
 
 
 class InputConfig(_Strict):
@@ -268,8 +377,9 @@ class Recipe(_Strict):
 
     def canonical_json(self) -> str:
         data = self.model_dump(mode="json")
-        if data["model"]["outputs"] is None:  # unset, it leaves the hash of every recipe written before it as it was
-            del data["model"]["outputs"]
+        for key in DESCRIPTION_FIELDS:  # unset, they leave the hash of every recipe written before them as it was
+            if data["model"][key] is None:
+                del data["model"][key]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:

@@ -17,6 +17,7 @@ class OutputSpec:
     name: str
     description: str
     unit: str = ""
+    shape: tuple[int | None, ...] | None = None  # per image, as the network returns it (no batch axis); None: unchecked
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,26 @@ class Tolerance:
     max_group_drop: float | None = None
 
 
+# Tiers of a model whose output is a decision per image (class scores) or per pixel (class maps): the
+# acne classifiers' and segmenters' tolerances, and the defaults of a user's model of those tasks.
+DECISION_TOLERANCES = {
+    "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.995, max_metric_drop=0.005),
+    # Logits span about ±20: float16 keeps ~3 significant digits, so 0.25 is ~1 % of the range.
+    "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.98, max_metric_drop=0.01),
+    # Quantized tiers: elementwise error is not meaningful at 8 bits; agreement and macro-F1 are.
+    # Margins are judged on the upper end of the drop's 95 % CI: on 200 images that end sits about
+    # 1.5 points above a drop of zero once a few decisions differ (published w8a8 MobileNetV2: −1.8 top-1).
+    "int8": Tolerance(min_cosine=0.98, min_agreement=0.95, max_metric_drop=0.03),
+    "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.90, max_metric_drop=0.05),
+}
+DENSE_DECISION_TOLERANCES = {
+    "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, min_agreement=0.999, max_metric_drop=0.002),
+    "fp16": Tolerance(max_abs=0.25, min_cosine=0.9995, min_agreement=0.995, max_metric_drop=0.01),
+    "int8": Tolerance(min_cosine=0.98, min_agreement=0.97, max_metric_drop=0.02),
+    "lowbit": Tolerance(min_cosine=0.95, min_agreement=0.95, max_metric_drop=0.04),
+}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     n_train: int
@@ -60,9 +81,10 @@ class ModelSpec:
     input_size: tuple[int, int]  # (height, width) of the network input
     outputs: tuple[OutputSpec, ...]
     tolerances: dict[str, Tolerance]  # keyed by precision tier: "fp32", "fp16", "int8", "lowbit"
-    training: TrainingConfig
+    training: TrainingConfig | None = None  # how `skinkit train` makes its weights; None: a user's model, trained elsewhere
     labels: tuple[str, ...] = ()
-    color_order: Literal["RGB"] = "RGB"
+    # The channel order the network was trained on. Apps always hand over RGB; a BGR network's graph swaps them.
+    color_order: Literal["RGB", "BGR"] = "RGB"
     # The network itself sees (pixel / 255 - mean) / std, NCHW. Exported artifacts bake this in.
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)

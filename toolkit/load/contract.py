@@ -34,10 +34,11 @@ class InputContract:
             "layout": self.layout.upper(),
             "dtype": "float32",
             "range": [0, 255] if self.pixel_range == "0-255" else [0, 1],
-            "color_order": spec.color_order,
+            "color_order": "RGB",
             "normalization": {
                 "applied_in_graph": True,
-                "formula": "(pixel / scale - mean) / std",
+                "network_color_order": spec.color_order,
+                "formula": "(pixel / scale - mean) / std" + ("" if spec.color_order == "RGB" else f", channels reordered to {spec.color_order} first"),
                 "scale": 255.0 if self.pixel_range == "0-255" else 1.0,
                 "mean": list(spec.mean),
                 "std": list(spec.std),
@@ -45,8 +46,16 @@ class InputContract:
         }
 
 
+def to_network_order(x: torch.Tensor, color_order: str) -> torch.Tensor:
+    """NCHW RGB → the channel order the network was trained on (slices and a concat: every converter has them)."""
+    if color_order == "RGB":
+        return x
+    return torch.cat([x[:, 2:3], x[:, 1:2], x[:, 0:1]], dim=1)
+
+
 def normalize(pixels: torch.Tensor, spec: ModelSpec, *, pixel_range: PixelRange = "0-255") -> torch.Tensor:
-    """NCHW pixels in ``pixel_range`` → what the network was trained on."""
+    """NCHW RGB pixels in ``pixel_range`` → what the network was trained on (its channel order, normalized)."""
+    pixels = to_network_order(pixels, spec.color_order)
     scale = 255.0 if pixel_range == "0-255" else 1.0
     mean = torch.tensor(spec.mean, dtype=pixels.dtype).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, dtype=pixels.dtype).view(1, 3, 1, 1)
@@ -89,6 +98,7 @@ class DeviceContract(nn.Module):
         # torch.export) sees no shape-dependent branch, and a network whose outputs do not match the declared
         # ones is refused here, before any conversion.
         self.output_ranks = output_ranks(model, spec)
+        self.color_order = spec.color_order
         scale = 255.0 if contract.pixel_range == "0-255" else 1.0
         std = torch.tensor(spec.std)
         self.register_buffer("mul", (1.0 / (scale * std)).view(1, 3, 1, 1), persistent=False)
@@ -105,7 +115,7 @@ class DeviceContract(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if self.input_layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
-        named = name_outputs(self.model(x * self.mul + self.add), self.output_names)
+        named = name_outputs(self.model(to_network_order(x, self.color_order) * self.mul + self.add), self.output_names)
         ys = tuple(y.permute(0, 2, 3, 1) if self.layout == "nhwc" and rank == 4 else y
                    for y, rank in zip(named.values(), self.output_ranks))
         return ys[0] if len(ys) == 1 else ys

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toolkit.errors import BadInputError, CheckpointError
 from toolkit.load import checkpoint as ckpt
-from toolkit.registry import ModelSpec, OutputSpec, get_spec
+from toolkit.registry import ModelSpec, get_spec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
 
@@ -45,33 +45,36 @@ def _import_factory(ref: str, base: Path):
 
 
 def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | None = None, base_dir: Path = Path("."),
-               outputs: tuple[OutputSpec, ...] | None = None) -> LoadedModel:
+               spec: ModelSpec | None = None) -> LoadedModel:
     """Load a registered model (shipped weights unless ``checkpoint``) or a user's ``file.py:factory``
-    / ``.pt2`` program, whose contract is borrowed from the registered ``spec_from``."""
+    / ``.pt2`` program, whose contract is ``spec`` (``toolkit.load.describe.user_spec``) or borrowed from
+    the registered ``spec_from``."""
     import torch
 
     if name.endswith(".pt2") or ":" in name:
-        if spec_from is None:
+        if spec is None and spec_from is None:
             raise BadInputError(f"model {name!r} is not registered, so its input contract is unknown",
-                                fix="add model.spec_from: <registered model> to the recipe to borrow its contract (input size, normalization, labels)")
-        base_spec = get_spec(spec_from)
-        if outputs:
-            base_spec = replace(base_spec, outputs=tuple(outputs))
+                                fix="describe it in the recipe (model: task, input_size, normalization, labels) "
+                                    "or borrow a registered model's contract with model.spec_from")
+        base_spec = spec or get_spec(spec_from)
+        described = {"spec_from": spec_from} if spec_from else {"described_by": "recipe"}
         if name.endswith(".pt2"):
             path = (base_dir / name).resolve()
             module = ckpt.load_exported(path)
             spec = replace(base_spec, name=path.stem, factory=lambda: module)
             return LoadedModel(module, spec, {"source": "torch.export program", "checkpoint": str(path),
-                                              "checkpoint_sha256": ckpt.sha256(path), "spec_from": spec_from})
+                                              "checkpoint_sha256": ckpt.sha256(path), **described})
         factory = _import_factory(name, base_dir)
         if checkpoint is None:
             raise CheckpointError(f"model {name!r} has no checkpoint", fix="set model.checkpoint to its trained weights (.safetensors or .pt)")
         spec = replace(base_spec, name=Path(name.rpartition(":")[0]).stem, factory=factory)
         source = "user factory"
+        extra = described
     else:
         spec = get_spec(name)
         factory = spec.factory
         source = "skinkit reference model"
+        extra = {}
         if checkpoint is None:
             checkpoint = shipped_checkpoint(name)
             if not checkpoint.exists():
@@ -84,4 +87,4 @@ def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | No
     ckpt.load_into(module, state, path)
     module.eval()
     return LoadedModel(module, spec, {"source": source, "checkpoint": str(path), "checkpoint_sha256": ckpt.sha256(path),
-                                      "checkpoint_format": path.suffix.lstrip(".")})
+                                      "checkpoint_format": path.suffix.lstrip("."), **extra})

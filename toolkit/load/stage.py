@@ -32,8 +32,16 @@ def contract_images(images: np.ndarray, pixel_range: str, layout: str) -> np.nda
 
 
 def run(context: Context, model: ModelRef) -> LoadedModel:
-    from toolkit.registry import OutputSpec
+    """Load the model, then run it once on one input of its contract and check what it returns against the
+    description (names, shapes, what the task reads) and that the evaluation data can be annotated for it:
+    a mismatch stops here, in one line, before anything converts."""
+    from dataclasses import replace
 
-    outputs = tuple(OutputSpec(o.name, o.description, o.unit) for o in model.outputs) if model.outputs else None
-    return load_model(model.name, checkpoint=model.checkpoint, spec_from=model.spec_from, base_dir=context.recipe_dir,
-                      outputs=outputs)
+    from toolkit.load.describe import check_synthetic, probe, user_spec
+
+    spec = user_spec(model, "user") if model.is_user_model else None
+    loaded = load_model(model.name, checkpoint=model.checkpoint, spec_from=model.spec_from, base_dir=context.recipe_dir, spec=spec)
+    loaded = replace(loaded, spec=probe(loaded.module, loaded.spec))
+    if context.recipe.evaluation.source == "synthetic":
+        check_synthetic(loaded.spec, "evaluation")
+    return loaded

@@ -34,6 +34,12 @@ class Task(ABC):
     report_title: ClassVar[str] = "Task details"  # heading of the report section ``report_lines`` fills
     # The first output scores one class per label: a Core ML target can carry it as a classifier.
     class_scores: ClassVar[bool] = False
+    # What a user's model of this task that borrows no registered spec gets unless its recipe says otherwise:
+    # tolerance tiers (precision tier -> ``toolkit.registry.Tolerance``), the name of its one output (None: the
+    # recipe must declare its outputs), and whether the recipe must name its labels.
+    default_tolerances: ClassVar[dict] = {}
+    default_output: ClassVar[str | None] = None
+    needs_labels: ClassVar[bool] = False
 
     # --- outputs -------------------------------------------------------------------------------------
     def reads(self, spec: ModelSpec) -> tuple[str, ...]:
@@ -61,9 +67,16 @@ class Task(ABC):
         if want is None or (len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))):
             return
         shown = "[" + ", ".join("any" if w is None else str(w) for w in want) + "]"
+        if len(got) == len(want) > 1 and want[0] in (None, got[0]):
+            fix = (f"set model.output_size: {list(got[1:])} if that is what the model makes, "
+                   f"or give the model the contract's output size {list(want[1:])}")
+        elif len(got) == len(want) and self.needs_labels and spec.labels:
+            fix = (f"if {name!r} holds {self.reads_as}, give model.labels one entry per class ({got[0]}); "
+                   f"otherwise declare first in model.outputs the output that does")
+        else:
+            fix = f"declare first in model.outputs the output that holds {self.reads_as}"
         raise BadInputError(f"the {self.name} task reads output {name!r} as {self.reads_as} of shape {shown} per image, "
-                            f"but it has shape {list(got)}",
-                            fix=f"declare first in model.outputs the output that holds the {self.reads_as}")
+                            f"but it has shape {list(got)}", fix=fix)
 
     # --- data ------------------------------------------------------------------------------------------
     def synthetic_example(self, spec: ModelSpec, *, seed: int, split: str, index: int):
@@ -78,6 +91,11 @@ class Task(ABC):
         x = cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA) if resized else sample.image
         skin = cv2.resize(sample.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST) if resized else sample.skin_mask
         return sample, x, self.synthetic_target(sample, spec), skin
+
+    def synthetic_problem(self, spec: ModelSpec) -> str | None:
+        """Why the synthetic generator cannot annotate data for ``spec`` (its labels or outputs are not what
+        the generator draws), in words; None when it can."""
+        return None
 
     def synthetic_target(self, sample: SkinSample, spec: ModelSpec) -> np.ndarray | int:
         raise NotImplementedError(f"task {self.name!r} builds its synthetic examples itself")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import DataError
+from toolkit.registry import DECISION_TOLERANCES
 from toolkit.tasks import measures
 from toolkit.tasks.base import Task
 
@@ -21,9 +22,19 @@ class Classification(Task):
     reads_as = "class scores over the labels"
     lower_is_better = ("calibration_error",)
     report_title = "Confusion matrices (rows: truth, columns: prediction)"
+    default_tolerances = DECISION_TOLERANCES
+    default_output = "logits"
+    needs_labels = True
 
     def expected_shape(self, spec) -> tuple[int | None, ...]:
         return (len(spec.labels) or None,)
+
+    def synthetic_problem(self, spec) -> str | None:
+        from toolkit.data.synthetic import ACNE_GRADES
+
+        if tuple(spec.labels) != ACNE_GRADES:
+            return f"the synthetic images are labelled with the acne grades {', '.join(ACNE_GRADES)}, not {', '.join(spec.labels)}"
+        return None
 
     def synthetic_target(self, sample, spec) -> int:
         return sample.acne_grade

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import DataError
+from toolkit.registry import Tolerance
 from toolkit.tasks import measures
 from toolkit.tasks.base import Task
 
@@ -21,6 +22,10 @@ class Regression(Task):
     higher_is_better = False
     lower_is_better = ("mae", "rmse")
     undirected = ("ba_bias", "ba_loa_low", "ba_loa_high")
+    # A user's regression outputs have units skinkit cannot know: by default they are gated on numerics
+    # against float; a budget on MAE (``tolerances.<tier>.max_metric_drop``) is the recipe's, in its units.
+    default_tolerances = {"fp32": Tolerance(min_cosine=0.99999), "fp16": Tolerance(min_cosine=0.9999),
+                          "int8": Tolerance(min_cosine=0.995), "lowbit": Tolerance(min_cosine=0.99)}
 
     def reads(self, spec) -> tuple[str, ...]:
         return tuple(o.name for o in spec.outputs)
@@ -42,12 +47,15 @@ class Regression(Task):
             raise BadInputError(f"the regression task reads one scalar per output, but {name!r} has shape {shape} per image",
                                 fix="return one value per image for each declared output")
 
-    def synthetic_target(self, sample, spec) -> np.ndarray:
+    def synthetic_problem(self, spec) -> str | None:
         unknown = [o.name for o in spec.outputs if o.name not in self.SYNTHETIC]
-        if unknown:
-            raise DataError(f"the synthetic data annotates {', '.join(self.SYNTHETIC)}, not {', '.join(unknown)}",
-                            fix="name the outputs after those, or evaluate on a folder whose labels.csv has a column per output "
-                                "(evaluation: {source: folder, folder: ...})")
+        return f"the synthetic data annotates {', '.join(self.SYNTHETIC)}, not {', '.join(unknown)}" if unknown else None
+
+    def synthetic_target(self, sample, spec) -> np.ndarray:
+        problem = self.synthetic_problem(spec)
+        if problem:
+            raise DataError(problem, fix="name the outputs after those, or evaluate on a folder whose labels.csv has a column per output "
+                                         "(evaluation: {source: folder, folder: ...})")
         return np.array([getattr(sample, o.name) for o in spec.outputs], np.float32)
 
     def stack_targets(self, targets: list) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import DataError
+from toolkit.registry import DENSE_DECISION_TOLERANCES
 from toolkit.tasks import measures
 from toolkit.tasks.base import Task
 
@@ -19,12 +20,26 @@ class Segmentation(Task):
     lower_is_better = ("area_error",)
 
     reads_as = "per-pixel class scores"
+    default_tolerances = DENSE_DECISION_TOLERANCES
+    default_output = "logits"
+    needs_labels = True
 
     def expected_shape(self, spec) -> tuple[int | None, ...]:
         return (len(spec.labels) or None, None, None)
 
+    def synthetic_problem(self, spec) -> str | None:
+        from toolkit.data.synthetic import SEGMENTATION_CLASSES
+
+        if len(spec.labels) != 2 and tuple(spec.labels) != SEGMENTATION_CLASSES:
+            return (f"the synthetic images are annotated with a skin mask (2 labels) or the regions "
+                    f"{', '.join(SEGMENTATION_CLASSES)}, not {', '.join(spec.labels)}")
+        if spec.output_size != spec.input_size:
+            return f"the synthetic masks are the input's size {list(spec.input_size)}, not {list(spec.output_size or ())}"
+        return None
+
     def synthetic_target(self, sample, spec) -> np.ndarray:
-        return sample.skin_mask if spec.extra.get("target") == "skin_mask" else sample.segmentation
+        """Two labels: the skin mask (non-skin, skin); otherwise the regions of ``SEGMENTATION_CLASSES``."""
+        return sample.skin_mask if spec.extra.get("target") == "skin_mask" or len(spec.labels) == 2 else sample.segmentation
 
     def folder_target(self, row: dict, *, spec, folder: Path, where: str) -> np.ndarray:
         import cv2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.registry import Tolerance
 from toolkit.tasks import measures
 from toolkit.tasks.base import Task
 
@@ -16,9 +17,22 @@ class SuperResolution(Task):
     headline = "psnr"
 
     reads_as = "an RGB image"
+    default_output = "hr_image"
+    # PSNR drops in dB, whatever the model.
+    default_tolerances = {"fp32": Tolerance(min_cosine=0.99999, max_metric_drop=0.05),
+                          "fp16": Tolerance(min_cosine=0.9999, max_metric_drop=0.3),
+                          "int8": Tolerance(min_cosine=0.999, max_metric_drop=0.5),
+                          "lowbit": Tolerance(min_cosine=0.998, max_metric_drop=1.0)}
+    SYNTHETIC_MAX = 156  # the largest high-resolution crop the synthetic face (224 px, offset up to 68) gives
 
     def expected_shape(self, spec) -> tuple[int | None, ...]:
         return (3, *(spec.output_size or (None, None)))
+
+    def synthetic_problem(self, spec) -> str | None:
+        if spec.output_size and max(spec.output_size) > self.SYNTHETIC_MAX:
+            return (f"the synthetic high-resolution crops are at most {self.SYNTHETIC_MAX} px, "
+                    f"not {spec.output_size[0]}×{spec.output_size[1]}")
+        return None
 
     def synthetic_example(self, spec, *, seed: int, split: str, index: int):
         """A high-resolution crop centred on the face (mostly skin, with pores, lesions and wrinkles) and

@@ -31,7 +31,7 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     from toolkit.data import skin_tone
     from toolkit.load.stage import contract_images
     from toolkit.tasks import get_task
-    from toolkit.verify.gate import reference_outputs, to_nchw
+    from toolkit.verify.gate import reference_outputs, task_view, to_nchw
     from toolkit.verify.stats import Bootstrap
 
     ev, inp, spec = context.recipe.evaluation, context.recipe.input, compressed.spec
@@ -39,6 +39,19 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     x = contract_images(data.inputs, inp.pixel_range, inp.layout)
     reference = reference_outputs(compressed.wrapped, x)
     get_task(spec.task).check_outputs(spec, to_nchw(reference, inp.layout))  # before anything is converted
-    return EvaluationSet(data=data, x=x, reference=reference,
-                         tone=skin_tone.measure(data.inputs, data.skin_masks),
-                         boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))
+    boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
+    _check_headline(spec, task_view(spec, reference, inp.layout), data.targets, boot)
+    return EvaluationSet(data=data, x=x, reference=reference, tone=skin_tone.measure(data.inputs, data.skin_masks), boot=boot)
+
+
+def _check_headline(spec, ref: np.ndarray, targets: np.ndarray, boot: Bootstrap) -> None:
+    """The metric the gate judges by is one the task computes for this model: refused before anything converts."""
+    from toolkit.errors import RecipeError
+    from toolkit.tasks import headline
+    from toolkit.verify.stats import compare
+
+    rows = compare(spec.task, ref, ref, targets, boot, labels=spec.labels, output_names=tuple(o.name for o in spec.outputs))["metrics"]
+    if headline(spec) not in rows:
+        known = sorted(k for k, v in rows.items() if "drop" in v)
+        raise RecipeError(f"model.metric {headline(spec)!r} is not a metric of the {spec.task} task for this model",
+                          fix=f"use one of: {', '.join(known)}")
