@@ -307,3 +307,60 @@ targets: [{{format: onnx}}]
     assert spec.input_size == (160, 160) and spec.output_size == (160, 160)
     assert [o.name for o in spec.outputs] == ["logits"] and spec.metric == "miou"
     assert spec.tolerances["int8"].min_agreement == 0.97  # the segmentation task's defaults
+
+
+# --- no labels: the float model's decisions stand for the truth --------------------------------------------
+
+def test_unlabelled_folder_and_labels_synthetic_data_cannot_annotate(tmp_path):
+    """The trained classifier under class names of the user's own, on a folder of photos with no labels.csv."""
+    import cv2
+
+    recipe = _files(tmp_path, "in_model")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(task_data(load_model("acne_mobilenetv2").spec, 20, split="val").inputs):
+        cv2.imwrite(str(photos / f"p{i:02d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    text = recipe.read_text().replace(LABELS, "[none, few, some, many]")
+    text = text.replace("evaluation: {n: 24}", "evaluation: {source: folder, folder: photos, ground_truth: float}")
+    text = text.replace("  - {format: tflite, precision: fp32}", "  - {format: tflite, precision: int8}\ncalibration: {n: 16}")
+    recipe.write_text(text)
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = tmp_path / "out" / "described_in_model"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["evaluation"]["ground_truth"] == "float" and manifest["evaluation"]["n"] == 20
+    assert manifest["labels"] == ["none", "few", "some", "many"]
+    onnx, int8 = manifest["artifacts"]
+    # Against float's own decisions, float scores 1 and the fp32 artifact matches it exactly.
+    assert onnx["verification"]["task_metric"]["float"] == 1.0 and onnx["verification"]["task_metric"]["artifact"] == 1.0
+    assert int8["verification"]["task_metric"]["artifact"] == pytest.approx(int8["verification"]["agreement"], abs=0.2)
+    assert "the float model's own decisions stand for the ground truth" in (bundle / "report.md").read_text()
+
+    labelled = text.replace("ground_truth: float", "ground_truth: labels")
+    recipe.write_text(labelled)
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out2"))
+    assert proc.returncode == 1 and "has 20 images but no labels.csv" in proc.stderr
+
+
+def test_regression_outputs_synthetic_data_does_not_annotate_are_judged_against_float(tmp_path):
+    """The trained classifier's four logits as four named scalars of a regression model."""
+    ctx = _context(_files(tmp_path, "in_model"))
+    names = [f"score_{g}" for g in ACNE_GRADES]
+    recipe = ctx.recipe.model_copy(update={
+        "model": ctx.recipe.model.model_copy(update={"task": "regression", "labels": None,
+                                                     "outputs": tuple(ctx.recipe.model.outputs[0].model_copy(update={"name": n, "shape": None})
+                                                                      for n in names)}),
+        "evaluation": ctx.recipe.evaluation.model_copy(update={"ground_truth": "float"})})
+    ctx = Context(recipe=recipe, recipe_path=ctx.recipe_path, staging=ctx.staging, log_path=ctx.log_path)
+    from toolkit.compress import stage as compress_stage
+    from toolkit.verify import evaluation
+
+    loaded = load_stage.run(ctx, recipe.model)
+    assert [o.name for o in loaded.spec.outputs] == names and loaded.spec.metric == "mae"
+    evaluated = evaluation.run(ctx, compress_stage.run(ctx, loaded))
+    ref = np.concatenate([evaluated.reference[n] for n in names], axis=1)
+    np.testing.assert_array_equal(evaluated.data.targets, ref.astype(np.float32))
+
+    with pytest.raises(BadInputError, match="the synthetic data annotates hydration, tewl, not score_clear"):
+        load_stage.run(Context(recipe=recipe.model_copy(update={"evaluation": ctx.recipe.evaluation.model_copy(
+            update={"ground_truth": "labels"})}), recipe_path=ctx.recipe_path, staging=ctx.staging, log_path=ctx.log_path), recipe.model)

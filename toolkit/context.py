@@ -27,11 +27,11 @@ class Context:
         """A path from the recipe, absolute."""
         return (path if path.is_absolute() else self.recipe_dir / path).resolve()
 
-    def images(self, spec: ModelSpec, section, *, split: str) -> TaskData:
+    def images(self, spec: ModelSpec, section, *, split: str, labelled: bool = True) -> TaskData:
         """The images a recipe section (evaluation, calibration) names: the synthetic generator's
-        ``split``, or a folder relative to the recipe."""
+        ``split``, or a folder relative to the recipe; with their targets when ``labelled``."""
         from toolkit.tasks.data import load_folder, task_data
 
         if section.source == "folder":
-            return load_folder(spec, self.resolve(section.folder), limit=section.n)
-        return task_data(spec, section.n, split=split, seed=section.seed)
+            return load_folder(spec, self.resolve(section.folder), limit=section.n, labelled=labelled)
+        return task_data(spec, section.n, split=split, seed=section.seed, labelled=labelled)

@@ -326,6 +326,10 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     split: Literal["test", "val"] = "test"
     folder: Path | None = None
+    ground_truth: Literal["labels", "float"] = Field(
+        "labels", description="'labels': the folder's labels.csv (or the synthetic annotations); 'float': no labels — the "
+                              "float model's own decisions stand for the truth, so every metric measures agreement with it "
+                              "(a folder then needs no labels.csv)")
     bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap replicates for 95 % confidence intervals")
     noninferiority: Literal["ci", "point"] = Field(
         "ci", description="'ci': a metric's drop passes if the upper end of its paired 95 % CI is within the margin; "
@@ -380,6 +384,8 @@ class Recipe(_Strict):
         for key in DESCRIPTION_FIELDS:  # unset, they leave the hash of every recipe written before them as it was
             if data["model"][key] is None:
                 del data["model"][key]
+        if data["evaluation"]["ground_truth"] == "labels":
+            del data["evaluation"]["ground_truth"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:

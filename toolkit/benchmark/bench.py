@@ -34,7 +34,7 @@ def _sample(compressed: Compressed, recipe_input: dict, n: int = 1, split: str =
     from toolkit.load.stage import contract_images
     from toolkit.tasks.data import task_data
 
-    data = task_data(compressed.spec, n, split=split, seed=0)
+    data = task_data(compressed.spec, n, split=split, seed=0, labelled=False)
     return contract_images(data.inputs, recipe_input["pixel_range"], recipe_input["layout"])
 
 

@@ -63,6 +63,9 @@ def render(m: dict) -> str:
              f"{m['verdict']['passed_count']} of {m['verdict']['artifact_count']} artifacts passed verification "
              f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", "",
              "## Input contract", ""]
+    if m["evaluation"].get("ground_truth") == "float":
+        lines[-2:-2] = ["No labels: the float model's own decisions stand for the ground truth, so every metric "
+                        "measures agreement with the float model.", ""]
     inp = m["input"]
     lines += [f"- shape {inp['shape']} ({inp['layout']}, {inp['dtype']}), {inp['color_order']} values in {inp['range']}",
               f"- normalization in graph: (pixel / {inp['normalization']['scale']:g} − mean) / std, "

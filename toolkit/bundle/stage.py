@@ -62,7 +62,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         calibration=converted.calibration,
         evaluation={"source": ev.source, "n": len(verified.evaluation.data), "split": ev.split if ev.source == "synthetic" else None,
                     "seed": ev.seed if ev.source == "synthetic" else None,
-                    "folder": str(ev.folder) if ev.folder else None,
+                    "folder": str(ev.folder) if ev.folder else None, "ground_truth": ev.ground_truth,
                     "skin_tone": verified.skin_tone},
         artifacts=entries,
         reference_benchmark=benchmarked.reference,

@@ -58,6 +58,6 @@ def _prune_channels(context: Context, loaded: LoadedModel, p: PruningConfig):
         model, report = ChannelPruner(p.sparsity, p.exclude, dict(p.overrides)).compress(loaded.module, torch.zeros(1, 3, *spec.input_size))
     if p.distill is not None:
         d = p.distill
-        images = to_network_input(task_data(spec, d.n, split="train", seed=d.seed).inputs, spec)
+        images = to_network_input(task_data(spec, d.n, split="train", seed=d.seed, labelled=False).inputs, spec)
         report["distillation"] = distill(model, loaded.module, images, epochs=d.epochs, lr=d.lr, seed=d.seed)
     return model, report

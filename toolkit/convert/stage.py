@@ -90,7 +90,7 @@ def _calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np
     if cfg.source == "manifest":
         images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
     else:
-        images = context.images(spec, cfg, split="calib").inputs
+        images = context.images(spec, cfg, split="calib", labelled=False).inputs
         report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
     check_disjoint(images, evaluation_images)
     report["disjoint_from_evaluation"] = True

@@ -35,11 +35,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_rows(folder: Path, *, limit: int | None = None) -> tuple[Path, list[dict]]:
-    """The folder's ``labels.csv`` path and its rows (at most ``limit``); errors say what is missing."""
+def read_rows(folder: Path, *, limit: int | None = None, require_labels: bool = True) -> tuple[Path, list[dict]]:
+    """The folder's ``labels.csv`` path and its rows (at most ``limit``); errors say what is missing. Without
+    ``require_labels``, a folder with no labels.csv has one row per image file (sorted by name)."""
     if not folder.is_dir():
         raise DataError(f"evaluation folder not found: {folder}", fix="set evaluation.folder to an existing folder, or use source: synthetic")
     labels = folder / "labels.csv"
+    if not labels.is_file() and not require_labels:
+        rows = [{"file": p.name} for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not rows:
+            raise DataError(f"evaluation folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})", fix="add images to it")
+        return labels, rows[:limit] if limit else rows
     if not labels.is_file():
         images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
         what = "is empty" if not any(folder.iterdir()) else f"has {len(images)} images but no labels.csv"

@@ -85,5 +85,5 @@ def check_synthetic(spec: ModelSpec, section: str) -> None:
     problem = get_task(spec.task).synthetic_problem(spec)
     if problem:
         raise BadInputError(f"{section} uses the synthetic generator, but {problem}",
-                            fix=f"evaluate on your own labelled images: {section}: {{source: folder, folder: path/to/images}} "
-                                "(a labels.csv beside them; README 'Evaluation data from a folder')")
+                            fix=f"evaluate on your own labelled images ({section}: {{source: folder, folder: path/to/images}}, a "
+                                f"labels.csv beside them), or against the float model's own decisions ({section}.ground_truth: float)")

@@ -42,6 +42,6 @@ def run(context: Context, model: ModelRef) -> LoadedModel:
     spec = user_spec(model, "user") if model.is_user_model else None
     loaded = load_model(model.name, checkpoint=model.checkpoint, spec_from=model.spec_from, base_dir=context.recipe_dir, spec=spec)
     loaded = replace(loaded, spec=probe(loaded.module, loaded.spec))
-    if context.recipe.evaluation.source == "synthetic":
+    if context.recipe.evaluation.source == "synthetic" and context.recipe.evaluation.ground_truth == "labels":
         check_synthetic(loaded.spec, "evaluation")
     return loaded

@@ -79,8 +79,9 @@ class Task(ABC):
                             f"but it has shape {list(got)}", fix=fix)
 
     # --- data ------------------------------------------------------------------------------------------
-    def synthetic_example(self, spec: ModelSpec, *, seed: int, split: str, index: int):
-        """``(sample, input, target, skin mask)`` for one synthetic image: the sample resized to the input."""
+    def synthetic_example(self, spec: ModelSpec, *, seed: int, split: str, index: int, labelled: bool = True):
+        """``(sample, input, target, skin mask)`` for one synthetic image: the sample resized to the input
+        (target 0 when not ``labelled``: the float model's outputs will stand for it)."""
         import cv2
 
         from toolkit.data.synthetic import make_sample
@@ -90,7 +91,7 @@ class Task(ABC):
         resized = sample.image.shape[:2] != (h, w)
         x = cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA) if resized else sample.image
         skin = cv2.resize(sample.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST) if resized else sample.skin_mask
-        return sample, x, self.synthetic_target(sample, spec), skin
+        return sample, x, self.synthetic_target(sample, spec) if labelled else 0, skin
 
     def synthetic_problem(self, spec: ModelSpec) -> str | None:
         """Why the synthetic generator cannot annotate data for ``spec`` (its labels or outputs are not what
@@ -102,6 +103,11 @@ class Task(ABC):
 
     def stack_targets(self, targets: list) -> np.ndarray:
         return np.stack(targets)
+
+    def targets_from(self, ref: np.ndarray) -> np.ndarray:
+        """Targets that stand for ground truth where there is none: the float model's own decisions (or
+        values), from its outputs as ``read`` gives them; metrics against them measure agreement with float."""
+        raise NotImplementedError(f"task {self.name!r} cannot take the float model's outputs for ground truth")
 
     def folder_columns(self, spec: ModelSpec) -> list[str]:
         """The labels.csv columns holding the target (between ``file`` and the skin-tone columns)."""

@@ -42,6 +42,9 @@ class Classification(Task):
     def stack_targets(self, targets: list) -> np.ndarray:
         return np.array(targets, np.int64)
 
+    def targets_from(self, ref: np.ndarray) -> np.ndarray:
+        return ref.argmax(-1).astype(np.int64)
+
     def folder_columns(self, spec) -> list[str]:
         return ["label"]
 

@@ -15,36 +15,45 @@ from toolkit.registry import ModelSpec
 from toolkit.tasks import get_task
 
 
-def task_data(spec: ModelSpec, n: int, *, split: str, seed: int = 0, start: int = 0) -> TaskData:
-    """``n`` synthetic samples of ``split`` shaped for ``spec``'s task."""
+def task_data(spec: ModelSpec, n: int, *, split: str, seed: int = 0, start: int = 0, labelled: bool = True) -> TaskData:
+    """``n`` synthetic samples of ``split`` shaped for ``spec``'s task (without targets unless ``labelled``:
+    the caller puts the float model's in their place)."""
     task = get_task(spec.task)
     inputs, targets, groups, ita, skins = [], [], [], [], []
     for i in range(start, start + n):
-        sample, x, y, skin = task.synthetic_example(spec, seed=seed, split=split, index=i)
+        sample, x, y, skin = task.synthetic_example(spec, seed=seed, split=split, index=i, labelled=labelled)
         inputs.append(x)
         targets.append(y)
         groups.append(sample.group)
         ita.append(sample.ita)
         skins.append(skin)
-    return TaskData(np.stack(inputs), task.stack_targets(targets), tuple(groups), np.array(ita, np.float64), np.stack(skins))
+    stacked = task.stack_targets(targets) if labelled else np.zeros(len(inputs))
+    return TaskData(np.stack(inputs), stacked, tuple(groups), np.array(ita, np.float64), np.stack(skins))
 
 
-def load_folder(spec: ModelSpec, folder: Path, *, limit: int | None = None) -> TaskData:
+def load_folder(spec: ModelSpec, folder: Path, *, limit: int | None = None, labelled: bool = True) -> TaskData:
+    """A folder's images and targets; not ``labelled``: its images alone (a labels.csv is optional, its
+    target columns unread), resized to the input."""
     task = get_task(spec.task)
-    labels, rows = read_rows(folder, limit=limit)
+    labels, rows = read_rows(folder, limit=limit, require_labels=labelled)
     inputs, targets, groups, itas, skins = [], [], [], [], []
     with_skin = (folder / "skin").is_dir()
     for i, row in enumerate(rows, start=2):
         img = read_rgb(folder / row["file"])
         if with_skin:
             skins.append(read_skin_mask(folder, row["file"], spec.input_size))
-        x, y = task.folder_example(img, row, spec=spec, folder=folder, where=f"{labels} line {i}")
+        if labelled:
+            x, y = task.folder_example(img, row, spec=spec, folder=folder, where=f"{labels} line {i}")
+        else:
+            h, w = spec.input_size
+            x, y = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), 0
         inputs.append(x)
         targets.append(y)
         ita, group = annotation(row)
         itas.append(ita)
         groups.append(group)
-    return TaskData(np.stack(inputs), task.stack_targets(targets), tuple(groups), np.array(itas), np.stack(skins) if skins else None)
+    stacked = task.stack_targets(targets) if labelled else np.zeros(len(inputs))
+    return TaskData(np.stack(inputs), stacked, tuple(groups), np.array(itas), np.stack(skins) if skins else None)
 
 
 def write_folder(data: TaskData, spec: ModelSpec, folder: Path) -> None:

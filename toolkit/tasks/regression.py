@@ -61,6 +61,9 @@ class Regression(Task):
     def stack_targets(self, targets: list) -> np.ndarray:
         return np.stack(targets).astype(np.float32)
 
+    def targets_from(self, ref: np.ndarray) -> np.ndarray:
+        return ref.astype(np.float32)
+
     def folder_columns(self, spec) -> list[str]:
         return [o.name for o in spec.outputs]
 

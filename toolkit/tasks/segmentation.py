@@ -69,6 +69,9 @@ class Segmentation(Task):
             return F.cross_entropy(out, y, weight=w / w.mean())
         return seg
 
+    def targets_from(self, ref: np.ndarray) -> np.ndarray:
+        return ref.argmax(1).astype(np.uint8)
+
     def targets_tensor(self, targets: np.ndarray):
         import torch
 

@@ -34,7 +34,7 @@ class SuperResolution(Task):
                     f"not {spec.output_size[0]}×{spec.output_size[1]}")
         return None
 
-    def synthetic_example(self, spec, *, seed: int, split: str, index: int):
+    def synthetic_example(self, spec, *, seed: int, split: str, index: int, labelled: bool = True):
         """A high-resolution crop centred on the face (mostly skin, with pores, lesions and wrinkles) and
         its area-downsampled input."""
         import cv2
@@ -65,6 +65,10 @@ class SuperResolution(Task):
         import torch.nn.functional as F
 
         return lambda out, y: F.l1_loss(out, y)
+
+    def targets_from(self, ref: np.ndarray) -> np.ndarray:
+        """The float model's image, as the uint8 channel-last image a high-resolution target is."""
+        return np.round(np.clip(np.transpose(ref, (0, 2, 3, 1)), 0.0, 1.0) * 255.0).astype(np.uint8)
 
     def targets_tensor(self, targets: np.ndarray):
         import torch

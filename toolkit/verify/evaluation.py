@@ -4,7 +4,7 @@ calibration must share no image with it, and the mixed-precision search gates on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,10 +35,14 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     from toolkit.verify.stats import Bootstrap
 
     ev, inp, spec = context.recipe.evaluation, context.recipe.input, compressed.spec
-    data = context.images(spec, ev, split=ev.split)
+    labelled = ev.ground_truth == "labels"
+    data = context.images(spec, ev, split=ev.split, labelled=labelled)
     x = contract_images(data.inputs, inp.pixel_range, inp.layout)
     reference = reference_outputs(compressed.wrapped, x)
-    get_task(spec.task).check_outputs(spec, to_nchw(reference, inp.layout))  # before anything is converted
+    task = get_task(spec.task)
+    task.check_outputs(spec, to_nchw(reference, inp.layout))  # before anything is converted
+    if not labelled:  # the float model's decisions stand for the truth
+        data = replace(data, targets=task.targets_from(task_view(spec, reference, inp.layout)))
     boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
     _check_headline(spec, task_view(spec, reference, inp.layout), data.targets, boot)
     return EvaluationSet(data=data, x=x, reference=reference, tone=skin_tone.measure(data.inputs, data.skin_masks), boot=boot)
