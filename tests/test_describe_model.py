@@ -193,6 +193,18 @@ class PNetLike(nn.Module):
         return self.box(h), torch.softmax(self.prob(h), dim=1)
 
 
+class RNetLike(nn.Module):
+    """Returns (box regression, face probability) per crop, as MTCNN's R-Net does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.box, self.prob = nn.Conv2d(3, 8, 3, stride=2), nn.Linear(8, 4), nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).mean((2, 3))
+        return self.box(h), torch.softmax(self.prob(h), dim=1)
+
+
 class Detector(nn.Module):
     """Returns a list of dicts, as torchvision's detection models do."""
 
@@ -252,7 +264,7 @@ REFUSALS = {
                          "the model returns 2 values but declares 1 outputs (logits) — fix: declare one output per returned value"),
     "wrong_task_output": ("PNetLike", "spec_from: acne_mobilenetv2, input_size: 12, outputs: [box, prob]",
                           "the classification task reads output 'box' as class scores over the labels of shape [4] per image, "
-                          "but it has shape [4, 10, 10] — fix: declare first in model.outputs the output that holds class scores"),
+                          "but it has shape [4, 10, 10] — fix: name the output that holds class scores over the labels in model.task_output"),
     "declared_shape": ("PNetLike", "task: segmentation, labels: [face, background], normalization: {}, input_size: 12, "
                        "outputs: [{name: box, shape: [4, 1, 1]}, prob]",
                        "output 'box' has shape [4, 10, 10] per image, but model.outputs declares [4, 1, 1] — "
@@ -279,6 +291,24 @@ def test_a_model_that_does_not_fit_its_description_is_refused_at_load_in_one_lin
     with pytest.raises(BadInputError) as info:
         load_stage.run(ctx, ctx.recipe.model)
     assert message in info.value.one_line()
+
+
+def test_the_task_reads_the_output_task_output_names(tmp_path):
+    recipe = _misfit(tmp_path, "RNetLike", "task: classification, labels: [non_face, face], input_size: 24, "
+                                           "normalization: {pixel_range: 0-255, mean: 127.5, std: 128}, "
+                                           "outputs: [{name: box, shape: [4]}, {name: face_prob, shape: [2]}], task_output: face_prob")
+    ctx = _context(recipe.parent / recipe.name)
+    ctx = Context(recipe=ctx.recipe.model_copy(update={"evaluation": ctx.recipe.evaluation.model_copy(update={"ground_truth": "float"})}),
+                  recipe_path=ctx.recipe_path, staging=ctx.staging, log_path=ctx.log_path)
+    spec = load_stage.run(ctx, ctx.recipe.model).spec
+    from toolkit.tasks import get_task
+
+    task = get_task("classification")
+    assert spec.task_output == "face_prob" and task.reads(spec) == ("face_prob",)
+    outputs = {"box": np.zeros((3, 4)), "face_prob": np.ones((3, 2))}
+    assert task.read(outputs, spec) is outputs["face_prob"]
+    with pytest.raises(RecipeError, match=r"model.task_output 'prob' is not one of model.outputs \(box, face_prob\)"):
+        _parse({**USER, "spec_from": "acne_mobilenetv2", "outputs": ["box", "face_prob"], "task_output": "prob"})
 
 
 def test_refusal_through_the_cli_converts_nothing(tmp_path):

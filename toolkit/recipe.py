@@ -71,7 +71,7 @@ class NormalizationDecl(_Strict):
 # What describes a user's model, each overriding the borrowed spec's (``spec_from``); unset, they leave a
 # recipe's hash as it was.
 DESCRIPTION_FIELDS = ("outputs", "task", "description", "input_size", "output_size", "channel_order", "normalization",
-                      "labels", "metric")
+                      "labels", "metric", "task_output")
 
 
 class ModelRef(_Strict):
@@ -95,6 +95,8 @@ class ModelRef(_Strict):
                           "a model that normalizes itself: {pixel_range: 0-255} (or 0-1) alone")
     labels: tuple[str, ...] | None = Field(None, description="class names, in the order of the class scores")
     metric: str | None = Field(None, description="the headline task metric the gate judges (default: the task's)")
+    task_output: str | None = Field(None, description="the output the task's metrics read (default: the first); "
+                                                      "the others are gated on numerics")
 
     @field_validator("outputs", mode="before")
     @classmethod
@@ -152,6 +154,8 @@ class ModelRef(_Strict):
                 raise ValueError(f"model.outputs names {', '.join(repeated)} more than once")
             if "image" in names:
                 raise ValueError("model.outputs may not be named 'image': that is the artifacts' input")
+            if self.task_output is not None and self.task_output not in names:
+                raise ValueError(f"model.task_output {self.task_output!r} is not one of model.outputs ({', '.join(names)})")
         if self.is_user_model and self.spec_from is None:
             self._check_complete()
         return self

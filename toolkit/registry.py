@@ -91,6 +91,7 @@ class ModelSpec:
     metric: str = ""  # name of the headline task metric
     higher_is_better: bool = True
     output_size: tuple[int, int] | None = None  # for dense outputs, (height, width)
+    task_output: str | None = None  # the output the task's metrics read, when not the first
     licence: str = "Apache-2.0; trained on skinkit synthetic data only"
     extra: dict = field(default_factory=dict)
 

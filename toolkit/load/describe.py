@@ -32,14 +32,18 @@ def user_spec(ref: ModelRef, name: str) -> ModelSpec:
         changes["outputs"] = tuple(OutputSpec(o.name, o.description, o.unit, o.shape) for o in ref.outputs)
     if ref.normalization is not None:
         changes["mean"], changes["std"] = ref.normalization.unit_scale()
-    for field in ("description", "input_size", "output_size", "labels"):
+    for field in ("description", "input_size", "output_size", "labels", "task_output"):
         if getattr(ref, field) is not None:
             changes[field] = getattr(ref, field)
     if ref.channel_order is not None:
         changes["color_order"] = ref.channel_order
     if ref.input_size is not None and ref.output_size is None and base.output_size == base.input_size:
         changes["output_size"] = None  # a same-size dense output follows the new input; the probe reads it
-    return replace(base, **changes)
+    spec = replace(base, **changes)
+    if spec.task_output is not None and spec.task_output not in [o.name for o in spec.outputs]:
+        raise BadInputError(f"model.task_output {spec.task_output!r} is not one of the model's outputs "
+                            f"({', '.join(o.name for o in spec.outputs)})", fix="name one of them, or declare model.outputs")
+    return spec
 
 
 def probe(module, spec: ModelSpec) -> ModelSpec:

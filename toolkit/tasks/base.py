@@ -44,11 +44,11 @@ class Task(ABC):
     # --- outputs -------------------------------------------------------------------------------------
     def reads(self, spec: ModelSpec) -> tuple[str, ...]:
         """Names of the outputs the task's metrics read; the others are gated on numerics alone."""
-        return (spec.outputs[0].name,)
+        return (spec.task_output or spec.outputs[0].name,)
 
     def read(self, outputs: Outputs, spec: ModelSpec) -> np.ndarray:
         """The array the metrics take (dense outputs channel-first) from named, batch-first outputs."""
-        return outputs[spec.outputs[0].name]
+        return outputs[self.reads(spec)[0]]
 
     reads_as: ClassVar[str] = ""  # what the task takes the output it reads for, in words
 
@@ -72,9 +72,9 @@ class Task(ABC):
                    f"or give the model the contract's output size {list(want[1:])}")
         elif len(got) == len(want) and self.needs_labels and spec.labels:
             fix = (f"if {name!r} holds {self.reads_as}, give model.labels one entry per class ({got[0]}); "
-                   f"otherwise declare first in model.outputs the output that does")
+                   f"otherwise name the output that does in model.task_output")
         else:
-            fix = f"declare first in model.outputs the output that holds {self.reads_as}"
+            fix = f"name the output that holds {self.reads_as} in model.task_output (default: the first)"
         raise BadInputError(f"the {self.name} task reads output {name!r} as {self.reads_as} of shape {shown} per image, "
                             f"but it has shape {list(got)}", fix=fix)
 
