@@ -394,3 +394,58 @@ def test_regression_outputs_synthetic_data_does_not_annotate_are_judged_against_
     with pytest.raises(BadInputError, match="the synthetic data annotates hydration, tewl, not score_clear"):
         load_stage.run(Context(recipe=recipe.model_copy(update={"evaluation": ctx.recipe.evaluation.model_copy(
             update={"ground_truth": "labels"})}), recipe_path=ctx.recipe_path, staging=ctx.staging, log_path=ctx.log_path), recipe.model)
+
+
+# --- skinkit train on a recipe: your own architecture, trained on the synthetic data ------------------------
+
+SMALL = '''
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+'''
+
+
+def test_train_a_described_model_then_export_it(tmp_path):
+    (tmp_path / "small.py").write_text(SMALL)
+    recipe = write_recipe(tmp_path / "small.yaml", f"""
+name: small
+model: {{name: 'small.py:build', checkpoint: weights/small.safetensors, task: classification, input_size: 64,
+         labels: {LABELS}, normalization: {{mean: {list(IMAGENET_MEAN)}, std: {list(IMAGENET_STD)}}}}}
+targets: [{{format: onnx}}, {{format: tflite, precision: int8}}]
+calibration: {{n: 16}}
+evaluation: {{n: 32}}
+benchmark: {{enabled: false}}
+""")
+    proc = run_cli("train", str(recipe), "--epochs", "3", "--n-train", "320")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = json.loads((tmp_path / "weights" / "small.json").read_text())
+    assert card["command"] == f"skinkit train {recipe} --seed 0" and card["data"]["train"]["n"] == 320
+    assert len(card["training"]["loss_per_epoch"]) == 3 and card["training"]["loss_per_epoch"][-1] < card["training"]["loss_per_epoch"][0]
+    assert set(load_file(str(tmp_path / "weights" / "small.safetensors"))) == set(_small_state_keys(tmp_path))
+
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "small" / "manifest.json").read_text())
+    assert manifest["model"]["training_card"]["command"] == card["command"]
+
+
+def _small_state_keys(tmp_path: Path) -> list[str]:
+    namespace: dict = {}
+    exec((tmp_path / "small.py").read_text(), namespace)
+    return list(namespace["build"]().state_dict())
+
+
+@pytest.mark.parametrize("model_yaml, message", [
+    ("checkpoint: null, spec_from: acne_mobilenetv2", "model.checkpoint is not set, so the trained weights have nowhere to go"),
+    ("checkpoint: w.safetensors, task: classification, input_size: 64, normalization: {}, labels: [a, b, c, d]",
+     "training uses the synthetic generator, but the synthetic images are labelled with the acne grades"),
+])
+def test_train_refuses_what_it_cannot_train(tmp_path, model_yaml, message):
+    (tmp_path / "small.py").write_text(SMALL)
+    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\nmodel: {{name: 'small.py:build', {model_yaml}}}\ntargets: [{{format: onnx}}]\n")
+    proc = run_cli("train", str(recipe))
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -80,24 +80,61 @@ def export(
 @app.command()
 @_errors_to_exit
 def train(
-    model: str = typer.Argument(..., help="registered model name (see `skinkit models`)"),
+    model: str = typer.Argument(..., help="registered model name (see `skinkit models`), or a recipe describing your own model"),
     seed: int = typer.Option(0, help="random seed (data, init, order)"),
-    epochs: int | None = typer.Option(None, help="override the model's epoch count"),
-    n_train: int | None = typer.Option(None, help="override the number of training images"),
-    out: Path | None = typer.Option(None, help="weights folder (default: the package's shipped weights)"),
+    epochs: int | None = typer.Option(None, help="override the model's epoch count (your model: default 3)"),
+    n_train: int | None = typer.Option(None, help="override the number of training images (your model: default 1200)"),
+    out: Path | None = typer.Option(None, help="weights folder (default: the package's shipped weights; your model: "
+                                               "the recipe's model.checkpoint)"),
     threads: int | None = typer.Option(None, help="CPU threads (default: all)"),
+    lr: float = typer.Option(1e-3, help="your model: peak learning rate (AdamW, one-cycle)"),
+    batch_size: int = typer.Option(32, help="your model: images per step"),
 ) -> None:
-    """Train a reference model on synthetic skin images (CPU, minutes) and write its checkpoint and card."""
-    from toolkit.registry import get_spec
+    """Train a reference model, or your own model described by a recipe, on synthetic skin images (CPU) and
+    write its checkpoint and card (for your model: where the recipe's model.checkpoint says)."""
     from toolkit.train import WEIGHTS_DIR
     from toolkit.train import train as run_train
 
-    spec = get_spec(model)
     console = _console()
+    if model.endswith((".yaml", ".yml")):
+        spec, checkpoint = _recipe_model_to_train(Path(model), epochs=epochs, n_train=n_train, lr=lr, batch_size=batch_size)
+        checkpoint = out / checkpoint.name if out else checkpoint
+        command = f"skinkit train {model}"
+    else:
+        from toolkit.registry import get_spec
+
+        spec, checkpoint, command = get_spec(model), None, None
     console.print(f"training {spec.name} ({spec.architecture}) on synthetic data …")
     card = run_train(spec, out_dir=out or WEIGHTS_DIR, seed=seed, threads=threads, epochs=epochs, n_train=n_train,
-                     progress=lambda e, n, loss: console.print(f"  epoch {e}/{n}: loss {loss:.4f}"))
+                     progress=lambda e, n, loss: console.print(f"  epoch {e}/{n}: loss {loss:.4f}"),
+                     checkpoint=checkpoint, command=command)
+    if checkpoint:
+        console.print(f"weights: {checkpoint}")
     console.print(f"held-out float metrics: {json.dumps(card['held_out_float_metrics'])} ({card['seconds']['total']} s)")
+
+
+def _recipe_model_to_train(path: Path, *, epochs: int | None, n_train: int | None, lr: float, batch_size: int):
+    """The spec (with a training configuration) of the user's model a recipe describes, and where its weights go."""
+    from dataclasses import replace
+
+    from toolkit.errors import BadInputError
+    from toolkit.load.describe import untrained
+    from toolkit.recipe import load_recipe
+    from toolkit.registry import TrainingConfig
+    from toolkit.tasks import get_task
+
+    recipe = load_recipe(path)
+    if recipe.model.checkpoint is None:
+        raise BadInputError(f"{path}: model.checkpoint is not set, so the trained weights have nowhere to go",
+                            fix="set model.checkpoint to the .safetensors file to write")
+    spec = untrained(recipe.model, path.parent)
+    problem = get_task(spec.task).synthetic_problem(spec)
+    if problem:
+        raise BadInputError(f"{path}: training uses the synthetic generator, but {problem}",
+                            fix="train the model where its labelled data is, then point model.checkpoint at its weights")
+    spec = replace(spec, training=TrainingConfig(n_train=n_train or 1200, n_val=200, epochs=epochs or 3, batch_size=batch_size, lr=lr))
+    checkpoint = recipe.model.checkpoint
+    return spec, checkpoint if checkpoint.is_absolute() else (path.parent / checkpoint).resolve()
 
 
 @app.command()

@@ -37,7 +37,10 @@ def evaluate(model, spec: ModelSpec, data, batch_size: int = 32) -> dict[str, fl
 
 
 def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = None, threads: int | None = None,
-          epochs: int | None = None, n_train: int | None = None, progress=None) -> dict:
+          epochs: int | None = None, n_train: int | None = None, progress=None, checkpoint: Path | None = None,
+          command: str | None = None) -> dict:
+    """Train ``spec``'s network from scratch; the weights go to ``checkpoint`` (default ``out_dir/<name>.safetensors``)
+    with a JSON card beside them."""
     import torch
     from safetensors.torch import save_file
 
@@ -83,16 +86,17 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     metrics = evaluate(model, spec, test_set)
     elapsed = time.perf_counter() - t0
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoint or out_dir / f"{spec.name}.safetensors"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / f".{spec.name}.safetensors.tmp"
+    tmp = checkpoint.with_name(f".{checkpoint.name}.tmp")
     save_file(state, str(tmp), metadata={"model": spec.name, "seed": str(seed)})
     os.chmod(tmp, 0o644)
-    os.replace(tmp, out_dir / f"{spec.name}.safetensors")
+    os.replace(tmp, checkpoint)
     card = {
         "model": spec.name,
         "architecture": spec.architecture,
-        "command": f"skinkit train {spec.name} --seed {seed}",
+        "command": f"{command or f'skinkit train {spec.name}'} --seed {seed}",
         "seed": seed,
         "data": {"generator": "toolkit.data.synthetic", "train": {"split": "train", "n": n_train},
                  "held_out": {"split": "test", "n": cfg.n_val}},
@@ -103,5 +107,5 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
         "seconds": {"data": round(t_data, 1), "total": round(elapsed, 1)},
         "torch": torch.__version__,
     }
-    (out_dir / f"{spec.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    checkpoint.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -46,6 +46,21 @@ def user_spec(ref: ModelRef, name: str) -> ModelSpec:
     return spec
 
 
+def untrained(ref: ModelRef, base_dir) -> ModelSpec:
+    """The spec of the user's model ``ref`` names, with its factory, for training it from scratch: the
+    factory imported, the model probed once against the description."""
+    from pathlib import Path
+
+    from toolkit.load.loader import _import_factory
+
+    if not ref.is_user_model or ref.name.endswith(".pt2"):
+        raise BadInputError(f"model {ref.name!r} is not a 'file.py:factory' of yours",
+                            fix="train a registered model by name (skinkit train MODEL), or name your factory in model.name")
+    factory = _import_factory(ref.name, Path(base_dir))
+    spec = replace(user_spec(ref, Path(ref.name.rpartition(":")[0]).stem), factory=factory)
+    return probe(factory(), spec)
+
+
 def probe(module, spec: ModelSpec) -> ModelSpec:
     """Run ``module`` once on one input of the spec's size and check what it returns against the spec: the
     structure and names of the outputs, each declared shape, and the shape the task reads. One line naming
