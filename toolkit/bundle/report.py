@@ -72,6 +72,15 @@ def _cell(v) -> str:
     return "—" if not v else str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _verdict(m: dict) -> str:
+    """PASSED; INCOMPLETE where every artifact present passes but targets did not convert; else FAILED."""
+    v = m["verdict"]
+    if v["passed"]:
+        return "PASSED"
+    gate_passed = v["passed_count"] == v["artifact_count"] and v.get("compression_passed", True)
+    return "INCOMPLETE" if gate_passed and m.get("failed_targets") else "FAILED"
+
+
 def render(m: dict) -> str:
     failed = m.get("failed_targets") or []
     converted = (f"{m['verdict']['artifact_count']} of {m['verdict']['artifact_count'] + len(failed)} recipe targets converted "
@@ -79,7 +88,7 @@ def render(m: dict) -> str:
     lines = [f"# skinkit bundle: {m['bundle']}", "",
              f"Model **{m['model']['name']}** ({m['model']['architecture']}), task: {m['model']['task']}. "
              f"Created {m['created_utc']} by skinkit {m['tools']['skinkit']}.", "",
-             f"**Verdict: {'PASSED' if m['verdict']['passed'] else 'FAILED'}** — {converted}"
+             f"**Verdict: {_verdict(m)}** — {converted}"
              f"{m['verdict']['passed_count']} of {m['verdict']['artifact_count']} artifacts passed verification "
              f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", *_not_converted(m), "",
              "## Input contract", ""]
