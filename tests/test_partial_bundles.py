@@ -66,7 +66,7 @@ HEAVISIDE = "coreml conversion of step failed: NotImplementedError: PyTorch conv
 def partial(tmp_path_factory):
     """One export whose ONNX target converts and whose Core ML target does not."""
     tmp = tmp_path_factory.mktemp("partial")
-    proc = run_cli("export", str(_recipe(tmp, ONNX_AND_COREML)), "--out", str(tmp / "out"))
+    proc = run_cli("export", str(_recipe(tmp, ONNX_AND_COREML)), "--out", str(tmp / "out"), "--json")
     return tmp / "out" / "partial", proc
 
 
@@ -81,6 +81,10 @@ def test_partial_bundle_is_written_marked_incomplete_and_exits_4(partial):
     assert lines[0].startswith(f"  - coreml_fp16 not converted: {HEAVISIDE}")
     assert "[unsupported op: heaviside; in model.gate (Gate) calls heaviside]" in lines[0]
     assert "— fix: replace heaviside with supported primitives in model.gate (Gate), or drop the coreml target" in lines[0]
+    summary = json.loads(proc.stdout)  # the machine summary of the bundle written, as for a complete one
+    assert (summary["passed"], summary["complete"]) == (False, False)
+    assert [(a["path"], a["passed"]) for a in summary["artifacts"]] == [("artifacts/step_fp32.onnx", True)]
+    assert [f["key"] for f in summary["failed_targets"]] == ["coreml_fp16"]
     # The converted target is in the bundle; nothing of the failed one is.
     assert sorted(p.name for p in (bundle / "artifacts").iterdir()) == ["step_fp32.onnx"]
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")], "no staging folder may remain"

@@ -116,13 +116,14 @@ def check_checkpoint(manifest: dict, loaded: LoadedModel) -> None:
 
 
 def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> Converted:
-    """The bundle's artifacts as the convert stage's record."""
+    """The bundle's artifacts, and the targets that did not convert, as the convert stage's record."""
     from toolkit.convert.base import Artifact
-    from toolkit.convert.stage import Converted
+    from toolkit.convert.stage import Converted, FailedTarget
 
     artifacts = tuple(Artifact(format=a["format"], precision=a["precision"], path=bundle / a["path"], seconds=0.0,
                                details=a["structure"]) for a in manifest["artifacts"])
-    return Converted(compressed=compressed, artifacts=artifacts, calibration=manifest.get("calibration"))
+    return Converted(compressed=compressed, artifacts=artifacts, calibration=manifest.get("calibration"),
+                     failed=tuple(FailedTarget(**f) for f in not_converted(manifest)))
 
 
 def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None) -> dict:
@@ -153,7 +154,7 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     compression = verify.compression_record(compressed.report, verified.against_original)
     ev = context.recipe.evaluation
     gate_passed = all(r["passed"] for r in results) and verify.compression_passed(compression)
-    failed = not_converted(manifest)
+    failed = [f.as_dict() for f in verified.failed]
     return {
         "bundle": str(bundle), "model": manifest["model"]["name"], "task": manifest["model"]["task"],
         "labels": manifest["labels"], "passed": gate_passed and not failed, "gate_passed": gate_passed,
