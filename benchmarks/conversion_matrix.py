@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(recipe_path: Path, n: int) -> dict:
-    from toolkit.errors import VerificationFailed
+    from toolkit.errors import IncompleteBundle, VerificationFailed
     from toolkit.pipeline import export
     from toolkit.recipe import load_recipe
 
@@ -31,7 +31,7 @@ def run(recipe_path: Path, n: int) -> dict:
         t0 = time.perf_counter()
         try:
             manifest = export(recipe, recipe_path=recipe_path, out_dir=Path(out)).manifest
-        except VerificationFailed as exc:
+        except (VerificationFailed, IncompleteBundle) as exc:  # written: its rows say which targets failed
             manifest = json.loads((Path(exc.bundle_dir) / "manifest.json").read_text())
         manifest["_seconds"] = round(time.perf_counter() - t0, 1)
     return manifest
@@ -53,6 +53,11 @@ def rows(manifest: dict) -> list[dict]:
             "passed": v["passed"], "check": v["check"].split(";")[0].split(" (")[0],
             "failed": [c["name"] for c in v["criteria"] if not c["passed"]],
         })
+    for f in manifest.get("failed_targets", []):  # no artifact: no figures, the conversion error instead
+        out.append({"model": manifest["model"]["name"], "format": f["format"], "precision": f["precision"], "size_mb": None,
+                    "size_ratio": None, "max_abs": None, "cosine": None, "agreement": None, "metric": None, "metric_drop": None,
+                    "transposes": None, "convert_s": None, "passed": False, "check": "not converted",
+                    "failed": [f"not converted: {f['error']}"]})
     return out
 
 
@@ -83,8 +88,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for t in table:
         gate = "pass" if t["passed"] else "FAIL: " + ", ".join(t["failed"])
-        print(f"| {t['model']} | {t['format']} | {t['precision']} | {t['size_mb']} | {fmt(t['size_ratio'], 3)} | {fmt(t['max_abs'], 3)} "
-              f"| {fmt(t['agreement'], 4)} | {fmt(t['metric_drop'], 3)} ({t['metric']}) | {fmt(t['transposes'])} | {t['convert_s']} | {gate} |")
+        print(f"| {t['model']} | {t['format']} | {t['precision']} | {fmt(t['size_mb'], 6)} | {fmt(t['size_ratio'], 3)} | {fmt(t['max_abs'], 3)} "
+              f"| {fmt(t['agreement'], 4)} | {fmt(t['metric_drop'], 3)} ({t['metric'] or '–'}) | {fmt(t['transposes'])} | "
+              f"{fmt(t['convert_s'], 6)} | {gate} |")
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ benchmark: {enabled: false}
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "pruning: miou drop vs original float (upper 95 % CI)" in proc.stderr
     m = json.loads((tmp_path / "seg_pruned" / "manifest.json").read_text())
-    assert m["verdict"] == {"passed": False, "artifact_count": 1, "passed_count": 1, "compression_passed": False}
+    assert m["verdict"] == {"passed": False, "complete": True, "artifact_count": 1, "passed_count": 1, "compression_passed": False}
     ao = m["compression"]["against_original"]
     assert ao["float"]["value"] - ao["artifact"]["value"] == pytest.approx(ao["drop"]["value"]) and ao["drop"]["value"] > 0.01
     assert {c["name"].split(" (")[0] for c in ao["criteria"]} == {"miou drop vs original float", "worst skin-tone group miou drop vs original float"}

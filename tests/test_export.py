@@ -30,7 +30,8 @@ def test_manifest_is_valid_and_checksums_match(bundle):
     manifest = json.loads((path / "manifest.json").read_text())
     Manifest.model_validate(manifest)
     assert manifest["schema_version"] == MANIFEST_SCHEMA_VERSION
-    assert manifest["verdict"] == {"passed": True, "artifact_count": 4, "passed_count": 4}
+    assert manifest["verdict"] == {"passed": True, "complete": True, "artifact_count": 4, "passed_count": 4}
+    assert manifest["failed_targets"] == []
     for a in manifest["artifacts"]:
         f = path / a["path"]
         assert f.exists()

@@ -130,6 +130,6 @@ def test_bundle_writes_manifest_report_and_labels(chain):
     ctx, bundled = chain["context"], chain["bundled"]
     m = json.loads((ctx.staging / "manifest.json").read_text())
     assert m == json.loads(json.dumps(bundled.manifest)) and bundled.path == ctx.staging
-    assert m["verdict"] == {"passed": True, "artifact_count": 1, "passed_count": 1, "compression_passed": True}
+    assert m["verdict"] == {"passed": True, "complete": True, "artifact_count": 1, "passed_count": 1, "compression_passed": True}
     assert m["compression"]["target_sparsity"] == 0.3 and m["compression"]["against_original"]["passed"] is True
     assert m["evaluation"]["n"] == N and (ctx.staging / "report.md").is_file() and (ctx.staging / "labels.txt").is_file()

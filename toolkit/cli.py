@@ -1,7 +1,9 @@
 """The ``skinkit`` command line. A thin layer over the Python API; heavy frameworks load lazily
 so that ``skinkit --help`` is instant.
 
-Exit codes: 0 ok; 1 bad input; 2 conversion failure; 3 verification gate failed (report written).
+Exit codes: 0 ok; 1 bad input; 2 conversion failure (no target converted, or any with --strict; nothing
+written); 3 verification gate failed (report written); 4 bundle incomplete (some targets did not convert, the
+others pass the gate; bundle and report written).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from toolkit.errors import SkinkitError, VerificationFailed
+from toolkit.errors import IncompleteBundle, SkinkitError, VerificationFailed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn trained PyTorch skin-analysis models into verified on-device bundles.")
@@ -27,9 +29,15 @@ def _errors_to_exit(fn):
             return fn(*args, **kwargs)
         except VerificationFailed as exc:
             if kwargs.get("as_json"):
-                print(json.dumps({"bundle": exc.bundle_dir, "passed": False, "failures": exc.failures}, indent=2))
+                print(json.dumps({"bundle": exc.bundle_dir, "passed": False, "failures": exc.failures,
+                                  "not_converted": exc.not_converted}, indent=2))
             print(f"skinkit: {exc.one_line()}", file=sys.stderr)
-            for f in exc.failures:
+            for f in exc.failures + exc.not_converted:
+                print(f"  - {f}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except IncompleteBundle as exc:
+            print(f"skinkit: {exc.one_line()}", file=sys.stderr)
+            for f in exc.not_converted:
                 print(f"  - {f}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except SkinkitError as exc:
@@ -55,8 +63,12 @@ def export(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and stop"),
     as_json: bool = typer.Option(False, "--json", help="print a machine summary on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    strict: bool = typer.Option(False, "--strict", help="all or nothing: the first target that fails to convert stops "
+                                "the export (exit 2, nothing written) instead of an incomplete bundle (exit 4)"),
 ) -> None:
-    """Load, compress, convert, verify, benchmark and bundle a model as its recipe says."""
+    """Load, compress, convert, verify, benchmark and bundle a model as its recipe says.
+
+    A target that fails to convert is reported and the others are bundled, marked incomplete (exit 4)."""
     from toolkit.recipe import load_recipe
 
     r = load_recipe(recipe)
@@ -66,15 +78,24 @@ def export(
     from toolkit.pipeline import export as run_export
 
     console = None if (quiet or as_json) else _console()
-    result = run_export(r, recipe_path=recipe, out_dir=out, force=force, console=console)
+    try:
+        summary = run_export(r, recipe_path=recipe, out_dir=out, force=force, strict=strict, console=console).summary()
+    except IncompleteBundle as exc:  # a bundle was written: show it, then exit 4
+        _print_export(exc.summary, console, as_json=as_json)
+        raise
+    _print_export(summary, console, as_json=as_json)
+
+
+def _print_export(summary: dict, console, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result.summary(), indent=2))
+        print(json.dumps(summary, indent=2))
     elif console:
-        for a in result.manifest["artifacts"]:
-            v = a["verification"]
-            console.print(f"  {'[green]pass[/green]' if v['passed'] else '[red]FAIL[/red]'}  {a['path']}  "
-                          f"({a['size_bytes'] / 1e6:.2f} MB; {v['check']})")
-        console.print(f"bundle: {result.bundle_dir}")
+        for a in summary["artifacts"]:
+            console.print(f"  {'[green]pass[/green]' if a['passed'] else '[red]FAIL[/red]'}  {a['path']}  "
+                          f"({a['size_bytes'] / 1e6:.2f} MB; {a['check']})")
+        for f in summary["failed_targets"]:
+            console.print(f"  [red]NOT CONVERTED[/red]  {f['key']}")
+        console.print(f"bundle: {summary['bundle']}{'' if summary['complete'] else ' (incomplete)'}")
 
 
 @app.command()
@@ -165,7 +186,8 @@ def verify(
     culprits: str | None = typer.Option(None, "--culprits", help="rank degraded layers for: failed (recipe default), all, off"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON (strict: NaN as null)"),
 ) -> None:
-    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails).
+    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails; 4 if they
+    pass but the bundle is incomplete: some recipe targets did not convert at export).
 
     Reports (JUnit, HTML) are written whether the gate passes or fails."""
     from toolkit._io import captured_quietly, write_atomically
@@ -201,7 +223,10 @@ def verify(
             pr = summary["pruning"]
             print(f"  {'pass' if pr['passed'] else 'FAIL'}  pruning: {pr['metric']} original {pr['original']:.4f} → pruned float "
                   f"{pr['pruned']:.4f}, drop 95 % CI [{pr['drop']['ci95'][0]:+.4f}, {pr['drop']['ci95'][1]:+.4f}]")
-    if not summary["passed"]:
+        for f in summary["failed_targets"]:
+            print(f"  NOT CONVERTED  {f['key']}")
+    incomplete = _not_converted_lines(summary["failed_targets"])
+    if not summary["gate_passed"]:
         from toolkit.verify.gate import failed_criteria
 
         for a in summary["artifacts"]:
@@ -209,8 +234,18 @@ def verify(
                 print(f"  - {line}", file=sys.stderr)
         for line in failed_criteria("pruning", summary.get("pruning", {}).get("criteria", [])):
             print(f"  - {line}", file=sys.stderr)
-        print("skinkit: verification gate failed", file=sys.stderr)
+        print("skinkit: verification gate failed" + (f"; the bundle is also incomplete:\n{incomplete}" if incomplete else ""),
+              file=sys.stderr)
         raise typer.Exit(3)
+    if incomplete:
+        print(f"skinkit: bundle incomplete: {len(summary['failed_targets'])} recipe target(s) did not convert at export "
+              f"(the artifacts present pass):\n{incomplete}", file=sys.stderr)
+        raise typer.Exit(IncompleteBundle.exit_code)
+
+
+def _not_converted_lines(failed: list[dict]) -> str:
+    """One line per recipe target a bundle lacks: its cause and fix."""
+    return "\n".join(f"  - {f['key']} not converted: {f['error']}" + (f" — fix: {f['fix']}" if f.get("fix") else "") for f in failed)
 
 
 @app.command()
@@ -267,7 +302,9 @@ def bench(
     benchmark_model: Path | None = typer.Option(None, "--benchmark-model", help="TFLite benchmark_model binary to push to the phone"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
 ) -> None:
-    """Host latency (measured), cost from the graph, and phone latency (estimated per device profile)."""
+    """Host latency (measured), cost from the graph, and phone latency (estimated per device profile).
+
+    An incomplete bundle (some recipe targets did not convert) is measured as it is, then exits 4."""
     from toolkit._io import captured_quietly
     from toolkit.benchmark.bench import bench_bundle
     from toolkit.errors import BadInputError
@@ -285,10 +322,14 @@ def bench(
         from toolkit.verify.bundle import json_safe
 
         print(json.dumps(json_safe(result), indent=2, allow_nan=False))
-        return
-    from toolkit.benchmark.render import render_bench
+    else:
+        from toolkit.benchmark.render import render_bench
 
-    print(render_bench(result))
+        print(render_bench(result))
+    if result["failed_targets"]:
+        print(f"skinkit: bundle incomplete: {len(result['failed_targets'])} recipe target(s) did not convert at export:\n"
+              + _not_converted_lines(result["failed_targets"]), file=sys.stderr)
+        raise typer.Exit(IncompleteBundle.exit_code)
 
 
 @app.command()

@@ -36,20 +36,44 @@ class DataError(BadInputError):
 
 
 class ConversionError(SkinkitError):
-    """A backend failed to produce an artifact (exit 2)."""
+    """A backend failed to produce an artifact (exit 2 when no target converts, or with ``--strict``).
+    ``op`` and ``module`` name the torch op and the PyTorch module the converter failed on, where known."""
 
     exit_code = 2
 
+    def __init__(self, cause: str, *, fix: str | None = None, op: str | None = None, module: str | None = None):
+        super().__init__(cause, fix=fix)
+        self.op = op
+        self.module = module
+
 
 class VerificationFailed(SkinkitError):
-    """The verification gate refused at least one artifact (exit 3). The bundle and report are kept."""
+    """The verification gate refused at least one artifact (exit 3). The bundle and report are kept.
+    ``not_converted``: one line per recipe target that also failed to convert (the bundle is incomplete too)."""
 
     exit_code = 3
 
-    def __init__(self, cause: str, *, failures: list[str], bundle_dir: str | None = None, fix: str | None = None):
+    def __init__(self, cause: str, *, failures: list[str], bundle_dir: str | None = None, fix: str | None = None,
+                 not_converted: list[str] | None = None):
         super().__init__(cause, fix=fix)
         self.failures = failures
         self.bundle_dir = bundle_dir
+        self.not_converted = not_converted or []
+
+
+class IncompleteBundle(SkinkitError):
+    """Some recipe targets failed to convert; the others were verified, pass the gate and were bundled
+    (exit 4). The bundle is written and marked incomplete. ``not_converted``: one line per failed target
+    (cause — fix); ``summary``: the export's machine summary."""
+
+    exit_code = 4
+
+    def __init__(self, cause: str, *, not_converted: list[str], bundle_dir: str | None = None, fix: str | None = None,
+                 summary: dict | None = None):
+        super().__init__(cause, fix=fix)
+        self.not_converted = not_converted
+        self.bundle_dir = bundle_dir
+        self.summary = summary
 
 
 class VerificationError(SkinkitError):

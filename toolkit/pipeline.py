@@ -3,6 +3,7 @@
 1. load      — the trained model and its contract (spec, checkpoint, provenance)
 2. compress  — optional pruning, on a copy; the device contract baked around the network
 3. convert   — first, once, the evaluation set (calibration must not overlap it); then one artifact per target
+               (a target that fails is recorded and the others go on, unless ``strict``)
 4. verify    — each artifact against the float model on the evaluation set; the gate
 5. benchmark — host latency of each artifact next to the PyTorch reference
 6. bundle    — manifest, report and artifacts, renamed into place atomically
@@ -25,7 +26,7 @@ from toolkit.bundle import stage as bundle
 from toolkit.compress import stage as compress
 from toolkit.context import Context
 from toolkit.convert import stage as convert
-from toolkit.errors import ConversionError, VerificationFailed
+from toolkit.errors import ConversionError, IncompleteBundle, VerificationFailed
 from toolkit.load import stage as load
 from toolkit.recipe import Recipe
 from toolkit.verify import evaluation
@@ -59,8 +60,9 @@ STAGES: tuple[Stage, ...] = (
 validate_order(STAGES)
 
 
-def run_stages(context: Context, *, console=None) -> bundle.Bundled:
-    """Every stage in order, into ``context.staging``."""
+def run_stages(context: Context, *, console=None, strict: bool = False) -> bundle.Bundled:
+    """Every stage in order, into ``context.staging``. ``strict``: the first target that fails to convert
+    stops the export (otherwise it is recorded and the bundle marked incomplete)."""
     step = _steps(STAGES, console)
     with step("load") as run:
         loaded = run(context, context.recipe.model)
@@ -69,7 +71,7 @@ def run_stages(context: Context, *, console=None) -> bundle.Bundled:
     with step("convert") as run:
         evaluated = evaluation.run(context, compressed)
         search = verify.mixed_precision_search(context, compressed, evaluated)
-        converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search)
+        converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search, strict=strict)
     with step("verify") as run:
         verified = run(context, converted, evaluation=evaluated)
     with step("benchmark") as run:
@@ -101,51 +103,74 @@ def _steps(stages: tuple[Stage, ...], console):
 class ExportResult:
     bundle_dir: Path
     manifest: dict
-    log_path: Path  # removed after a successful export
+    log_path: Path  # removed after an export in which every target converted
 
     @property
     def passed(self) -> bool:
+        """Every target converted and every artifact passed its gate."""
         return bool(self.manifest["verdict"]["passed"])
+
+    @property
+    def complete(self) -> bool:
+        """Every recipe target converted."""
+        return not self.manifest["failed_targets"]
 
     def summary(self) -> dict:
         return {
             "bundle": str(self.bundle_dir),
             "passed": self.passed,
+            "complete": self.complete,
             "artifacts": [{"path": a["path"], "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
                            "size_bytes": a["size_bytes"], "passed": a["verification"]["passed"],
                            "check": a["verification"]["check"]} for a in self.manifest["artifacts"]],
+            "failed_targets": self.manifest["failed_targets"],
         }
 
 
-def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = False, console=None) -> ExportResult:
+def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = False, strict: bool = False,
+           console=None) -> ExportResult:
     """Run every stage; write the bundle to ``out_dir/<recipe.name>`` atomically.
 
-    Raises ``ConversionError`` (nothing written) or ``VerificationFailed`` (bundle written, gate failed).
+    A target that fails to convert is recorded and the others are converted, verified and bundled; the
+    bundle is then marked incomplete. ``strict``: all or nothing, the first failure stops the export.
+
+    Raises ``ConversionError`` (nothing written: no target converted, or one failed with ``strict``),
+    ``VerificationFailed`` (bundle written, gate failed; it also names targets that did not convert) or
+    ``IncompleteBundle`` (bundle written, some targets did not convert, the others pass the gate).
     """
     from toolkit.bundle.writer import commit_bundle, discard, staging_dir
+    from toolkit.verify.gate import failed_criteria
 
     final = out_dir / recipe.name
     staging = staging_dir(out_dir, recipe.name, force=force)
     log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
     os.close(log_fd)
-    log_path = Path(log_name)  # kept only when an export fails, for the backend's own messages
+    log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
     context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
     try:
-        bundled = run_stages(context, console=console)
+        bundled = run_stages(context, console=console, strict=strict)
         commit_bundle(staging, final)
     except BaseException as exc:
         discard(staging)
         if isinstance(exc, ConversionError) and exc.fix:
             exc.fix += f" (backend log: {log_path})"
         raise
-    log_path.unlink(missing_ok=True)
+    if bundled.complete:
+        log_path.unlink(missing_ok=True)
     result = ExportResult(final, bundled.manifest, log_path)
-    if not result.passed:
-        from toolkit.verify.gate import failed_criteria
-
-        failures = [line for a in bundled.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
-        failures += failed_criteria("pruning", verify.pruning_criteria(bundled.manifest.get("compression")))
-        raise VerificationFailed(f"verification gate failed for {len(failures)} criteria; bundle and report kept at {final}",
-                                 failures=failures, bundle_dir=str(final),
+    not_converted = [f.one_line() for f in bundled.failed]
+    verdict = bundled.manifest["verdict"]
+    if verdict["passed_count"] < verdict["artifact_count"] or not verdict.get("compression_passed", True):
+        gate_failures = [line for a in bundled.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
+        gate_failures += failed_criteria("pruning", verify.pruning_criteria(bundled.manifest.get("compression")))
+        also = f"; {len(not_converted)} target(s) did not convert either ({', '.join(f.key for f in bundled.failed)})" if not_converted else ""
+        raise VerificationFailed(f"verification gate failed for {len(gate_failures)} criteria{also}; bundle and report kept at {final}",
+                                 failures=gate_failures, bundle_dir=str(final), not_converted=not_converted,
                                  fix="see report.md; loosen tolerances only if the drop is acceptable")
+    if not_converted:
+        raise IncompleteBundle(f"bundle incomplete: {len(not_converted)} of {len(recipe.targets)} targets did not convert "
+                               f"({', '.join(f.key for f in bundled.failed)}); the {len(bundled.manifest['artifacts'])} that did "
+                               f"pass the gate; bundle and report kept at {final}",
+                               not_converted=not_converted, bundle_dir=str(final), summary=result.summary(),
+                               fix=f"fix or drop the failed targets (below; backend log: {log_path}), or pass --strict for all or nothing")
     return result

@@ -93,6 +93,16 @@ class OpSupport:
         return op in self.ops or op in self.outside_graph or op.startswith(self.outside_prefixes or ("\0",))
 
 
+@dataclass(frozen=True)
+class FailureSite:
+    """Where a converter was when it raised: the torch op it was converting, and the module that calls it in the
+    module the converter was given (its attribute path, outermost first, and its class name)."""
+
+    op: str
+    scope: tuple[str, ...] = ()
+    module_type: str | None = None
+
+
 def check(name: str, value, bound, ok: bool, op: str = "==") -> dict:
     """One structural criterion, in the gate's record shape."""
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok)}
@@ -150,6 +160,11 @@ class Backend(ABC):
 
     def unit_refuses(self, unit: str, precision: str) -> str | None:
         """Why a device unit (npu, gpu, cpu) cannot run this format at ``precision``, or None."""
+        return None
+
+    def failure_site(self, exc: BaseException) -> FailureSite | None:
+        """The op (and its module scope) this format's converter was converting when it raised ``exc``, where
+        the converter leaves that to be found and its message does not say; None otherwise."""
         return None
 
     @abstractmethod

@@ -51,7 +51,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
     from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
-    from toolkit.verify.bundle import bundle_context, check_integrity, read_manifest, reference
+    from toolkit.verify.bundle import bundle_context, check_integrity, not_converted, read_manifest, reference
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -128,7 +128,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     return {"bundle": str(bundle), "model": manifest["model"]["name"], "threads": list(threads),
             "host": {"machine": _machine(), "roofline": roof, "reference": {str(t): v for t, v in reference.items()}},
             "artifacts": [{**r, "host": {str(t): v for t, v in r["host"].items()}} for r in rows],
-            "phones": phones, "seconds": round(time.perf_counter() - t_start, 1),
+            "phones": phones, "failed_targets": not_converted(manifest), "seconds": round(time.perf_counter() - t_start, 1),
             "note": "host figures are measured; device figures are estimates from each profile (see 'basis')"}
 
 

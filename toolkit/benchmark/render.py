@@ -51,5 +51,9 @@ def render_bench(r: dict) -> str:
         for p in a.get("phones", []):
             lines.append(f"  {a['artifact']} on {p['device']} ({p['delegate']}): " +
                          (p["error"] if "error" in p else f"mean {p['mean_ms']:.3f} ms, min {p['min_ms']:.3f} ms over {p['runs']} runs (measured)"))
+    failed = r.get("failed_targets") or []
+    if failed:
+        lines += ["", f"Incomplete bundle: {len(failed)} recipe target(s) did not convert, so have no figures: "
+                  + ", ".join(f["key"] for f in failed)]
     lines.append(f"({r['seconds']} s)")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from toolkit.verify.stage import Verified
 
 if TYPE_CHECKING:
     from toolkit.context import Context
+    from toolkit.convert.stage import FailedTarget
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class Benchmarked:
     verified: Verified
     artifacts: dict[str, dict]  # artifact file name -> latency figures, or why it was skipped
     reference: dict | None  # the float PyTorch model's; None when the recipe turns benchmarking off
+
+    @property
+    def failed(self) -> tuple[FailedTarget, ...]:
+        """The recipe targets that did not convert: nothing of theirs to time."""
+        return self.verified.failed
 
 
 def run(context: Context, verified: Verified) -> Benchmarked:

@@ -1,4 +1,7 @@
-"""The bundle manifest: the contract an app and a CI job read. Versioned; unknown keys rejected."""
+"""The bundle manifest: the contract an app and a CI job read. Versioned; unknown keys rejected.
+
+1.1 adds ``failed_targets`` (recipe targets that did not convert) and ``verdict.complete``; a 1.0 manifest has
+neither and reads as complete."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-MANIFEST_SCHEMA_VERSION = "1.0"
+MANIFEST_SCHEMA_VERSION = "1.1"
 
 
 class _Strict(BaseModel):
@@ -26,6 +29,18 @@ class ArtifactEntry(_Strict):
     benchmark: dict[str, Any] | None = None
 
 
+class FailedTargetEntry(_Strict):
+    """A recipe target that did not convert: the bundle holds no artifact for it."""
+
+    key: str  # the recipe target's key, e.g. coreml_fp16
+    format: str
+    precision: str
+    error: str  # the cause
+    fix: str | None = None
+    op: str | None = None  # the torch op the converter failed on, where known
+    module: str | None = None  # the PyTorch module (path and class) that calls it, where known
+
+
 class Manifest(_Strict):
     schema_version: str = MANIFEST_SCHEMA_VERSION
     bundle: str
@@ -39,6 +54,7 @@ class Manifest(_Strict):
     calibration: dict[str, Any] | None = None  # the calibration set of full-integer targets, and its checks
     evaluation: dict[str, Any]
     artifacts: list[ArtifactEntry]
+    failed_targets: list[FailedTargetEntry] = []  # non-empty: the bundle is incomplete (verdict.complete false)
     reference_benchmark: dict[str, Any] | None
     verdict: dict[str, Any]
     tools: dict[str, str]

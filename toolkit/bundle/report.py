@@ -55,13 +55,42 @@ def _task_sections(m: dict) -> list[str]:
     return ["", f"## {task.report_title}", *lines] if lines else []
 
 
+def _not_converted(m: dict) -> list[str]:
+    """The recipe targets that did not convert (none in a complete bundle, or one from before schema 1.1)."""
+    failed = m.get("failed_targets") or []
+    if not failed:
+        return []
+    lines = ["", "## Targets not converted (incomplete bundle)", "",
+             "The bundle holds no artifact for these recipe targets; the others were converted, verified and bundled.", "",
+             "| target | format | precision | op | module | error | fix |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{f['key']}` | {f['format']} | {f['precision']} | {_cell(f.get('op'))} | {_cell(f.get('module'))} | "
+              f"{_cell(f['error'])} | {_cell(f.get('fix'))} |" for f in failed]
+    return lines
+
+
+def _cell(v) -> str:
+    return "—" if not v else str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _verdict(m: dict) -> str:
+    """PASSED; INCOMPLETE where every artifact present passes but targets did not convert; else FAILED."""
+    v = m["verdict"]
+    if v["passed"]:
+        return "PASSED"
+    gate_passed = v["passed_count"] == v["artifact_count"] and v.get("compression_passed", True)
+    return "INCOMPLETE" if gate_passed and m.get("failed_targets") else "FAILED"
+
+
 def render(m: dict) -> str:
+    failed = m.get("failed_targets") or []
+    converted = (f"{m['verdict']['artifact_count']} of {m['verdict']['artifact_count'] + len(failed)} recipe targets converted "
+                 f"(**incomplete bundle**: {', '.join(f['key'] for f in failed)} did not); ") if failed else ""
     lines = [f"# skinkit bundle: {m['bundle']}", "",
              f"Model **{m['model']['name']}** ({m['model']['architecture']}), task: {m['model']['task']}. "
              f"Created {m['created_utc']} by skinkit {m['tools']['skinkit']}.", "",
-             f"**Verdict: {'PASSED' if m['verdict']['passed'] else 'FAILED'}** — "
+             f"**Verdict: {_verdict(m)}** — {converted}"
              f"{m['verdict']['passed_count']} of {m['verdict']['artifact_count']} artifacts passed verification "
-             f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", "",
+             f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", *_not_converted(m), "",
              "## Input contract", ""]
     if m["evaluation"].get("ground_truth") == "float":
         lines[-2:-2] = ["No labels: the float model's own decisions stand for the ground truth, so every metric "

@@ -1,5 +1,6 @@
 """Stage 6, bundle: manifest.json, report.md and labels.txt beside the artifacts in the staging folder
-(the pipeline renames it into place)."""
+(the pipeline renames it into place). Targets that did not convert are listed in the manifest, which then
+marks the bundle incomplete."""
 
 from __future__ import annotations
 
@@ -14,16 +15,22 @@ from toolkit.benchmark.stage import Benchmarked
 
 if TYPE_CHECKING:
     from toolkit.context import Context
+    from toolkit.convert.stage import FailedTarget
 
 
 @dataclass(frozen=True)
 class Bundled:
     path: Path  # the folder written (the staging folder during an export)
     manifest: dict  # manifest.json as written
+    failed: tuple[FailedTarget, ...] = ()  # recipe targets that did not convert: the bundle is incomplete
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
 
 
 def run(context: Context, benchmarked: Benchmarked) -> Bundled:
-    from toolkit.bundle.manifest import ArtifactEntry, Manifest
+    from toolkit.bundle.manifest import ArtifactEntry, FailedTargetEntry, Manifest
     from toolkit.bundle.report import render
     from toolkit.convert.base import file_sha256, tree_size
     from toolkit.load.stage import input_contract
@@ -65,8 +72,10 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
                     "folder": str(ev.folder) if ev.folder else None, "ground_truth": ev.ground_truth,
                     "skin_tone": verified.skin_tone},
         artifacts=entries,
+        failed_targets=[FailedTargetEntry(**f.as_dict()) for f in benchmarked.failed],
         reference_benchmark=benchmarked.reference,
-        verdict={"passed": len(passed) == len(entries) and within_budget, "artifact_count": len(entries),
+        verdict={"passed": len(passed) == len(entries) and within_budget and not benchmarked.failed,
+                 "complete": not benchmarked.failed, "artifact_count": len(entries),
                  "passed_count": len(passed), **({"compression_passed": within_budget} if compression else {})},
         tools=tool_versions(),
         recipe={"path": str(context.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
@@ -76,7 +85,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
     (context.staging / "report.md").write_text(render(data))
     if spec.labels:
         (context.staging / "labels.txt").write_text("\n".join(spec.labels) + "\n")
-    return Bundled(path=context.staging, manifest=data)
+    return Bundled(path=context.staging, manifest=data, failed=benchmarked.failed)
 
 
 def tool_versions() -> dict[str, str]:

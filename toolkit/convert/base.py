@@ -106,24 +106,55 @@ def locate_op(module, sample, op_names: list[str]) -> list[str]:
     return list(dict.fromkeys(where))
 
 
+def _site_module(module, site) -> tuple[str, str]:
+    """The dotted path (and class) in ``module`` of the module a converter failed in. The converter may have
+    seen ``module`` inside its own wrappers (named outputs, a softmax), so the longest tail of its scope that
+    names a submodule of the same class is taken."""
+    parts = site.scope
+    if module is not None:
+        for k in range(len(parts) + 1):
+            path = ".".join(parts[k:])
+            try:
+                sub = module.get_submodule(path)
+            except AttributeError:
+                continue
+            if site.module_type is None or type(sub).__name__ == site.module_type:
+                return path or "(top level)", type(sub).__name__
+    return ".".join(parts) or "(top level)", site.module_type or "?"
+
+
 def describe_failure(exc: BaseException, fmt: str, spec_name: str, *, module=None, sample=None) -> ConversionError:
     """Turn a backend's exception into one error naming the model, the target, the failing op and
-    the PyTorch module that calls it where they can be found, and a suggested fix."""
+    the PyTorch module that calls it where they can be found, and a suggested fix. The op and module come
+    from the backend (the node its converter was converting when it raised) or from the message (an op
+    it names, found in the module by exporting it)."""
     msg = str(exc).strip().splitlines()
     first = next((m for m in msg if m.strip()), type(exc).__name__)
     joined = " ".join(msg)
     lowered = joined.lower()
-    hint = "simplify the module (static shapes, no data-dependent control flow) or drop this target from the recipe"
-    ops = _op_names(joined)
-    where = locate_op(module, sample, ops) if ops and module is not None and sample is not None else []
+    site = get_backend(fmt).failure_site(exc)
+    named = _op_names(joined)
+    ops = named or ([site.op] if site is not None else [])
+    if site is not None:
+        path, cls = _site_module(module, site)
+        where = [f"{path} ({cls}) calls {site.op}"]
+    else:
+        where = locate_op(module, sample, ops) if ops and module is not None and sample is not None else []
+    modules = list(dict.fromkeys(w.split(" calls ")[0] for w in where))
+    in_module = f" in {modules[0]}" if modules else ""
+    drop = f"or drop the {fmt} target from the recipe"
+    unsupported = bool(named) or any(k in lowered for k in ("not supported", "unsupported", "not implemented", "lowering not found"))
     if "dynamic" in lowered or "symbolic" in lowered or "guard" in lowered:
         hint = "export with a static input shape: remove shape-dependent Python branches in forward()"
     elif "data-dependent" in lowered or "control flow" in lowered:
         hint = "replace data-dependent Python control flow (if on tensor values) with torch.where"
-    elif ops or "not supported" in lowered or "unsupported" in lowered or "not implemented" in lowered or "lowering not found" in lowered:
-        hint = (f"replace {', '.join(ops) or 'the unsupported op'} with supported primitives"
-                f"{' in ' + where[0].split(' calls ')[0] if where else ''}, or drop the {fmt} target from the recipe")
+    elif unsupported:
+        hint = f"replace {', '.join(ops) or 'the unsupported op'} with supported primitives{in_module}, {drop}"
+    elif ops:  # the converter has the op, but not as this module uses it (shape, rank, parameters)
+        hint = f"{fmt} cannot convert {ops[0]} as used{in_module} (see the cause): express it there with other ops, {drop}"
+    else:
+        hint = f"the backend log has the converter's own messages on what it could not convert; simplify that part, {drop}"
     cause = f"{fmt} conversion of {spec_name} failed: {type(exc).__name__}: {first[:300]}"
     if ops:
-        cause += f" [unsupported op: {', '.join(ops)}" + (f"; in {'; '.join(where)}]" if where else "]")
-    return ConversionError(cause, fix=hint)
+        cause += f" [{'unsupported op' if unsupported else 'op'}: {', '.join(ops)}" + (f"; in {'; '.join(where)}]" if where else "]")
+    return ConversionError(cause, fix=hint, op=", ".join(ops) or None, module="; ".join(modules) or None)

@@ -1,18 +1,21 @@
 """Stage 3, convert: one artifact per recipe target, from the compressed network with its device
 contract. Full-integer targets are calibrated on images disjoint from the evaluation set; a
-``keep_float: auto`` target searches the fewest layers to keep float with the search the caller gives."""
+``keep_float: auto`` target searches the fewest layers to keep float with the search the caller gives.
+A target that fails to convert is recorded (``FailedTarget``) and the others still convert, unless the
+caller asks for all or nothing (``strict``); when none converts, the stage raises."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.compress.stage import Compressed
 from toolkit.convert.base import Artifact
-from toolkit.errors import SkinkitError
+from toolkit.errors import ConversionError, SkinkitError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,10 +27,40 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class FailedTarget:
+    """A recipe target that did not convert, and why. It travels with the stage records to the manifest
+    (``failed_targets``), which marks the bundle incomplete."""
+
+    key: str  # the recipe target's key, e.g. coreml_fp16
+    format: str
+    precision: str
+    error: str  # the cause, naming the model and the target
+    fix: str | None = None
+    op: str | None = None  # the torch op the converter failed on, where known
+    module: str | None = None  # the PyTorch module (path and class) that calls it, where known
+
+    @classmethod
+    def of(cls, target: Target, err: ConversionError) -> FailedTarget:
+        return cls(key=target.key, format=target.format, precision=target.precision, error=err.cause, fix=err.fix,
+                   op=err.op, module=err.module)
+
+    def one_line(self) -> str:
+        return f"{self.key} not converted: {self.error}" + (f" — fix: {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Converted:
     compressed: Compressed
     artifacts: tuple[Artifact, ...]
     calibration: dict | None  # what calibrated the full-integer targets; None when none is calibrated
+    failed: tuple[FailedTarget, ...] = ()  # targets that did not convert, in recipe order
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
 
 
 @dataclass(frozen=True)
@@ -39,8 +72,10 @@ class MixedPrecisionSearch:
 
 
 def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarray,
-        mixed_precision: MixedPrecisionSearch | None = None) -> Converted:
-    """``evaluation_images``: the evaluation set's uint8 images, which calibration must not share."""
+        mixed_precision: MixedPrecisionSearch | None = None, strict: bool = False) -> Converted:
+    """``evaluation_images``: the evaluation set's uint8 images, which calibration must not share. A target
+    that fails to convert is recorded and the next one converted; with ``strict`` the first failure raises.
+    Raises ``ConversionError`` when no target converts."""
     import torch
 
     from toolkit._io import captured
@@ -55,11 +90,12 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     meta = artifact_metadata(recipe, spec)
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
-    artifacts = []
+    artifacts, failed, errors = [], [], []
     for t in recipe.targets:
         options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
                    "layout": recipe.input.layout, "calibration": calibration, "metadata": meta,
                    "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
+        before = set(out_dir.iterdir())
         try:
             with captured(context.log_path):
                 if t.keep_float == "auto":
@@ -69,11 +105,31 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 if t.keep_float == "auto":
                     artifact.details["mixed_precision"] = search
                 artifacts.append(artifact)
+            continue
+        except ConversionError as exc:  # the backend's own check: it names the target and the fix
+            err, cause = exc, None
         except SkinkitError:
             raise
-        except Exception as exc:  # a backend's own failure: name model, target and fix
-            raise describe_failure(exc, t.format, spec.name, module=compressed.wrapped, sample=sample) from exc
-    return Converted(compressed=compressed, artifacts=tuple(artifacts), calibration=calibration_report)
+        except Exception as exc:  # a backend's own failure: name model, target, op, module and fix
+            err, cause = describe_failure(exc, t.format, spec.name, module=compressed.wrapped, sample=sample), exc
+        if strict:
+            raise err from cause
+        for leftover in set(out_dir.iterdir()) - before:  # a half-written file must not reach the bundle
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        failed.append(FailedTarget.of(t, err))
+        errors.append((err, cause))
+    if not artifacts:
+        err, cause = errors[0] if len(errors) == 1 else (_none_converted(failed), None)
+        raise err from cause
+    return Converted(compressed=compressed, artifacts=tuple(artifacts), calibration=calibration_report, failed=tuple(failed))
+
+
+def _none_converted(failed: list[FailedTarget]) -> ConversionError:
+    """One error for several targets that all failed to convert: each target's cause, every distinct fix."""
+    fixes = list(dict.fromkeys(f.fix for f in failed if f.fix))
+    return ConversionError(f"no target converted ({len(failed)} failed): " + "; ".join(f"{f.key}: {f.error}" for f in failed),
+                           fix="; ".join(fixes) or None, op=", ".join(dict.fromkeys(f.op for f in failed if f.op)) or None,
+                           module="; ".join(dict.fromkeys(f.module for f in failed if f.module)) or None)
 
 
 def _calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray) -> tuple[np.ndarray | None, dict | None]:

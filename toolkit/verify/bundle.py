@@ -6,6 +6,8 @@
 2. The gate: every artifact runs again on the evaluation set (the bundle's own, or ``--data DIR``)
    against the float PyTorch reference rebuilt from the manifest's recipe; the same criteria as at
    export. Nothing is rewritten in the bundle.
+3. Completeness: recipe targets that did not convert at export are listed in the manifest (schema 1.1);
+   the bundle is reported incomplete (``passed`` false) even when every artifact it holds passes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def read_manifest(bundle: Path) -> dict:
         return json.loads(path.read_text())
     except ValueError as exc:
         raise IntegrityError(f"{path} is not valid JSON: {exc}", fix="re-export the bundle") from None
+
+
+def not_converted(manifest: dict) -> list[dict]:
+    """The recipe targets the export could not convert: none for a complete bundle, or a manifest older
+    than schema 1.1 (which had no such list: such exports were all or nothing)."""
+    return list(manifest.get("failed_targets") or [])
 
 
 def check_integrity(bundle: Path, manifest: dict) -> list[dict]:
@@ -108,13 +116,14 @@ def check_checkpoint(manifest: dict, loaded: LoadedModel) -> None:
 
 
 def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> Converted:
-    """The bundle's artifacts as the convert stage's record."""
+    """The bundle's artifacts, and the targets that did not convert, as the convert stage's record."""
     from toolkit.convert.base import Artifact
-    from toolkit.convert.stage import Converted
+    from toolkit.convert.stage import Converted, FailedTarget
 
     artifacts = tuple(Artifact(format=a["format"], precision=a["precision"], path=bundle / a["path"], seconds=0.0,
                                details=a["structure"]) for a in manifest["artifacts"])
-    return Converted(compressed=compressed, artifacts=artifacts, calibration=manifest.get("calibration"))
+    return Converted(compressed=compressed, artifacts=artifacts, calibration=manifest.get("calibration"),
+                     failed=tuple(FailedTarget(**f) for f in not_converted(manifest)))
 
 
 def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None) -> dict:
@@ -144,9 +153,12 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
                         **{k: val for k, val in v.items() if k not in ("passed", "check", "criteria", "n_samples", "note")}})
     compression = verify.compression_record(compressed.report, verified.against_original)
     ev = context.recipe.evaluation
+    gate_passed = all(r["passed"] for r in results) and verify.compression_passed(compression)
+    failed = [f.as_dict() for f in verified.failed]
     return {
         "bundle": str(bundle), "model": manifest["model"]["name"], "task": manifest["model"]["task"],
-        "labels": manifest["labels"], "passed": all(r["passed"] for r in results) and verify.compression_passed(compression),
+        "labels": manifest["labels"], "passed": gate_passed and not failed, "gate_passed": gate_passed,
+        "complete": not failed, "failed_targets": failed,
         **({"pruning": _pruning_summary(compression)} if compression else {}),
         "evaluation": {"source": "folder" if data else manifest["evaluation"]["source"], "n": len(verified.evaluation.data),
                        "folder": str(data) if data else manifest["evaluation"].get("folder"),
@@ -174,22 +186,29 @@ def json_safe(value):
     return value
 
 
-def _testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None) -> tuple[str, bool]:
-    """One JUnit test case, failing with every criterion it missed; and whether it failed."""
+def _testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None,
+              not_converted: dict | None = None) -> tuple[str, bool]:
+    """One JUnit test case, failing with every criterion it missed (or because its target did not convert);
+    and whether it failed."""
     failed = [c for c in criteria if not c["passed"]]
     body = ""
-    if failed:
+    if not_converted is not None:
+        text = not_converted["error"] + (f"\nfix: {not_converted['fix']}" if not_converted.get("fix") else "")
+        body = f'<failure message={quoteattr("not converted")}>{escape(text)}</failure>'
+    elif failed:
         text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
         body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
     if system_out is not None:
         body += f"<system-out>{escape(system_out)}</system-out>"
-    return f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>", bool(failed)
+    return (f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>",
+            bool(failed) or not_converted is not None)
 
 
 def junit_xml(summary: dict) -> str:
     """JUnit XML for CI: one test case per artifact (and one for a pruning budget), failing with every
-    criterion it missed."""
+    criterion it missed; and one failing test case per recipe target that did not convert."""
     cases = [_testcase(summary["model"], a["path"], a["criteria"], a["check"]) for a in summary["artifacts"]]
+    cases += [_testcase(summary["model"], f"{f['key']} (not converted)", [], not_converted=f) for f in summary.get("failed_targets", [])]
     if "pruning" in summary:  # the pruned float model within its budget against the original
         cases.append(_testcase(summary["model"], "pruning (float vs original)", summary["pruning"]["criteria"]))
     head = (f'<testsuite name={quoteattr("skinkit verify " + summary["bundle"])} tests="{len(cases)}" '

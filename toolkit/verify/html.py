@@ -157,13 +157,15 @@ def render_html(summary: dict) -> str:
 
     matplotlib.use("Agg")
     ok = summary["passed"]
+    failed = summary.get("failed_targets") or []
     ev = summary["evaluation"]
     tone = ev.get("skin_tone") or {}
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>skinkit verify {escape(summary['model'])}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>skinkit verify: {escape(summary['model'])}</h1>",
              f"<p class='verdict {'pass' if ok else 'fail'}'>{'PASSED' if ok else 'FAILED'}: "
-             f"{sum(a['passed'] for a in summary['artifacts'])} of {len(summary['artifacts'])} artifacts pass the gate</p>",
+             f"{sum(a['passed'] for a in summary['artifacts'])} of {len(summary['artifacts'])} artifacts pass the gate"
+             + (f"; incomplete bundle: {len(failed)} recipe target(s) did not convert" if failed else "") + "</p>",
              f"<p>Bundle <code>{escape(summary['bundle'])}</code>; integrity: {len(summary['integrity'])} files match the manifest's sha256. "
              f"{ev['n']} evaluation images ({escape(str(ev['source']))}); 95 % CIs from {ev.get('bootstrap', '?')} bootstrap replicates "
              f"(paired for drops); non-inferiority judged on the {'upper CI bound' if ev.get('noninferiority') == 'ci' else 'point estimate'}; "
@@ -178,6 +180,14 @@ def render_html(summary: dict) -> str:
                  + "".join(f"<tr><td><a href='#a{i}'>{escape(a['path'])}</a></td><td>{a['format']}</td><td>{a['precision']}</td>"
                            f"<td>{escape(a['check'])}</td><td class={'pass' if a['passed'] else 'fail'}>{'pass' if a['passed'] else 'FAIL'}</td></tr>"
                            for i, a in enumerate(summary["artifacts"])) + "</table>")
+    if failed:
+        parts.append("<h2>Targets not converted <span class=fail>incomplete bundle</span></h2>"
+                     "<p>The bundle holds no artifact for these recipe targets.</p>"
+                     "<table><tr><th>target</th><th>format</th><th>precision</th><th>op</th><th>module</th><th>error</th><th>fix</th></tr>"
+                     + "".join(f"<tr><td>{escape(f['key'])}</td><td>{escape(f['format'])}</td><td>{escape(f['precision'])}</td>"
+                               f"<td>{_fmt(f.get('op') or '—')}</td><td>{_fmt(f.get('module') or '—')}</td>"
+                               f"<td class=fail>{escape(f['error'])}</td><td>{_fmt(f.get('fix') or '—')}</td></tr>" for f in failed)
+                     + "</table>")
     for i, a in enumerate(summary["artifacts"]):
         parts.append(f"<h2 id='a{i}'>{escape(a['path'])} <span class={'pass' if a['passed'] else 'fail'}>{'pass' if a['passed'] else 'FAIL'}</span></h2>")
         if a.get("error"):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from toolkit.compress.stage import Compressed
     from toolkit.context import Context
     from toolkit.convert.base import Artifact
+    from toolkit.convert.stage import FailedTarget
     from toolkit.data.records import TaskData
     from toolkit.recipe import Target
 
@@ -29,6 +30,11 @@ class Verified:
     runners: dict[str, Runner]  # artifact file name -> its runner, built once (benchmark reuses them)
     skin_tone: dict  # how the evaluation images were grouped by skin tone
     against_original: dict | None  # a compressed model's float metrics against the original's; None uncompressed
+
+    @property
+    def failed(self) -> tuple[FailedTarget, ...]:
+        """The recipe targets that did not convert: nothing of theirs to verify."""
+        return self.converted.failed
 
 
 def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) -> Verified:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from toolkit.backends.base import ArtifactWeight, Backend, Cost, Runner, TargetOptions
+from toolkit.backends.base import ArtifactWeight, Backend, Cost, FailureSite, Runner, TargetOptions
 from toolkit.backends.coreml.ops import ANE_OPS
 
 
@@ -45,6 +45,11 @@ class CoreMLBackend(Backend):
         if unit == "npu" and precision == "fp32":
             return "the Neural Engine computes float16; a float32 Core ML program runs on the GPU (see the GPU profile)"
         return None
+
+    def failure_site(self, exc: BaseException) -> FailureSite | None:
+        from toolkit.backends.coreml.failure import failure_site
+
+        return failure_site(exc)
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
         from toolkit.backends.coreml.convert import convert
