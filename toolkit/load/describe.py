@@ -27,7 +27,8 @@ def user_spec(ref: ModelRef, name: str) -> ModelSpec:
                          outputs=(OutputSpec(task.default_output or "output", ""),), tolerances=dict(task.default_tolerances),
                          labels=base.labels if base else (), mean=base.mean if base else (0.0, 0.0, 0.0),
                          std=base.std if base else (1.0, 1.0, 1.0), licence="the model owner's", output_size=None)
-    changes: dict = {"name": name, "task": task_name, "metric": ref.metric or base.metric or task.headline}
+    changes: dict = {"name": name, "task": task_name, "metric": ref.metric or base.metric or task.headline,
+                     "architecture": f"user model ({ref.name})"}
     if ref.outputs is not None:
         changes["outputs"] = tuple(OutputSpec(o.name, o.description, o.unit, o.shape) for o in ref.outputs)
     if ref.normalization is not None:
