@@ -324,7 +324,14 @@ def register(*, fakes: bool = True) -> bool:
         lib.impl("_cuda_version", lambda: -1, "CompositeExplicitAutograd")
         _LIBRARY.append(lib)
     if fakes and not _WITH_FAKES:
-        for name, fake in FAKES.items():
-            torch.library.register_fake(f"torchvision::{name}", fake, lib=_LIBRARY[0])
+        register_fakes(FAKES)
         _WITH_FAKES.append(True)
     return True
+
+
+def register_fakes(names) -> None:
+    """(Re-)register these fake kernels over whatever is registered. torchvision 0.28's own fake ``nms`` declares
+    at least 2 kept boxes (``create_unbacked_symint``'s default), so an exported program that keeps fewer fails
+    its runtime assertion; ``toolkit.load.torchvision_support`` puts these back after torchvision imports."""
+    for name in names:
+        torch.library.register_fake(f"torchvision::{name}", FAKES[name], lib=_LIBRARY[0])
