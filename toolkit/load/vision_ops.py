@@ -7,8 +7,10 @@ the ``torchvision::`` operators with ``torch.library`` and gives the ones detect
 (bilinear sampling grid, ``aligned``, adaptive ``sampling_ratio``, ``round`` half away from zero, first maximum
 wins). The others are defined so that torchvision's Python imports, and fail by name when called.
 
-Kernels gather per RoI with vectorized indexing: RoIs are grouped by sampling-grid (or pooling-window) size and
-processed in chunks that bound the gathered tensor, so the only Python loops run over groups and chunks.
+The kernels are vectorized over RoIs: RoIs are grouped by image and sampling-grid (or pooling-window) size and
+processed in chunks that bound the sampled tensor, so the only Python loops run over groups and chunks (and, in
+NMS, over the boxes kept). RoIAlign samples with ``grid_sample`` (on 2 cores: 1000 RoIs of 256 channels, 7x7
+bins of 2x2 samples, about 0.6 s); its backward and RoIPool gather explicitly.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def qnms(dets: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 
 def _groups(keys: Tensor):
-    """(key, member indices) for each distinct key."""
-    values, inverse = torch.unique(keys, return_inverse=True)
+    """(key, member indices) for each distinct row of ``keys`` (K, n)."""
+    values, inverse = torch.unique(keys, dim=0, return_inverse=True)
     order = torch.argsort(inverse, stable=True)
-    counts = torch.bincount(inverse, minlength=values.numel()).tolist()
+    counts = torch.bincount(inverse, minlength=values.size(0)).tolist()
     return zip(values.tolist(), torch.split(order, counts), strict=True)
 
 
@@ -110,29 +112,10 @@ def _chunks(members: Tensor, per_roi: int):
     return torch.split(members, step)
 
 
-def _axis_samples(start: Tensor, bin_size: Tensor, grid: int, pooled: int, size: int):
-    """Bilinear taps along one axis for ``grid`` samples in each of ``pooled`` bins of each RoI: indices and
-    weights of shape (K, pooled, grid, 2), as the C++ kernel's pre-calculation, weight 0 outside the map."""
-    dtype = start.dtype
-    p = torch.arange(pooled, device=start.device).to(dtype)
-    i = torch.arange(grid, device=start.device).to(dtype) + 0.5
-    c = start[:, None, None] + p[None, :, None] * bin_size[:, None, None] + (i * bin_size[:, None, None]) / grid
-    inside = (c >= -1.0) & (c <= size)  # False for NaN, as the kernel's !(in range)
-    c = torch.where(inside, c, 0).clamp(min=0)
-    low = c.long()
-    edge = low >= size - 1
-    low = torch.where(edge, size - 1, low)
-    high = torch.where(edge, size - 1, low + 1)
-    c = torch.where(edge, low.to(dtype), c)
-    frac = c - low
-    weights = torch.stack([1.0 - frac, frac], dim=-1) * inside[..., None]
-    return torch.stack([low, high], dim=-1), weights
-
-
-def _roi_align_samples(rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int, sampling_ratio: int,
-                       aligned: bool, height: int, width: int, channels: int):
-    """For each chunk of RoIs sharing a sampling grid: (RoI indices, flat indices into an (N*H*W, C) view of the
-    input, weights, sample count), indices and weights of shape (k, PH, PW, samples)."""
+def _roi_align_grids(rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int, sampling_ratio: int,
+                     aligned: bool, per_sample: int):
+    """The sampling points of RoIAlign, as the C++ kernel places them: for each chunk of RoIs on one image sharing
+    a grid of (gh, gw) samples per bin, (RoI indices, image, gh, gw, y (k, PH, gh), x (k, PW, gw))."""
     if rois.size(0) == 0:
         return
     offset = 0.5 if aligned else 0.0
@@ -147,44 +130,82 @@ def _roi_align_samples(rois: Tensor, spatial_scale: float, pooled_height: int, p
     else:
         grid_h, grid_w = torch.ceil(bin_h).long(), torch.ceil(bin_w).long()
     grid_h, grid_w = grid_h.clamp(min=0), grid_w.clamp(min=0)  # a negative grid samples nothing
-    for key, members in _groups(grid_h * (int(grid_w.max()) + 1) + grid_w):
-        gh, gw = divmod(key, int(grid_w.max()) + 1)
+
+    def points(start, bin_size, grid, pooled):
+        p = torch.arange(pooled, device=start.device).to(start.dtype)
+        i = torch.arange(grid, device=start.device).to(start.dtype) + 0.5
+        return start[:, None, None] + p[None, :, None] * bin_size[:, None, None] + (i * bin_size[:, None, None]) / grid
+
+    for (image, gh, gw), members in _groups(torch.stack([batch, grid_h, grid_w], dim=1)):
         if gh == 0 or gw == 0:
             continue  # no samples: the output stays 0
-        for chunk in _chunks(members, pooled_height * pooled_width * 4 * gh * gw * channels):
-            ys, wy = _axis_samples(y0[chunk], bin_h[chunk], gh, pooled_height, height)  # (k, PH, gh, 2)
-            xs, wx = _axis_samples(x0[chunk], bin_w[chunk], gw, pooled_width, width)  # (k, PW, gw, 2)
-            k = chunk.numel()
-            plane = batch[chunk].view(k, 1, 1, 1, 1, 1, 1) * height
-            index = (plane + ys[:, :, None, :, :, None, None]) * width + xs[:, None, :, None, None, :, :]
-            weight = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :]
-            yield chunk, index.reshape(k, pooled_height, pooled_width, -1), weight.reshape(k, pooled_height, pooled_width, -1), gh * gw
+        for chunk in _chunks(members, pooled_height * pooled_width * gh * gw * per_sample):
+            yield (chunk, image, gh, gw, points(y0[chunk], bin_h[chunk], gh, pooled_height),
+                   points(x0[chunk], bin_w[chunk], gw, pooled_width))
+
+
+def _inside(c: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Whether each sample counts (within [-1, size]; False for NaN, as the kernel's !(in range)), and its
+    coordinate clamped to the map as the kernel clamps it (0 where it does not count)."""
+    inside = (c >= -1.0) & (c <= size)
+    return inside, torch.where(inside, c, 0).clamp(0, size - 1)
 
 
 def roi_align(input: Tensor, rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int,
               sampling_ratio: int, aligned: bool) -> Tensor:
     """RoIAlign (Mask R-CNN): each of (PH, PW) bins of each RoI ``(batch, x1, y1, x2, y2)`` is the mean of a
-    grid of bilinear samples; (K, 5) RoIs on (N, C, H, W) features give (K, C, PH, PW)."""
+    grid of bilinear samples; (K, 5) RoIs on (N, C, H, W) features give (K, C, PH, PW).
+
+    The samples are taken with ``grid_sample`` at the kernel's clamped coordinates (for which the kernel's
+    interpolation is plain bilinear; a sample the kernel skips is moved off the map, where zero padding gives 0)
+    and averaged per bin with ``avg_pool2d``."""
+    import torch.nn.functional as F
+
     _check_rois(input, rois)
     n, c, h, w = input.shape
-    out = input.new_zeros((rois.size(0), pooled_height, pooled_width, c))
+    out = input.new_zeros((rois.size(0), c, pooled_height, pooled_width))
     if out.numel() == 0:
-        return out.permute(0, 3, 1, 2)
-    flat = input.permute(0, 2, 3, 1).reshape(n * h * w, c)
-    for chunk, index, weight, count in _roi_align_samples(rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                                                          aligned, h, w, c):
-        out[chunk] = (flat[index] * weight[..., None]).sum(dim=3) / count
-    return out.permute(0, 3, 1, 2).contiguous()
+        return out
+
+    def normalized(coords, size):  # align_corners=False: -1 and 1 are the outer edges of the first and last pixels
+        inside, coords = _inside(coords.reshape(coords.size(0), -1), size)
+        return torch.where(inside, (2.0 * coords + 1.0) / size - 1.0, -3.0)  # -3: both taps off the map
+
+    for chunk, image, gh, gw, ys, xs in _roi_align_grids(rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+                                                         aligned, c):
+        k = chunk.numel()
+        y, x = normalized(ys, h), normalized(xs, w)
+        grid = torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)  # (k, PH*gh, PW*gw, 2)
+        samples = F.grid_sample(input[image:image + 1].expand(k, c, h, w), grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)
+        out[chunk] = F.avg_pool2d(samples, (gh, gw))
+    return out
+
+
+def _taps(c: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The two bilinear taps of each sample along one axis, as the C++ kernel's pre-calculation: indices and
+    weights (..., 2), weight 0 for a sample that does not count."""
+    inside, c = _inside(c, size)
+    low = c.long()
+    high = torch.where(low >= size - 1, size - 1, low + 1)
+    frac = c - low
+    return torch.stack([low, high], dim=-1), torch.stack([1.0 - frac, frac], dim=-1) * inside[..., None]
 
 
 def roi_align_backward(grad: Tensor, rois: Tensor, spatial_scale: float, pooled_height: int, pooled_width: int,
                        batch_size: int, channels: int, height: int, width: int, sampling_ratio: int, aligned: bool) -> Tensor:
-    """The gradient of ``roi_align`` with respect to its input: each sample's weight scatters its bin's gradient."""
+    """The gradient of ``roi_align`` with respect to its input: each sample's bilinear weights scatter its bin's
+    gradient, divided by the bin's sample count."""
     grad_flat = grad.new_zeros((batch_size * height * width, channels))
-    g = grad.permute(0, 2, 3, 1)
-    for chunk, index, weight, count in _roi_align_samples(rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                                                          aligned, height, width, channels):
-        contrib = g[chunk][:, :, :, None, :] * (weight / count)[..., None]
+    g = grad.permute(0, 2, 3, 1)  # (K, PH, PW, C)
+    for chunk, image, gh, gw, ys, xs in _roi_align_grids(rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+                                                         aligned, 4 * channels):
+        k = chunk.numel()
+        rows, wy = _taps(ys, height)  # (k, PH, gh, 2)
+        cols, wx = _taps(xs, width)  # (k, PW, gw, 2)
+        index = (image * height + rows[:, :, None, :, :, None, None]) * width + cols[:, None, :, None, None, :, :]
+        weight = (wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :]).reshape(k, pooled_height, pooled_width, -1)
+        contrib = g[chunk][:, :, :, None, :] * (weight / (gh * gw))[..., None]
         grad_flat.index_add_(0, index.reshape(-1), contrib.reshape(-1, channels))
     return grad_flat.view(batch_size, height, width, channels).permute(0, 3, 1, 2).contiguous()
 
@@ -219,8 +240,7 @@ def roi_pool(input: Tensor, rois: Tensor, spatial_scale: float, pooled_height: i
     hs, he = windows(y0, roi_h, pooled_height, h)  # (K, PH)
     ws, we = windows(x0, roi_w, pooled_width, w)  # (K, PW)
     span_h, span_w = (he - hs).clamp(min=0).amax(dim=1), (we - ws).clamp(min=0).amax(dim=1)
-    for key, members in _groups(span_h * (int(span_w.max()) + 1) + span_w):
-        gh, gw = divmod(key, int(span_w.max()) + 1)
+    for (gh, gw), members in _groups(torch.stack([span_h, span_w], dim=1)):
         if gh == 0 or gw == 0:
             continue  # every window empty
         for chunk in _chunks(members, pooled_height * pooled_width * gh * gw * c):
