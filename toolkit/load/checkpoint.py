@@ -83,7 +83,10 @@ def load_exported(path: Path):
     """A ``torch.export`` program (.pt2) as an eval-mode module."""
     import torch
 
+    from toolkit.load import torchvision_support
+
     _require_file(path)
+    torchvision_support.prepare_for_program(path)  # its torchvision:: ops, if any, must exist before it loads
     try:
         ep = torch.export.load(str(path))
     except Exception as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from toolkit.errors import BadInputError, CheckpointError
 from toolkit.load import checkpoint as ckpt
+from toolkit.load import torchvision_support
 from toolkit.registry import ModelSpec, get_spec
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
@@ -34,10 +35,12 @@ def _import_factory(ref: str, base: Path):
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    torchvision_support.prepare()  # torchvision, if installed, imports with plain-torch ops where its C++ ones do not load
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise BadInputError(f"importing {path} failed: {type(exc).__name__}: {exc}", fix="make the file importable on its own") from None
+        raise torchvision_support.import_error(path, exc) or BadInputError(f"importing {path} failed: {type(exc).__name__}: {exc}",
+                                                                           fix="make the file importable on its own") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise BadInputError(f"{path} has no callable {attr!r}", fix="name a function or class in that file that builds the model")
@@ -63,13 +66,14 @@ def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | No
             module = ckpt.load_exported(path)
             spec = replace(base_spec, name=path.stem, factory=lambda: module)
             return LoadedModel(module, spec, {"source": "torch.export program", "checkpoint": str(path),
-                                              "checkpoint_sha256": ckpt.sha256(path), **described})
+                                              "checkpoint_sha256": ckpt.sha256(path), **described,
+                                              **torchvision_support.provenance()})
         factory = _import_factory(name, base_dir)
         if checkpoint is None:
             raise CheckpointError(f"model {name!r} has no checkpoint", fix="set model.checkpoint to its trained weights (.safetensors or .pt)")
         spec = replace(base_spec, name=Path(name.rpartition(":")[0]).stem, factory=factory)
         source = "user factory"
-        extra = described
+        extra = {**described, **torchvision_support.provenance()}
     else:
         spec = get_spec(name)
         factory = spec.factory
