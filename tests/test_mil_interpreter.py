@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.mil_models import OpZoo, Palette
 from toolkit.backends.coreml import mil
@@ -107,3 +108,24 @@ def test_activation_quantize_dequantize_kernels():
     per_row = mil.KERNELS["quantize"](input=x, scale=np.array([0.5, 0.25]), zero_point=np.array([0, 10], np.uint8),
                                       axis=0, output_dtype="uint8")
     assert per_row.tolist() == [[0, 1, 255], [13, 9, 0]]
+
+
+def test_thresholded_relu_keeps_values_at_and_above_alpha():
+    x = torch.tensor([-4.0, -3.0, -2.5, 0.0, 2.0])
+    assert mil.KERNELS["thresholded_relu"](x=x, alpha=-3.0).tolist() == [0.0, -3.0, -2.5, 0.0, 2.0]
+    # coremltools' hardswish: thresholded_relu(x, -3) * sigmoid_hard(., 1/6, 1/2)
+    x = torch.linspace(-5, 5, 101)
+    w = mil.KERNELS["thresholded_relu"](x=x, alpha=-3.0)
+    torch.testing.assert_close(w * mil.KERNELS["sigmoid_hard"](x=w, alpha=1 / 6, beta=0.5), F.hardswish(x))
+
+
+def test_scaled_dot_product_attention_kernel_matches_pytorch():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))
+    sdpa = mil.KERNELS["scaled_dot_product_attention"]
+    torch.testing.assert_close(sdpa(query=q, key=k, value=v), F.scaled_dot_product_attention(q, k, v))
+    keep = torch.rand(5, 5, generator=g) > 0.3
+    keep[:, 0] = True  # no row fully masked
+    torch.testing.assert_close(sdpa(query=q, key=k, value=v, attn_mask=keep.numpy()), F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+    bias = torch.randn(5, 5, generator=g)
+    torch.testing.assert_close(sdpa(query=q, key=k, value=v, attn_mask=bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
