@@ -244,3 +244,28 @@ def test_interpreter_lacks_no_op_the_byo_architectures_emit(byo_dir):
             if op not in mil.KERNELS and op != "const" and not op.startswith("constexpr_"):
                 lacking.setdefault(op, []).append(f"{name}/{precision}")
     assert lacking == BYO_KNOWN_GAPS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision, target", [("fp16", "iOS17"), ("fp16", "iOS18"), ("int8_weights", "iOS18"), ("palettize4", "iOS18"),
+                                               ("int4_block", "iOS18")])
+def test_interpreter_runs_the_byo_architectures_at_newer_opsets_and_compressed(precision, target, tmp_path):
+    """The newer opsets and the weight compressions change what coremltools emits (iOS17/18 op versions,
+    constexpr_* weight ops): every architecture still converts to ops the interpreter has and runs to outputs
+    of the contract's shapes."""
+    lacking: dict[str, list[str]] = {}
+    for name, case in byo.CASES.items():
+        _, spec, wrapped = byo.build(name)
+        x = torch.rand(1, case.size, case.size, 3, generator=torch.Generator().manual_seed(2)) * 255
+        artifact = convert_target(wrapped, x, spec, fmt="coreml", precision=precision, out_dir=tmp_path, stem=name,
+                                  options={"classifier": False, "deployment_target": target})
+        for op in artifact.details["op_histogram"]:
+            if op not in mil.KERNELS and op != "const" and not op.startswith("constexpr_"):
+                lacking.setdefault(op, []).append(name)
+        if not lacking:
+            out = runner(artifact.path).run(x.numpy())
+            with torch.no_grad():
+                ref = wrapped(x)
+            for key, r in zip([o.name for o in spec.outputs], ref if isinstance(ref, tuple) else (ref,)):
+                assert out[key].shape == tuple(r.shape) and np.isfinite(out[key]).all(), f"{name} {key}"
+    assert lacking == BYO_KNOWN_GAPS
