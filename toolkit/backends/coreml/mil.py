@@ -86,6 +86,11 @@ def _prelu(x, alpha, **_):
     return F.prelu(x, torch.as_tensor(alpha, dtype=x.dtype))
 
 
+@kernel("thresholded_relu")
+def _thresholded_relu(x, alpha=1.0, **_):
+    return torch.where(x >= float(alpha), x, torch.zeros_like(x))  # x where x >= alpha, else 0 (hardswish's lower cut)
+
+
 @kernel("sigmoid_hard")
 def _hard_sigmoid(x, alpha=0.2, beta=0.5, **_):
     return torch.clamp(float(alpha) * x + float(beta), 0.0, 1.0)
@@ -199,6 +204,17 @@ def _matmul(x, y, transpose_x=False, transpose_y=False, **_):
     if transpose_y:
         y = y.transpose(-1, -2)
     return torch.matmul(x, y.to(x.dtype))
+
+
+@kernel("scaled_dot_product_attention")
+def _sdpa(query, key, value, attn_mask=None, **_):
+    """iOS18 fused attention: softmax(Q K^T / sqrt(E) + mask) V. A bool mask keeps the positions where it
+    is True (the others get -inf); a float mask is added to the scores."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
+    if attn_mask is not None:
+        mask = torch.as_tensor(attn_mask)
+        scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask.to(scores.dtype)
+    return torch.matmul(torch.softmax(scores, dim=-1), value)
 
 
 @kernel("einsum")
