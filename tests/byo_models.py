@@ -75,14 +75,26 @@ class SplitPReLU(nn.Module):
         return torch.relu(x) - self.weight * torch.relu(-x)
 
 
-def split_linear_prelus(net: nn.Module) -> nn.Module:
-    """coremltools 9.0 refuses a per-channel PReLU after a Linear layer ("rank 3 or rank 5 input is only
-    supported when all the values of alpha are same"); R-Net and O-Net have one. The general rewrite belongs
-    in the converter (issue 13, in progress elsewhere); these tests rewrite the module instead."""
-    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(1, len(seq)):
-            if isinstance(seq[i], nn.PReLU) and isinstance(seq[i - 1], nn.Linear):
-                seq[i] = SplitPReLU(seq[i])
+def split_linear_prelus(net: nn.Module, size: int) -> nn.Module:
+    """coremltools 9.0 refuses a per-channel PReLU on a rank-2 input (after a Linear layer: "rank 3 or rank 5
+    input is only supported when all the values of alpha are same"); R-Net and O-Net have one. These tests
+    rewrite such modules themselves (found by running the network once)."""
+    ranks: dict[str, int] = {}
+    def record(name: str):
+        def hook(module, args, output) -> None:
+            ranks[name] = args[0].dim()
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in net.named_modules() if isinstance(m, nn.PReLU)]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    for name, rank in ranks.items():
+        if rank == 2:
+            parent, _, attr = name.rpartition(".")
+            owner = net.get_submodule(parent) if parent else net
+            setattr(owner, attr, SplitPReLU(getattr(owner, attr)))
     return net
 
 
@@ -119,6 +131,6 @@ def build(name: str, *, seed: int = 0) -> tuple[nn.Module, ModelSpec, DeviceCont
     torch.manual_seed(seed)
     net = trained_like(factory(case.ref)(**case.kwargs), case.size, seed=seed)
     if name in ("rnet", "onet"):
-        split_linear_prelus(net)
+        split_linear_prelus(net, case.size)
     spec = spec_for(name, case, net)
     return net, spec, DeviceContract(net, spec, InputContract()).eval()

@@ -2,12 +2,14 @@
 counts match the papers', their outputs have the documented shapes, and skinkit's loader takes them as a
 recipe names them (``file.py:factory`` plus a checkpoint)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from tests.byo_models import BYO, factory
 from toolkit.load import load_model
-from toolkit.registry import OutputSpec
+from toolkit.registry import OutputSpec, get_spec
 
 # Parameters with a 1000-class head, as published (rounded as the papers and model cards state them).
 PUBLISHED = {
@@ -62,8 +64,9 @@ def test_loader_takes_the_factory_as_a_recipe_names_it(tmp_path, ref, spec_from,
     state = factory(ref)().state_dict()
     torch.save(state, tmp_path / "weights.pt")
     # Execute: model.name as a recipe writes it, relative to the recipe's folder (here the repository root).
+    spec = replace(get_spec(spec_from), outputs=tuple(OutputSpec(o, o) for o in outputs)) if outputs else None
     loaded = load_model(f"benchmarks/byo_models/{ref}", checkpoint=tmp_path / "weights.pt", spec_from=spec_from,
-                        base_dir=BYO.parent.parent, outputs=tuple(OutputSpec(o, o) for o in outputs) if outputs else None)
+                        base_dir=BYO.parent.parent, spec=spec)
     # Assert
     assert loaded.provenance["source"] == "user factory"
     assert loaded.spec.name == ref.partition(".py")[0]

@@ -14,9 +14,9 @@ convolution and hidden fully connected layer, and Caffe's max pooling, which rou
   fully connected 256, then 4 box offsets, 10 landmark coordinates and 2 scores. 389,040 parameters.
 
 Each returns a tuple: box regression first, landmarks next (O-Net only), and the face probability
-(softmax over the two scores) last. The flattening before R-Net's and O-Net's fully connected
-layers is PyTorch's (channel, height, width) order; loading the Caffe weights would need their
-(channel, width, height) order instead.
+(softmax over the two scores) last. Parameter names and the flattening before R-Net's and O-Net's fully
+connected layers, (channel, width, height) as in the Caffe release, are those of the weights
+facenet-pytorch ships (``facenet_pytorch/data/{p,r,o}net.pt``), so those trained weights load as they are.
 
 Use in a recipe as ``benchmarks/byo_models/mtcnn.py:pnet`` (or ``:rnet``, ``:onet``).
 """
@@ -27,51 +27,73 @@ import torch
 from torch import nn
 
 
-def _conv_prelu(cin: int, cout: int, k: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k), nn.PReLU(cout)]
+def _stage(net: nn.Module, i: int, cin: int, cout: int, k: int, pool: int | None = None) -> None:
+    """``conv{i}`` (k x k), ``prelu{i}`` (one slope per channel) and, if given, ``pool{i}`` (Caffe's ceil mode)."""
+    setattr(net, f"conv{i}", nn.Conv2d(cin, cout, k))
+    setattr(net, f"prelu{i}", nn.PReLU(cout))
+    if pool:
+        setattr(net, f"pool{i}", nn.MaxPool2d(pool, 2, ceil_mode=True))
 
 
-def _pool(k: int) -> nn.Module:
-    return nn.MaxPool2d(k, 2, ceil_mode=True)
+def _run_stages(net: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
+    for i in range(1, n + 1):
+        x = getattr(net, f"prelu{i}")(getattr(net, f"conv{i}")(x))
+        pool = getattr(net, f"pool{i}", None)
+        x = pool(x) if pool is not None else x
+    return x
+
+
+def _flatten_caffe(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) flattened in Caffe's (C, W, H) order, as the released fully connected weights expect."""
+    return x.permute(0, 3, 2, 1).contiguous().flatten(1)
 
 
 class PNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(*_conv_prelu(3, 10, 3), _pool(2), *_conv_prelu(10, 16, 3), *_conv_prelu(16, 32, 3))
-        self.box = nn.Conv2d(32, 4, 1)
-        self.score = nn.Conv2d(32, 2, 1)
+        _stage(self, 1, 3, 10, 3, pool=2)
+        _stage(self, 2, 10, 16, 3)
+        _stage(self, 3, 16, 32, 3)
+        self.conv4_1 = nn.Conv2d(32, 2, 1)  # face / not face
+        self.conv4_2 = nn.Conv2d(32, 4, 1)  # box offsets
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.body(x)
-        return self.box(y), torch.softmax(self.score(y), dim=1)
+        y = _run_stages(self, x, 3)
+        return self.conv4_2(y), torch.softmax(self.conv4_1(y), dim=1)
 
 
 class RNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(*_conv_prelu(3, 28, 3), _pool(3), *_conv_prelu(28, 48, 3), _pool(3), *_conv_prelu(48, 64, 2),
-                                  nn.Flatten(), nn.Linear(3 * 3 * 64, 128), nn.PReLU(128))
-        self.box = nn.Linear(128, 4)
-        self.score = nn.Linear(128, 2)
+        _stage(self, 1, 3, 28, 3, pool=3)
+        _stage(self, 2, 28, 48, 3, pool=3)
+        _stage(self, 3, 48, 64, 2)
+        self.dense4 = nn.Linear(3 * 3 * 64, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.body(x)
-        return self.box(y), torch.softmax(self.score(y), dim=1)
+        y = self.prelu4(self.dense4(_flatten_caffe(_run_stages(self, x, 3))))
+        return self.dense5_2(y), torch.softmax(self.dense5_1(y), dim=1)
 
 
 class ONet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(*_conv_prelu(3, 32, 3), _pool(3), *_conv_prelu(32, 64, 3), _pool(3), *_conv_prelu(64, 64, 3), _pool(2),
-                                  *_conv_prelu(64, 128, 2), nn.Flatten(), nn.Linear(3 * 3 * 128, 256), nn.PReLU(256))
-        self.box = nn.Linear(256, 4)
-        self.landmarks = nn.Linear(256, 10)
-        self.score = nn.Linear(256, 2)
+        _stage(self, 1, 3, 32, 3, pool=3)
+        _stage(self, 2, 32, 64, 3, pool=3)
+        _stage(self, 3, 64, 64, 3, pool=2)
+        _stage(self, 4, 64, 128, 2)
+        self.dense5 = nn.Linear(3 * 3 * 128, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = self.body(x)
-        return self.box(y), self.landmarks(y), torch.softmax(self.score(y), dim=1)
+        y = self.prelu5(self.dense5(_flatten_caffe(_run_stages(self, x, 4))))
+        return self.dense6_2(y), self.dense6_3(y), torch.softmax(self.dense6_1(y), dim=1)
 
 
 def pnet() -> PNet:
