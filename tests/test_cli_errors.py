@@ -96,7 +96,8 @@ def test_dry_run_prints_resolved_recipe():
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["evaluation"] == {"source": "synthetic", "n": 200, "seed": 0, "split": "test", "folder": None,
                                                      "bootstrap": 1000, "noninferiority": "ci", "min_group_size": 10,
-                                                     "culprits": "failed", "culprit_images": 16}
+                                                     "culprits": "failed", "culprit_images": 16,
+                                                     "ground_truth": "labels"}
 
 
 def test_help_does_not_import_heavy_frameworks():

@@ -449,3 +449,19 @@ def test_train_refuses_what_it_cannot_train(tmp_path, model_yaml, message):
     recipe = write_recipe(tmp_path / "r.yaml", f"name: r\nmodel: {{name: 'small.py:build', {model_yaml}}}\ntargets: [{{format: onnx}}]\n")
     proc = run_cli("train", str(recipe))
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_skinkit_describe_prints_the_contract_the_model_would_be_exported_with(tmp_path):
+    proc = run_cli("describe", str(_files(tmp_path, "bgr")))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    described = json.loads(proc.stdout)
+    assert described["task"] == "classification" and described["metric"] == "macro_f1"
+    assert described["architecture"] == "user model (variants.py:build)"
+    assert described["input"]["shape"] == [1, 224, 224, 3] and described["input"]["normalization"]["network_color_order"] == "BGR"
+    assert described["outputs"] == [{"name": "grade_logits", "description": "acne grade scores", "unit": "", "shape": [4],
+                                     "read_by_task": True}]
+    assert described["tolerances"]["int8"] == {"min_cosine": 0.98, "min_agreement": 0.95, "max_metric_drop": 0.03}
+    assert described["provenance"]["described_by"] == "recipe"
+
+    proc = run_cli("describe", str(_misfit(tmp_path, "Upscale3", "spec_from: texture_sr")))
+    assert proc.returncode == 1 and "but it has shape [3, 192, 192]" in proc.stderr and "Traceback" not in proc.stderr

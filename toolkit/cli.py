@@ -160,6 +160,39 @@ def _recipe_model_to_train(path: Path, *, epochs: int | None, n_train: int | Non
 
 @app.command()
 @_errors_to_exit
+def describe(recipe: Path = typer.Argument(..., help="export recipe (YAML) whose model to check")) -> None:
+    """Load the recipe's model, run it once on one input of its declared size, check what it returns against
+    the description, and print the contract it would be exported with (JSON). Seconds, nothing converted."""
+    import tempfile
+    from dataclasses import asdict
+
+    import torch
+
+    from toolkit.context import Context
+    from toolkit.load import stage as load_stage
+    from toolkit.outputs import name_outputs
+    from toolkit.recipe import load_recipe
+    from toolkit.tasks import get_task
+
+    r = load_recipe(recipe)
+    context = Context(recipe=r, recipe_path=recipe.resolve(), staging=Path(tempfile.gettempdir()), log_path=Path(os.devnull))
+    loaded = load_stage.run(context, r.model)
+    spec = loaded.spec
+    with torch.inference_mode():
+        named = name_outputs(loaded.module(torch.zeros(1, 3, *spec.input_size)), [o.name for o in spec.outputs])
+    print(json.dumps({
+        "model": spec.name, "architecture": spec.architecture, "task": spec.task, "metric": spec.metric,
+        "input": load_stage.input_contract(r).describe(spec), "labels": list(spec.labels),
+        "outputs": [{"name": o.name, "description": o.description, "unit": o.unit, "shape": list(named[o.name].shape[1:]),
+                     "read_by_task": o.name in get_task(spec.task).reads(spec)} for o in spec.outputs],
+        "output_size": list(spec.output_size) if spec.output_size else None,
+        "tolerances": {tier: {k: v for k, v in asdict(t).items() if v not in (None, {})} for tier, t in spec.tolerances.items()},
+        "provenance": loaded.provenance,
+    }, indent=2))
+
+
+@app.command()
+@_errors_to_exit
 def models(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the registered reference models and their contracts."""
     from toolkit.load.loader import shipped_checkpoint
