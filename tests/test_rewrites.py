@@ -2,6 +2,11 @@
 copy and only where a call needs it, and is needed by exactly the backends that list it (every witness through
 every backend, with a strict list: a gap a converter closes is noticed)."""
 
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,12 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tests.rewrite_models import Call, prelu
-from toolkit.backends import BACKENDS
+from tests.rewrite_models import WITNESSES, AreaResize, Call, RNetLike, prelu
+from toolkit.backends import BACKENDS, get_backend
 from toolkit.backends.rewrites import REWRITES, get_rewrite, rewritten
+from toolkit.convert.base import convert_target
 from toolkit.errors import ConversionError
 
 PROPERTY = settings(max_examples=40, deadline=None)
+SPEC = SimpleNamespace(name="w", task="regression", labels=(), input_size=(16, 16), licence="MIT", description="witness",
+                       outputs=(SimpleNamespace(name="y", description="y", unit=""),))
+TENSOR_INPUT = {"input_type": "tensor", "metadata": {}}
 
 
 def _check(module: nn.Module, x: torch.Tensor, name: str, *, applied: bool, exact: bool = False, rtol: float = 1e-6):
@@ -184,3 +193,100 @@ def test_every_backend_names_known_rewrites():
     with pytest.raises(ConversionError, match="unknown rewrite 'nope'") as e:
         get_rewrite("nope")
     assert all(n in e.value.fix for n in REWRITES)
+
+
+# ------------------------------------------------------------------ which backends need which rewrite
+
+def _gap(fmt: str, name: str, details: dict, err: float) -> bool:
+    """Whether a conversion of ``name``'s witness shows the gap: wrong numbers, or too many ops."""
+    ops = {k: v for k, v in details.get("op_histogram", {}).items() if k != "const"}
+    if name == "area_resize":  # per-pixel slices (the witness has 15 output pixels), or a gather over a window table
+        return sum(ops.values()) > 10 or any("gather" in k.lower() for k in ops)
+    if name == "pixel_shuffle":
+        return ops.get("TRANSPOSE", 0) > 0
+    return err > 1e-4
+
+
+def _convert_witness(fmt: str, name: str, *, rewrites: bool) -> tuple[dict, float]:
+    make, shape = WITNESSES[name]
+    torch.manual_seed(0)
+    module, x = make().eval(), torch.randn(*shape)
+    with torch.no_grad():
+        want = module(x).numpy()
+    backend = get_backend(fmt)
+    out = Path(tempfile.mkdtemp(prefix=f"witness-{fmt}-"))
+    if rewrites:
+        artifact = convert_target(module, x, SPEC, fmt=fmt, precision="fp32", out_dir=out, stem=name, options=TENSOR_INPUT)
+        details, path = artifact.details, artifact.path
+    else:
+        path = out / f"{name}{backend.suffix}"
+        details = backend.convert(module, x, SPEC, precision="fp32", path=path, options=TENSOR_INPUT)
+    got = backend.runner(path).run(x.numpy())["y"].reshape(want.shape)
+    return details, float(np.abs(got - want).max() / max(1.0, np.abs(want).max()))
+
+
+# Witness x backend pairs the MIL interpreter cannot run (its gap, not the converter's).
+INTERPRETER_GAPS = {("elu", "coreml"): "the MIL interpreter has no kernel for elu"}
+
+
+@pytest.mark.parametrize("fmt", list(BACKENDS))
+@pytest.mark.parametrize("name", list(WITNESSES))
+def test_witness_converts_exactly_with_the_rewrites_its_backend_lists(name, fmt):
+    if (name, fmt) in INTERPRETER_GAPS:
+        pytest.skip(INTERPRETER_GAPS[name, fmt])
+    details, err = _convert_witness(fmt, name, rewrites=True)
+    applied = [r["name"] for r in details.get("rewrites", [])]
+    assert applied == ([name] if name in get_backend(fmt).rewrites else [])
+    assert not _gap(fmt, name, details, err), f"{fmt} {name}: relative error {err:.2g}, ops {details.get('op_histogram')}"
+
+
+@pytest.mark.parametrize("fmt, name", [(f, n) for f, b in BACKENDS.items() for n in b.rewrites])
+def test_the_gap_is_still_there_without_the_rewrite(fmt, name):
+    """The evidence for each listed rewrite: without it the converter fails, miscomputes or explodes. A converter
+    upgrade that closes the gap fails this test: drop the rewrite from the backend's list."""
+    try:
+        details, err = _convert_witness(fmt, name, rewrites=False)
+    except Exception:  # the converter refuses the witness: the gap
+        return
+    assert _gap(fmt, name, details, err), f"{fmt} now converts the {name} witness by itself: remove it from {fmt}'s rewrites"
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+def _through(fmt: str, module: nn.Module, x: torch.Tensor, tmp_path: Path):
+    """``module`` converted by ``convert_target`` (fp32, tensor input, batch 1), and its artifact's outputs on ``x``."""
+    artifact = convert_target(module.eval(), x[:1], SPEC, fmt=fmt, precision="fp32", out_dir=tmp_path, stem="e2e", options=TENSOR_INPUT)
+    return artifact, get_backend(fmt).runner(artifact.path).run(x.numpy())["y"]
+
+
+@pytest.mark.parametrize("fmt", list(BACKENDS))
+def test_rnet_like_model_converts_with_prelu_rewritten_where_needed(fmt, tmp_path):
+    """MTCNN R-Net's Linear + PReLU(128): Core ML refused it; now only Core ML gets the rewrite, and every artifact
+    (Core ML through the MIL reference interpreter) computes what PyTorch does."""
+    net, x = RNetLike().eval(), torch.rand(2, 3, 24, 24) * 2 - 1
+    artifact, got = _through(fmt, net, x, tmp_path)
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    if "prelu_rank" in get_backend(fmt).rewrites:
+        assert artifact.details["rewrites"] == [{"name": "prelu_rank", "why": REWRITES["prelu_rank"].why, "where": ["prelu4 (PReLU)"],
+                                                 "count": 1, "calls": ["prelu, 128 slopes, rank-2 input"]}]
+        assert artifact.details["op_histogram"].get("prelu") == 2, "the rank-4 PReLUs stay PReLU"
+    else:
+        assert "rewrites" not in artifact.details
+
+
+@pytest.mark.parametrize("fmt", list(BACKENDS))
+@pytest.mark.parametrize("size_in, size_out", [(96, 24), (100, 48)])
+def test_in_graph_area_resize_converts_to_few_ops(fmt, size_in, size_out, tmp_path):
+    """96 → 24 divides (one average pool everywhere); 100 → 48 was 2,304 slice + 2,304 mean ops in Core ML (142 s)."""
+    net, x = AreaResize(size_out).eval(), torch.rand(1, 3, size_in, size_in) * 255
+    artifact, got = _through(fmt, net, x, tmp_path)
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    needs = size_in % size_out != 0 and "area_resize" in get_backend(fmt).rewrites
+    assert [r["name"] for r in artifact.details.get("rewrites", [])] == (["area_resize"] if needs else [])
+    ops = {k: v for k, v in artifact.details["op_histogram"].items() if k not in ("const", "constant")}
+    assert sum(ops.values()) < 30 and not any("slice" in k.lower() for k in ops), ops
+
