@@ -290,3 +290,70 @@ def test_in_graph_area_resize_converts_to_few_ops(fmt, size_in, size_out, tmp_pa
     ops = {k: v for k, v in artifact.details["op_histogram"].items() if k not in ("const", "constant")}
     assert sum(ops.values()) < 30 and not any("slice" in k.lower() for k in ops), ops
 
+
+_ONET = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ONet(nn.Module):
+    """MTCNN O-Net's gaps in one network: the 224 -> 48 input resize in its forward, and PReLU(128) after a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 16, 3, stride=2), nn.PReLU(16)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.dense5, self.prelu5 = nn.Linear(16 * 11 * 11, 128), nn.PReLU(128)
+        self.dense6 = nn.Linear(128, 4)
+        with torch.no_grad():
+            self.prelu1.weight.copy_(torch.linspace(-0.5, 0.5, 16))
+            self.prelu5.weight.copy_(torch.linspace(-0.5, 0.5, 128))
+
+    def forward(self, x):
+        x = F.interpolate(x, size=(48, 48), mode="area")
+        x = self.pool(self.prelu1(self.conv1(x)))
+        return self.dense6(self.prelu5(self.dense5(x.flatten(1))))
+
+
+def build():
+    return ONet()
+'''
+
+
+def test_bring_your_own_model_export_records_the_rewrites_in_manifest_and_report(tmp_path):
+    """A user's O-Net-like model exports to Core ML, ONNX and TFLite, all verified: every format gets the area resize
+    rewritten, only Core ML the PReLU."""
+    import importlib.util
+    import json
+
+    from tests.conftest import run_cli, write_recipe
+
+    (tmp_path / "onet.py").write_text(_ONET)
+    spec_ = importlib.util.spec_from_file_location("onet", tmp_path / "onet.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    torch.save(mod.build().state_dict(), tmp_path / "onet.pt")
+    recipe = write_recipe(tmp_path / "r.yaml", """
+name: onet
+model: {name: 'onet.py:build', checkpoint: onet.pt, spec_from: acne_mobilenetv2}
+targets: [{format: coreml, precision: fp32, input_type: tensor}, {format: onnx, precision: fp32}, {format: tflite, precision: fp32}]
+evaluation: {n: 4}
+benchmark: {enabled: false}
+""")
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = tmp_path / "out" / "onet"
+    arts = {a["format"]: a for a in json.loads((bundle / "manifest.json").read_text())["artifacts"]}
+    assert all(a["verification"]["passed"] for a in arts.values())
+    rewrites = arts["coreml"]["structure"]["rewrites"]
+    assert [(r["name"], r["where"], r["count"], r["calls"]) for r in rewrites] == [
+        ("area_resize", ["model (ONet)"], 1, ["area resize 224×224 → 48×48"]),
+        ("prelu_rank", ["model.prelu5 (PReLU)"], 1, ["prelu, 128 slopes, rank-2 input"])]
+    assert all(r["why"] == REWRITES[r["name"]].why for r in rewrites)
+    for fmt in ("onnx", "tflite"):
+        assert [(r["name"], r["where"]) for r in arts[fmt]["structure"]["rewrites"]] == [("area_resize", ["model (ONet)"])]
+    report = (bundle / "report.md").read_text().splitlines()
+    assert "- `artifacts/onet_fp32.mlpackage`: area_resize ×1 in `model (ONet)`; prelu_rank ×1 in `model.prelu5 (PReLU)`" in report
+    assert "- `artifacts/onet_fp32.onnx`: area_resize ×1 in `model (ONet)`" in report
+    assert sum("×1 in `" in line for line in report) == 3, "one line per artifact"
