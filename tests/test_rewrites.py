@@ -195,6 +195,17 @@ def test_every_backend_names_known_rewrites():
     assert all(n in e.value.fix for n in REWRITES)
 
 
+def test_a_call_a_plan_cannot_handle_is_an_error_naming_the_rewrite_and_module(monkeypatch):
+    from toolkit.backends.rewrites import catalog
+
+    def broken(func, args, kwargs):
+        raise IndexError("tuple index out of range")
+
+    monkeypatch.setitem(catalog.REWRITES, "prelu_rank", catalog.Rewrite("prelu_rank", "why", (torch.prelu,), broken))
+    with pytest.raises(ConversionError, match=r"rewrite prelu_rank could not handle a call in act \(PReLU\): IndexError"):
+        rewritten(_Mixed().eval(), torch.rand(1, 3, 20, 20), ["prelu_rank"])
+
+
 # ------------------------------------------------------------------ which backends need which rewrite
 
 def _gap(fmt: str, name: str, details: dict, err: float) -> bool:
@@ -291,6 +302,25 @@ def test_in_graph_area_resize_converts_to_few_ops(fmt, size_in, size_out, tmp_pa
     assert sum(ops.values()) < 30 and not any("slice" in k.lower() for k in ops), ops
 
 
+
+@pytest.mark.parametrize("fmt, precision, net, shape", [
+    ("tflite", "int8", AreaResize(48), (1, 3, 100, 100)),  # a constant left operand of a matmul broke int8 here
+    ("tflite", "dynamic_int8", AreaResize(48), (1, 3, 100, 100)),
+    ("coreml", "int8", RNetLike(), (1, 3, 24, 24)),  # the W8A8 quantizer traces the rewritten copy with torch.fx
+    ("coreai", "fp16", AreaResize(48), (1, 3, 100, 100)),  # a float16 copy of the rewritten network
+], ids=["tflite-int8-area", "tflite-dynamic-area", "coreml-int8-rnet", "coreai-fp16-area"])
+def test_rewritten_graphs_quantize(fmt, precision, net, shape, tmp_path):
+    torch.manual_seed(1)
+    net, x, calibration = net.eval(), torch.rand(*shape), torch.rand(16, *shape[1:]).numpy()
+    artifact = convert_target(net, x, SPEC, fmt=fmt, precision=precision, out_dir=tmp_path, stem="q",
+                              options={**TENSOR_INPUT, "calibration": calibration})
+    assert artifact.details["rewrites"]
+    got = get_backend(fmt).runner(artifact.path).run(x.numpy())["y"]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()  # quantization noise, not a broken graph
+
+
 _ONET = '''
 import torch
 import torch.nn.functional as F
@@ -357,3 +387,4 @@ benchmark: {enabled: false}
     assert "- `artifacts/onet_fp32.mlpackage`: area_resize ×1 in `model (ONet)`; prelu_rank ×1 in `model.prelu5 (PReLU)`" in report
     assert "- `artifacts/onet_fp32.onnx`: area_resize ×1 in `model (ONet)`" in report
     assert sum("×1 in `" in line for line in report) == 3, "one line per artifact"
+

@@ -23,6 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from toolkit.backends.rewrites.catalog import Rewrite, get_rewrite
+from toolkit.errors import ConversionError
 
 _TABLE = "skinkit_rewrites"  # the ModuleDict of planned replacements on a rewritten module
 _KEYS = "_skinkit_rewrite_calls"  # (function, argument signature) -> key in that ModuleDict
@@ -104,10 +105,17 @@ def detect(module: nn.Module, sample: torch.Tensor, rewrites: Sequence[Rewrite])
             kwargs = kwargs or {}
             result = func(*args, **kwargs)
             for r in by_function.get(func, ()):
-                plan = r.plan(func, args, kwargs)
-                sig = signature(args, kwargs)
-                if plan is not None and sig is not None and _agrees(plan.replacement(*args, **kwargs), result):
-                    path, owner = running[-1]
+                path, owner = running[-1]
+                try:
+                    plan = r.plan(func, args, kwargs)
+                    sig = signature(args, kwargs)
+                    kept = plan is not None and sig is not None and _agrees(plan.replacement(*args, **kwargs), result)
+                except Exception as exc:  # a call the plan did not foresee: say which, rather than convert around it
+                    raise ConversionError(
+                        f"rewrite {r.name} could not handle a call in {path or '(top level)'} ({type(owner).__name__}): "
+                        f"{type(exc).__name__}: {exc}",
+                        fix="report the call's arguments; meanwhile drop this target from the recipe") from exc
+                if kept:
                     sites.append(Site(r.name, path, type(owner).__name__, func, sig, plan.call, plan.replacement))
                     break
             return result

@@ -35,7 +35,8 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str, default=None):
 
 
 def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    return v * 2 if len(v) == 1 else v
 
 
 def _prelu(func, args, kwargs) -> Plan | None:
@@ -53,8 +54,8 @@ def _interpolate_call(args, kwargs) -> dict | None:
 
 
 def _axis_operators(call: dict) -> tuple[torch.Tensor | None, torch.Tensor | None, tuple[int, int], tuple[int, int]]:
-    """The resize's matrix along H (out × in) and along W (in × out), read off by resizing a one-hot basis with
-    the call's own arguments, so that the weights are PyTorch's (None where the axis is left as it is)."""
+    """The resize's matrix along H and along W (out × in), read off by resizing a one-hot basis with the call's
+    own arguments, so that the weights are PyTorch's (None where the axis is left as it is)."""
     x = call["input"]
     (h, w), out = x.shape[-2:], tuple(F.interpolate(x[:1, :1], **{k: v for k, v in call.items() if k != "input"}).shape[-2:])
     opts = {k: call[k] for k in ("mode", "align_corners", "recompute_scale_factor", "antialias")}
@@ -67,7 +68,7 @@ def _axis_operators(call: dict) -> tuple[torch.Tensor | None, torch.Tensor | Non
             rows = F.interpolate(torch.eye(h).reshape(1, 1, h, h), scale_factor=(sh, 1.0), **opts)[0, 0]
             cols = F.interpolate(torch.eye(w).reshape(1, 1, w, w), scale_factor=(1.0, sw), **opts)[0, 0]
     identity = [a.shape[0] == a.shape[1] and bool(torch.equal(a, torch.eye(a.shape[0]))) for a in (rows, cols)]
-    return (None if identity[0] else rows.contiguous(), None if identity[1] else cols.contiguous(), (h, w), out)
+    return (None if identity[0] else rows.contiguous(), None if identity[1] else cols.t().contiguous(), (h, w), out)
 
 
 def _area(func, args, kwargs) -> Plan | None:
@@ -93,7 +94,7 @@ def _nearest(func, args, kwargs) -> Plan | None:
     if call is None or call["mode"] != "nearest":
         return None
     rows, cols, (h, w), (oh, ow) = _axis_operators(call)
-    idx = [None if rows is None else rows.argmax(1), None if cols is None else cols.argmax(0)]
+    idx = [None if a is None else a.argmax(1) for a in (rows, cols)]
     upscale = [i is None or (o % n == 0 and torch.equal(i, torch.arange(o) // (o // n))) for i, n, o in zip(idx, (h, w), (oh, ow))]
     if all(upscale):
         return None  # identity or an integer upscale: every converter repeats pixels as PyTorch does

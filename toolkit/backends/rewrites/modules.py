@@ -23,19 +23,21 @@ class PReLUAsRelu(nn.Module):
 
 
 class SeparableResample(nn.Module):
-    """A linear resize that acts on each axis alone (area, bilinear, bicubic, antialiased or not) as one
-    fixed matrix per axis: ``rows @ x @ cols``. An axis the resize leaves alone has no matrix."""
+    """A linear resize that acts on each axis alone (area, bilinear, bicubic, antialiased or not) as one fixed
+    matrix per axis (out × in), applied as a linear layer along W and along H: the constant is the weight of a
+    fully-connected op, which every converter and quantizer handles (a constant left operand of a matmul broke
+    TFLite int8). An axis the resize leaves alone has no matrix."""
 
     def __init__(self, rows: torch.Tensor | None, cols: torch.Tensor | None):
         super().__init__()
         self.register_buffer("rows", rows)  # (out H, in H)
-        self.register_buffer("cols", cols)  # (in W, out W)
+        self.register_buffer("cols", cols)  # (out W, in W)
 
     def forward(self, x: torch.Tensor, *_, **__) -> torch.Tensor:
-        if self.rows is not None:
-            x = torch.matmul(self.rows, x)
         if self.cols is not None:
-            x = torch.matmul(x, self.cols)
+            x = F.linear(x, self.cols)
+        if self.rows is not None:
+            x = F.linear(x.transpose(-1, -2), self.rows).transpose(-1, -2)
         return x
 
 
