@@ -3,11 +3,11 @@
 ``detect`` runs one forward pass on the sample under a ``TorchFunctionMode`` that sees every call of the
 intercepted torch functions (whether an ``nn.PReLU`` makes it or a user's ``forward`` calls ``F.interpolate``)
 while module hooks say which module is running; each rewrite's plan decides on the real tensors, and a planned
-replacement is kept only if it computes the call's value there. ``rewritten``
-deep-copies the model and gives each module that made such a call a forward that runs under a mode replacing
-exactly the planned calls (matched by function, argument shapes and non-tensor arguments) with their planned
-modules, registered on that module so every tracer (``jit.trace``, ``torch.export``) stores their constants
-as weights. Module paths, class names and weights are unchanged; the caller's model is never modified.
+replacement is kept only if it computes the call's value there. ``rewritten`` deep-copies the model and gives
+each module that made such a call a forward that runs under a mode replacing exactly the planned calls (matched
+by function, argument shapes and non-tensor arguments) with their planned modules, registered on that module so
+every tracer (``jit.trace``, ``torch.export``, ``torch.fx``) stores their constants as weights. Module paths,
+class names and weights are unchanged; the caller's model is never modified.
 """
 
 from __future__ import annotations

@@ -165,9 +165,10 @@ _CATALOG = (
             (torch.prelu,), _prelu),
     Rewrite("area_resize",
             "an area resize (adaptive average pooling) whose sizes do not divide: coremltools 9.0 and coreai-torch 0.4.3 make "
-            "per-pixel slice and mean ops (100→48: 2,304 of each, 142 s to convert to Core ML; 15,026 Core AI ops), the ONNX "
-            "exporter and litert-torch a GatherND over a padded window table with boolean masks (224→48: a 1.3 MB index table, "
-            "100+ ops), and coreai-torch refuses an enlarging one; a fixed pooling matrix per axis (two matmuls) computes the same",
+            "per-pixel slice and mean ops (224→48: 2,304 of each, 106 s to convert to Core ML; 100→48: 15,026 Core AI ops), the "
+            "ONNX exporter and litert-torch a GatherND over a padded window table with boolean masks (224→48: 1.0–1.3 MB of index "
+            "tables, 100+ ops, GATHER_ND off the TFLite GPU delegate, BOOL initializers in ONNX), and coreai-torch refuses an "
+            "enlarging one; a fixed pooling matrix per axis (two linear layers) computes the same",
             (F.adaptive_avg_pool2d, F.interpolate), _area),
     Rewrite("nearest_resize",
             "nearest-neighbour resizing by a ratio that is not an integer upscale picks other pixels than PyTorch in litert-torch "

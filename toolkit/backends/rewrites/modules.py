@@ -57,7 +57,7 @@ class NearestGather(nn.Module):
         return x
 
 
-def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
+def _adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive pooling windows along one axis: [floor(i·in/out), ceil((i+1)·in/out))."""
     return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
 
@@ -65,7 +65,7 @@ def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
 def _window_cover(n_in: int, n_out: int) -> tuple[int, torch.Tensor]:
     """Windows of unequal length as the union of stride-1 windows of the shortest length ``m``: output i is the
     max over rows ``idx[j, i]`` (j < k) of a stride-1 max pool of kernel m. Overlaps repeat values; max ignores that."""
-    windows = adaptive_windows(n_in, n_out)
+    windows = _adaptive_windows(n_in, n_out)
     m = min(e - s for s, e in windows)
     k = max(-(-(e - s) // m) for s, e in windows)
     idx = torch.tensor([[min(s + j * m, e - m) for s, e in windows] for j in range(k)], dtype=torch.long)
@@ -201,4 +201,4 @@ class PixelShuffleAsTransposedConv(nn.Module):
 
 
 __all__ = ["AdaptiveMaxAsPools", "AvgPoolExplicit", "ChannelShuffleAsReshape", "ExpLinear", "NearestGather", "PReLUAsRelu",
-           "PixelShuffleAsTransposedConv", "SeparableResample", "adaptive_windows"]
+           "PixelShuffleAsTransposedConv", "SeparableResample"]
