@@ -68,6 +68,7 @@ WITNESSES = {
     "antialias_resize": (lambda: Call(lambda x: F.interpolate(x, size=(5, 7), mode="bilinear", antialias=True)), (1, 3, 16, 16)),
     "bicubic_resize": (lambda: Call(lambda x: F.interpolate(x, scale_factor=2, mode="bicubic")), (1, 3, 8, 8)),
     "adaptive_max_pool": (lambda: nn.AdaptiveMaxPool2d(1), (1, 4, 10, 10)),
+    "adaptive_max_pool_uneven": (lambda: nn.AdaptiveMaxPool2d((3, 5)), (1, 4, 10, 11)),
     "avg_pool_window": (lambda: nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.AvgPool2d(2, 2, ceil_mode=True)), (1, 4, 8, 8)),
     "avg_pool_divisor": (lambda: nn.AvgPool2d(3, 1, 1, divisor_override=4), (1, 4, 8, 8)),
     "elu": (lambda: nn.ELU(), (1, 4, 8, 8)),

@@ -111,12 +111,16 @@ def _separable(mode_test: Callable[[dict], bool], label: Callable[[dict], str]):
     return plan
 
 
-def _adaptive_max(func, args, kwargs) -> Plan | None:
-    x, size = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "output_size")
-    if _arg(args, kwargs, 2, "return_indices", False) or x.dim() not in (3, 4):
-        return None
-    out = tuple(F.adaptive_max_pool2d(x, size).shape[-2:])
-    return Plan(m.AdaptiveMaxAsPools(tuple(x.shape[-2:]), out), f"adaptive max pool {tuple(x.shape[-2:])} → {out}")
+def _adaptive_max(*, uneven_only: bool):
+    def plan(func, args, kwargs) -> Plan | None:
+        x, size = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "output_size")
+        if _arg(args, kwargs, 2, "return_indices", False) or x.dim() not in (3, 4):
+            return None
+        (h, w), (oh, ow) = x.shape[-2:], F.adaptive_max_pool2d(x, size).shape[-2:]
+        if uneven_only and h % oh == 0 and w % ow == 0:
+            return None
+        return Plan(m.AdaptiveMaxAsPools((h, w), (oh, ow)), f"adaptive max pool {h}×{w} → {oh}×{ow}")
+    return plan
 
 
 def _avg_pool(needs: Callable[[bool, tuple, bool, int | None], bool]):
@@ -185,7 +189,12 @@ _CATALOG = (
     Rewrite("adaptive_max_pool",
             "litert-torch and coreai-torch 0.4.3 have no lowering for adaptive_max_pool2d (global ones too); a max over H, W, a "
             "max pool with kernel = stride, or a stride-1 max pool and gathers (sizes that do not divide) is exact",
-            (F.adaptive_max_pool2d,), _adaptive_max),
+            (F.adaptive_max_pool2d,), _adaptive_max(uneven_only=False)),
+    Rewrite("adaptive_max_pool_uneven",
+            "adaptive_max_pool2d whose sizes do not divide: the ONNX exporter has no function for it ('No decompositions "
+            "registered for the real-valued input'), coremltools 9.0 makes per-pixel slice and max ops (30→7: 100 ops); a "
+            "stride-1 max pool and gathers that cover each window are exact",
+            (F.adaptive_max_pool2d,), _adaptive_max(uneven_only=True)),
     Rewrite("avg_pool_window",
             "coreai-torch 0.4.3 fails on avg_pool2d with ceil_mode ('tuple index out of range') and ignores "
             "count_include_pad=False (wrong output with padding); explicit zero padding, a valid average pool and a fixed "
