@@ -175,9 +175,9 @@ _CATALOG = (
             "enlarging one; a fixed pooling matrix per axis (two linear layers) computes the same",
             (F.adaptive_avg_pool2d, F.interpolate), _area),
     Rewrite("nearest_resize",
-            "nearest-neighbour resizing by a ratio that is not an integer upscale picks other pixels than PyTorch in litert-torch "
-            "(8→12, 8→5, 7→13), coreai-torch (8→5, 7→13) and coremltools (8→12): wrong output, no error; a gather per axis with "
-            "PyTorch's own indices is exact",
+            "nearest-neighbour resizing other than an integer upscale: litert-torch (8→12, 8→4, 9→3), coreai-torch (8→5, 9→3) "
+            "and coremltools 9.0 (8→12, 8→4, 9→3) pick other pixels than PyTorch's floor(i·in/out), a wrong output and no "
+            "error; a gather per axis with PyTorch's own indices is exact",
             (F.interpolate,), _nearest),
     Rewrite("antialias_resize",
             "antialiased bilinear / bicubic resizing: litert-torch and coreai-torch have no lowering for it, coremltools 9.0 drops "
