@@ -169,7 +169,7 @@ _CATALOG = (
             (torch.prelu,), _prelu),
     Rewrite("area_resize",
             "an area resize (adaptive average pooling) whose sizes do not divide: coremltools 9.0 and coreai-torch 0.4.3 make "
-            "per-pixel slice and mean ops (224→48: 2,304 of each, 106 s to convert to Core ML; 100→48: 15,026 Core AI ops), the "
+            "per-pixel slice and mean ops (224→48: 2,304 of each, 106 s to convert to Core ML, 6,921 Core AI ops), the "
             "ONNX exporter and litert-torch a GatherND over a padded window table with boolean masks (224→48: 1.0–1.3 MB of index "
             "tables, 100+ ops, GATHER_ND off the TFLite GPU delegate, BOOL initializers in ONNX), and coreai-torch refuses an "
             "enlarging one; a fixed pooling matrix per axis (two linear layers) computes the same",
