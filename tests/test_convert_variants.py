@@ -47,7 +47,7 @@ def test_tflite_int8_has_pixel_exact_int8_input_signature_and_metadata(segmenter
 
 def test_quantization_that_did_not_happen_is_an_error(segmenter, tmp_path, monkeypatch):
     spec, wrapped, sample = segmenter
-    monkeypatch.setattr(tflite, "_quantize", lambda *a, **k: tflite._float_flatbuffer(wrapped, sample, spec)[0])
+    monkeypatch.setattr(tflite, "_quantize", lambda *a, **k: tflite._float_flatbuffer(wrapped, sample, spec))
     with pytest.raises(ConversionError, match="dynamic_int8 was requested but the TFLite file is not quantized as asked"):
         tflite.convert(wrapped, sample, spec, precision="dynamic_int8", path=tmp_path / "x.tflite", options={})
     assert not list(tmp_path.iterdir()), "nothing half-written is left behind"
@@ -180,22 +180,6 @@ evaluation: {{n: 4}}
     assert f"model.odd (Odd) calls {call}" in proc.stderr
     assert "fix: replace" in proc.stderr and "in model.odd (Odd)" in proc.stderr
     assert not (tmp_path / "out" / "odd").exists()
-
-
-@pytest.mark.parametrize("r", [2, 3])
-def test_pixel_shuffle_rewrite_is_exact_and_leaves_the_input_alone(r):
-    from toolkit.backends.tflite.rewrites import PixelShuffleAsTransposedConv, channel_last_rewrites
-
-    torch.manual_seed(0)
-    x = torch.randn(2, 5 * r * r, 7, 6)
-    assert torch.equal(PixelShuffleAsTransposedConv(5 * r * r, r)(x), torch.nn.functional.pixel_shuffle(x, r))
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4 * r * r, 3, padding=1), torch.nn.PixelShuffle(r)).eval()
-    sample = torch.randn(1, 3, 8, 8)
-    twin, done = channel_last_rewrites(net, sample)
-    assert done == [f"1: PixelShuffle({r}) -> one-hot TRANSPOSE_CONV"]
-    assert isinstance(net[1], torch.nn.PixelShuffle), "the input module is not changed"
-    with torch.no_grad():
-        assert torch.equal(twin(sample), net(sample))
 
 
 def test_grouped_palettization_beside_per_tensor_raises_ios_target(tmp_path):

@@ -140,6 +140,9 @@ class Backend(ABC):
     op_support: ClassVar[Mapping[str, OpSupport]] = {}  # device op tables, by the name device profiles use
     activation_bits_by_precision: ClassVar[Mapping[str, int]] = {"int8": 8}  # quantized activations, for the culprit twin
     phones: ClassVar[tuple[str, ...]] = ()  # phone platforms whose benchmark runner takes this format's artifacts
+    # Exact graph rewrites its converter needs (names in ``toolkit.backends.rewrites.REWRITES``), applied to a copy of the
+    # network where a forward pass finds a call that needs one, before ``convert``; recorded in the artifact's details.
+    rewrites: ClassVar[tuple[str, ...]] = ()
     # The host runtime every other artifact's latency is compared with ("ratio to ..."), where this format's runtime is
     # that baseline: its fp32 artifact, and the int8 twin ``int8_baseline`` quantizes from it.
     baseline_runtime: ClassVar[str | None] = None

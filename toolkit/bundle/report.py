@@ -44,6 +44,15 @@ def _compression(m: dict) -> list[str]:
     return lines
 
 
+def _rewrites(m: dict) -> list[str]:
+    """One line per artifact whose converter needed exact graph rewrites (the why is in the manifest)."""
+    lines = [f"- `{a['path']}`: " + "; ".join(f"{r['name']} ×{r['count']} in {', '.join(f'`{w}`' for w in r['where'])}"
+                                          for r in a["structure"]["rewrites"])
+             for a in m["artifacts"] if a["structure"].get("rewrites")]
+    return ["", "Converted through exact graph rewrites (the converter gap each avoids: `structure.rewrites` in manifest.json):",
+            "", *lines] if lines else []
+
+
 def _task_sections(m: dict) -> list[str]:
     """What the model's task adds per artifact (a classifier's confusion matrix), where it adds anything."""
     task = get_task(m["model"]["task"])
@@ -138,9 +147,9 @@ def render(m: dict) -> str:
             notes.append("classifier: outputs probabilities, compared with the softmax of the float logits")
         if st.get("deployment_target"):
             notes.append(f"minimum {st['deployment_target']}" + (f" ({st['deployment_target_note']})" if st.get("deployment_target_note") else ""))
-        notes += st.get("rewrites", [])
         lines.append(f"| `{a['path']}` | {inp} | {st.get('transpose_count', '—')} | "
                      f"{', '.join(f'{k}×{v}' for k, v in weights.items())} | {'; '.join(notes)} |")
+    lines += _rewrites(m)
     failing = [(a["path"], c) for a in m["artifacts"] for c in a["verification"]["criteria"] if not c["passed"]]
     if failing:
         lines += ["", "## Failed criteria", ""]

@@ -63,12 +63,20 @@ def artifact_filename(stem: str, fmt: str, variant: str) -> str:
 
 def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: Path, stem: str, options: dict,
                    variant: str | None = None) -> Artifact:
-    """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target through its backend."""
+    """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target through its backend: a copy
+    with the rewrites the backend's converter needs where they apply (``toolkit.backends.rewrites``; recorded in
+    the details), ``module`` itself otherwise."""
+    from toolkit.backends.rewrites import rewritten
+
     check_supported(fmt, precision)
+    backend = get_backend(fmt)
     path = out_dir / artifact_filename(stem, fmt, variant or precision)
     options = {"class_scores": get_task(spec.task).class_scores, **options}
     t0 = time.perf_counter()
-    details = get_backend(fmt).convert(module, sample, spec, precision=precision, path=path, options=options)
+    network, rewrites = rewritten(module, sample, backend.rewrites)
+    details = backend.convert(network, sample, spec, precision=precision, path=path, options=options)
+    if rewrites:
+        details["rewrites"] = [r.as_dict() for r in rewrites]
     return Artifact(format=fmt, precision=precision, path=path, seconds=time.perf_counter() - t0, details=details)
 
 

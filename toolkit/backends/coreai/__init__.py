@@ -28,6 +28,7 @@ class CoreAIBackend(Backend):
         "int16x8": "Core AI has no int16 activation path in coreai-torch 0.4.3",
         "sparse": "coreai-torch 0.4.3 stores no sparse weights",
     }
+    rewrites = ("area_resize", "nearest_resize", "antialias_resize", "adaptive_max_pool", "avg_pool_window", "elu")
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
         from toolkit.backends.coreai.convert import convert

@@ -40,6 +40,8 @@ class CoreMLBackend(Backend):
     }
     options = CoreMLOptions
     op_support = {"coreml_ane": ANE_OPS}
+    rewrites = ("prelu_rank", "area_resize", "nearest_resize", "antialias_resize", "bicubic_resize", "adaptive_max_pool_uneven",
+                "avg_pool_divisor", "channel_shuffle")
 
     def unit_refuses(self, unit: str, precision: str) -> str | None:
         if unit == "npu" and precision == "fp32":

@@ -14,6 +14,7 @@ class OnnxBackend(Backend):
     precisions = ("fp32",)
     unsupported_default = "ONNX ships as the float interchange artifact"
     baseline_runtime = "onnxruntime"
+    rewrites = ("area_resize", "adaptive_max_pool_uneven", "avg_pool_divisor")
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
         from toolkit.backends.onnx.convert import convert

@@ -43,6 +43,7 @@ class TFLiteBackend(Backend):
     activation_bits_by_precision = {"int8": 8, "int16x8": 16}
 
     op_support = {"tflite_gpu": GPU_OPS}
+    rewrites = ("pixel_shuffle", "area_resize", "nearest_resize", "antialias_resize", "adaptive_max_pool")
     phones = ("android",)
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:

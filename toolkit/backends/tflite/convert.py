@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.backends.tflite.flatbuffer import METADATA_NAME, as_text, enum_names, inspect, inspect_input_name, model_of
-from toolkit.backends.tflite.rewrites import channel_last_rewrites
 from toolkit.errors import ConversionError
 
 INPUT_NAME = "image"
@@ -37,14 +36,14 @@ def signature_key(spec) -> str:
     return spec.task
 
 
-def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
+def _float_flatbuffer(module, sample, spec) -> bytes:
     import litert_torch
     import torch
 
     key = (tuple(sample.shape), spec.name)
     cached = _FLOAT_CACHE.get(module)
     if cached is not None and cached[0] == key:
-        return cached[1]  # (flatbuffer, rewrites applied)
+        return cached[1]
 
     from toolkit.outputs import name_outputs
 
@@ -58,10 +57,9 @@ def _float_flatbuffer(module, sample, spec) -> tuple[bytes, list[str]]:
         def forward(self, image):
             return name_outputs(self.inner(image), names)
 
-    rewritten, rewrites = channel_last_rewrites(module, sample)
-    data = litert_torch.signature(signature_key(spec), Named(rewritten), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
-    _FLOAT_CACHE[module] = (key, (data, rewrites))
-    return data, rewrites
+    data = litert_torch.signature(signature_key(spec), Named(module), sample_kwargs={INPUT_NAME: sample}).convert().model_content()
+    _FLOAT_CACHE[module] = (key, data)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -256,7 +254,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
     tmp = path.with_name(f".{path.name}.tmp")
     float_tmp = path.with_name(f".{path.name}.float.tmp")
     try:
-        data, rewrites = _float_flatbuffer(module, sample, spec)
+        data = _float_flatbuffer(module, sample, spec)
         if precision != "fp32":
             float_tmp.write_bytes(data)
             lo, hi = (0.0, 255.0) if options.get("pixel_range", "0-255") == "0-255" else (0.0, 1.0)
@@ -266,8 +264,6 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         tmp.write_bytes(_embed_metadata(data, meta))
         details = inspect(tmp)
         details.update(_check_applied(precision, details))
-        if rewrites:
-            details["rewrites"] = rewrites
         if precision != "fp32" and options.get("keep_float"):
             details["kept_float"] = _kept_float(tmp, keep)
         os.replace(tmp, path)
