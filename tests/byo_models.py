@@ -64,40 +64,6 @@ def factory(ref: str):
     return getattr(module, name)
 
 
-class SplitPReLU(nn.Module):
-    """PReLU as ``relu(x) - a * relu(-x)``: the same function in ops coremltools converts for rank-2 input."""
-
-    def __init__(self, prelu: nn.PReLU):
-        super().__init__()
-        self.weight = prelu.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x) - self.weight * torch.relu(-x)
-
-
-def split_linear_prelus(net: nn.Module, size: int) -> nn.Module:
-    """coremltools 9.0 refuses a per-channel PReLU on a rank-2 input (after a Linear layer: "rank 3 or rank 5
-    input is only supported when all the values of alpha are same"); R-Net and O-Net have one. These tests
-    rewrite such modules themselves (found by running the network once)."""
-    ranks: dict[str, int] = {}
-    def record(name: str):
-        def hook(module, args, output) -> None:
-            ranks[name] = args[0].dim()
-        return hook
-
-    hooks = [m.register_forward_hook(record(name)) for name, m in net.named_modules() if isinstance(m, nn.PReLU)]
-    with torch.no_grad():
-        net(torch.zeros(1, 3, size, size))
-    for h in hooks:
-        h.remove()
-    for name, rank in ranks.items():
-        if rank == 2:
-            parent, _, attr = name.rpartition(".")
-            owner = net.get_submodule(parent) if parent else net
-            setattr(owner, attr, SplitPReLU(getattr(owner, attr)))
-    return net
-
-
 def trained_like(net: nn.Module, size: int, *, seed: int = 0) -> nn.Module:
     """Weights that exercise every op as a trained network would: PReLU slopes differ per channel (at their
     shared 0.25 initialisation coremltools emits a leaky_relu instead), batch norms get a random affine and
@@ -130,7 +96,5 @@ def build(name: str, *, seed: int = 0) -> tuple[nn.Module, ModelSpec, DeviceCont
     case = CASES[name]
     torch.manual_seed(seed)
     net = trained_like(factory(case.ref)(**case.kwargs), case.size, seed=seed)
-    if name in ("rnet", "onet"):
-        split_linear_prelus(net, case.size)
     spec = spec_for(name, case, net)
     return net, spec, DeviceContract(net, spec, InputContract()).eval()

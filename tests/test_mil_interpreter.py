@@ -123,6 +123,17 @@ def test_thresholded_relu_keeps_values_at_and_above_alpha():
     torch.testing.assert_close(w * mil.KERNELS["sigmoid_hard"](x=w, alpha=1 / 6, beta=0.5), F.hardswish(x))
 
 
+def test_elu_softplus_parametric_and_reverse_kernels():
+    x = torch.tensor([[-2.0, -0.5, 0.0, 1.5]])
+    torch.testing.assert_close(mil.KERNELS["elu"](x=x, alpha=0.7), F.elu(x, alpha=0.7))
+    y = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    alpha, beta = np.array([1.0, 2.0, 0.5], np.float32), np.array([1.0, 0.5, 3.0], np.float32)
+    want = torch.stack([a * F.softplus(b * y[:, c]) for c, (a, b) in enumerate(zip(alpha.tolist(), beta.tolist()))], dim=1)
+    torch.testing.assert_close(mil.KERNELS["softplus_parametric"](x=y, alpha=alpha, beta=beta), want)
+    assert mil.KERNELS["reverse"](x=torch.arange(6.0).reshape(2, 3), axes=np.array([-1])).tolist() == [[2, 1, 0], [5, 4, 3]]
+    assert mil.KERNELS["reverse"](x=torch.arange(4.0).reshape(2, 2)).tolist() == [[3, 2], [1, 0]]
+
+
 def test_scaled_dot_product_attention_kernel_matches_pytorch():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))

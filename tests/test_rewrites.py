@@ -240,7 +240,6 @@ def _convert_witness(fmt: str, name: str, *, rewrites: bool) -> tuple[dict, floa
 
 
 # Witness x backend pairs the MIL interpreter cannot run (its gap, not the converter's).
-INTERPRETER_GAPS = {("elu", "coreml"): "the MIL interpreter has no kernel for elu"}
 # Rewrites whose plans also cover another rewrite's witness.
 ALSO_COVERED_BY = {"adaptive_max_pool_uneven": {"adaptive_max_pool"}}
 
@@ -248,8 +247,6 @@ ALSO_COVERED_BY = {"adaptive_max_pool_uneven": {"adaptive_max_pool"}}
 @pytest.mark.parametrize("fmt", list(BACKENDS))
 @pytest.mark.parametrize("name", list(WITNESSES))
 def test_witness_converts_exactly_with_the_rewrites_its_backend_lists(name, fmt):
-    if (name, fmt) in INTERPRETER_GAPS:
-        pytest.skip(INTERPRETER_GAPS[name, fmt])
     details, err = _convert_witness(fmt, name, rewrites=True)
     applied = {r["name"] for r in details.get("rewrites", [])}
     assert applied == ({name} | ALSO_COVERED_BY.get(name, set())) & set(get_backend(fmt).rewrites)

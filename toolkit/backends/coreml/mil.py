@@ -91,6 +91,25 @@ def _thresholded_relu(x, alpha=1.0, **_):
     return torch.where(x >= float(alpha), x, torch.zeros_like(x))  # x where x >= alpha, else 0 (hardswish's lower cut)
 
 
+@kernel("elu")
+def _elu(x, alpha=1.0, **_):
+    return torch.where(x > 0, x, float(alpha) * torch.expm1(x))  # MIL: x if x > 0 else alpha * (e^x - 1)
+
+
+@kernel("softplus_parametric")
+def _softplus_parametric(x, alpha, beta, **_):
+    """MIL: alpha_c * log(1 + e^(beta_c * x)), one alpha and beta per channel (axis 1)."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    a, b = (torch.as_tensor(v, dtype=x.dtype).reshape(shape) for v in (alpha, beta))
+    return a * F.softplus(b * x)
+
+
+@kernel("reverse")
+def _reverse(x, axes=None, **_):
+    dims = [int(a) % x.dim() for a in np.atleast_1d(axes)] if axes is not None else list(range(x.dim()))
+    return torch.flip(x, dims)
+
+
 @kernel("sigmoid_hard")
 def _hard_sigmoid(x, alpha=0.2, beta=0.5, **_):
     return torch.clamp(float(alpha) * x + float(beta), 0.0, 1.0)
