@@ -106,8 +106,9 @@ def weights(name: str, m: dict, *, epochs: int, n_train: int, batch_size: int) -
                              f"{t['batch_size']} ({card['seconds']['total']:.0f} s)", "float": card["held_out_float_metrics"]}
 
 
-def export_one(name: str, m: dict, ckpt: Path, target: str, n: int) -> dict:
-    """One ``skinkit export`` of one target in its own process: outcome, conversion seconds, peak memory."""
+def export_one(name: str, m: dict, ckpt: Path, target: str, n: int, timeout: float) -> dict:
+    """One ``skinkit export`` of one target in its own process: outcome, conversion seconds, peak memory;
+    stopped after ``timeout`` seconds."""
     import shutil
 
     work = CACHE / "runs" / f"{name}_{target.replace(':', '_')}"
@@ -119,10 +120,21 @@ def export_one(name: str, m: dict, ckpt: Path, target: str, n: int) -> dict:
     with open(work / "stdout", "w") as out, open(work / "stderr", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "export", str(recipe), "--out", str(work / "out"), "--json"],
                                 cwd=ROOT, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout:
+                proc.kill()
+            time.sleep(0.5)
     code = os.waitstatus_to_exitcode(status)
     row = {"model": name, "target": target, "exit": code, "wall_s": round(time.perf_counter() - t0, 1),
            "peak_mb": round(usage.ru_maxrss / 1024)}
+    if code < 0:
+        written = any((work / "out").glob(f".{name}.partial-*/artifacts/*"))
+        row.update(converted=written, passed=None if written else False,
+                   error=f"stopped after {timeout:.0f} s ({'converted; verification' if written else 'conversion'} still running)")
+        return row
     manifest_path = work / "out" / name / "manifest.json"
     if manifest_path.exists():
         art = json.loads(manifest_path.read_text())["artifacts"]
@@ -147,6 +159,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="training epochs of the models trained here")
     ap.add_argument("--n-train", type=int, default=480, help="training images of the models trained here")
     ap.add_argument("--batch-size", type=int, default=8, help="training batch of the models trained here (small: more steps)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds one export may take")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
@@ -156,9 +169,11 @@ def main() -> None:
     for name in args.models.split(","):
         ckpt, sources[name] = weights(name, MODELS[name], epochs=args.epochs, n_train=args.n_train, batch_size=args.batch_size)
         for target in args.targets.split(","):
-            row = export_one(name, MODELS[name], ckpt, target, args.n)
+            row = export_one(name, MODELS[name], ckpt, target, args.n, args.timeout)
             rows.append(row)
             print(_line(row), flush=True)
+            if args.json:  # after every export: an interrupted run keeps what it measured
+                args.json.write_text(json.dumps({"rows": rows, "weights": sources}, indent=1))
     print()
     print(table(rows))
     for name, src in sources.items():
@@ -168,7 +183,7 @@ def main() -> None:
 
 
 def _line(row: dict) -> str:
-    verdict = ("pass" if row["passed"] else "FAIL") if row.get("converted") else "no artifact"
+    verdict = ("pass" if row["passed"] else "FAIL") if row.get("converted") else ("timeout" if row["exit"] < 0 else "no artifact")
     return f"{row['model']:18s} {row['target']:12s} {verdict:11s} {row['wall_s']:7.1f} s  {row['peak_mb']:6d} MB"
 
 
@@ -176,8 +191,8 @@ def table(rows: list[dict]) -> str:
     head = "| model | target | converted | gate | convert s | export s | peak MB | rewrites | note |\n|---|---|---|---|---:|---:|---:|---|---|"
     lines = [head]
     for r in rows:
-        gate = ("pass" if r["passed"] else "fail") if r.get("converted") else "–"
-        note = ", ".join(r.get("failed") or []) if r.get("converted") else r.get("error", "").removeprefix("skinkit: error: ").split(" — fix:")[0]
+        gate = {True: "pass", False: "fail", None: "not reached"}[r["passed"]] if r.get("converted") else "–"
+        note = r.get("error", "").removeprefix("skinkit: error: ").split(" — fix:")[0] if r.get("error") else ", ".join(r.get("failed") or [])
         lines.append(f"| {r['model']} | {r['target']} | {'yes' if r.get('converted') else 'no'} | {gate} | "
                      f"{r.get('convert_s') if r.get('convert_s') is not None else '–'} | {r['wall_s']} | {r['peak_mb']} | "
                      f"{', '.join(r.get('rewrites') or []) or '–'} | {note.replace('|', '/')} |")
