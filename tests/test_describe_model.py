@@ -423,9 +423,13 @@ benchmark: {{enabled: false}}
     proc = run_cli("train", str(recipe), "--epochs", "3", "--n-train", "320")
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((tmp_path / "weights" / "small.json").read_text())
-    assert card["command"] == f"skinkit train {recipe} --seed 0" and card["data"]["train"]["n"] == 320
+    assert card["command"] == f"skinkit train {recipe} --epochs 3 --n-train 320 --lr 0.001 --batch-size 32 --seed 0"
+    assert card["data"]["train"]["n"] == 320
     assert len(card["training"]["loss_per_epoch"]) == 3 and card["training"]["loss_per_epoch"][-1] < card["training"]["loss_per_epoch"][0]
     assert set(load_file(str(tmp_path / "weights" / "small.safetensors"))) == set(_small_state_keys(tmp_path))
+
+    proc = run_cli("train", str(recipe), "--epochs", "1", "--n-train", "32")
+    assert proc.returncode == 1 and "weights/small.safetensors exists: training would replace those weights" in proc.stderr
 
     proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"), "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -441,6 +445,7 @@ def _small_state_keys(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("model_yaml, message", [
     ("checkpoint: null, spec_from: acne_mobilenetv2", "model.checkpoint is not set, so the trained weights have nowhere to go"),
+    ("checkpoint: w.pt, spec_from: acne_mobilenetv2", "model.checkpoint w.pt is not a .safetensors file, which training writes"),
     ("checkpoint: w.safetensors, task: classification, input_size: 64, normalization: {}, labels: [a, b, c, d]",
      "training uses the synthetic generator, but the synthetic images are labelled with the acne grades"),
 ])

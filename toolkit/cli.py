@@ -110,6 +110,7 @@ def train(
     threads: int | None = typer.Option(None, help="CPU threads (default: all)"),
     lr: float = typer.Option(1e-3, help="your model: peak learning rate (AdamW, one-cycle)"),
     batch_size: int = typer.Option(32, help="your model: images per step"),
+    force: bool = typer.Option(False, "--force", help="your model: replace the weights model.checkpoint already names"),
 ) -> None:
     """Train a reference model, or your own model described by a recipe, on synthetic skin images (CPU) and
     write its checkpoint and card (for your model: where the recipe's model.checkpoint says)."""
@@ -120,7 +121,13 @@ def train(
     if model.endswith((".yaml", ".yml")):
         spec, checkpoint = _recipe_model_to_train(Path(model), epochs=epochs, n_train=n_train, lr=lr, batch_size=batch_size)
         checkpoint = out / checkpoint.name if out else checkpoint
-        command = f"skinkit train {model}"
+        if checkpoint.exists() and not force:
+            from toolkit.errors import BadInputError
+
+            raise BadInputError(f"{checkpoint} exists: training would replace those weights",
+                                fix="pass --force to replace them, or --out DIR to write elsewhere")
+        passed = {"--epochs": epochs, "--n-train": n_train, "--lr": lr, "--batch-size": batch_size}
+        command = f"skinkit train {model} " + " ".join(f"{k} {v}" for k, v in passed.items() if v is not None)
     else:
         from toolkit.registry import get_spec
 
@@ -148,6 +155,9 @@ def _recipe_model_to_train(path: Path, *, epochs: int | None, n_train: int | Non
     if recipe.model.checkpoint is None:
         raise BadInputError(f"{path}: model.checkpoint is not set, so the trained weights have nowhere to go",
                             fix="set model.checkpoint to the .safetensors file to write")
+    if recipe.model.checkpoint.suffix != ".safetensors":
+        raise BadInputError(f"{path}: model.checkpoint {recipe.model.checkpoint} is not a .safetensors file, which training writes",
+                            fix="point model.checkpoint at a .safetensors file")
     spec = untrained(recipe.model, path.parent)
     problem = get_task(spec.task).synthetic_problem(spec)
     if problem:

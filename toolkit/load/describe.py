@@ -25,7 +25,7 @@ def user_spec(ref: ModelRef, name: str) -> ModelSpec:
         base = ModelSpec(name=name, task=task_name, architecture="user model", factory=lambda: None, description="",
                          input_size=ref.input_size or (base.input_size if base else (224, 224)),
                          outputs=(OutputSpec(task.default_output or "output", ""),), tolerances=dict(task.default_tolerances),
-                         labels=base.labels if base else (), mean=base.mean if base else (0.0, 0.0, 0.0),
+                         labels=(), mean=base.mean if base else (0.0, 0.0, 0.0),
                          std=base.std if base else (1.0, 1.0, 1.0), licence="the model owner's", output_size=None)
     changes: dict = {"name": name, "task": task_name, "metric": ref.metric or base.metric or task.headline,
                      "architecture": f"user model ({ref.name})"}
