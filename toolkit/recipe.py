@@ -396,7 +396,7 @@ class Recipe(_Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def _format_error(err: dict) -> str:
+def format_error(err: dict) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r} at {loc}"
@@ -415,20 +415,24 @@ def parse_recipe(data: object, *, source: str = "<recipe>") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()]
+        problems = [format_error(e) for e in exc.errors()]
         raise RecipeError(f"{source}: " + "; ".join(problems), fix="correct the key(s) named; `skinkit recipe-schema` lists every key") from None
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def read_yaml(path: str | Path) -> object:
+    """A recipe file's YAML; one error for a missing file or bad syntax (line and column)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}", fix="pass a YAML file such as export_recipes/acne_mobilenetv2.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", fix="fix the YAML syntax") from None
-    return parse_recipe(data, source=str(path))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    return parse_recipe(read_yaml(path), source=str(path))

@@ -1,0 +1,171 @@
+"""The chain's gate: a device chain's final outputs against the float chain's on held-out photos, scored with
+the judging task's metrics (paired bootstrap CIs), per skin-tone group, and against the generator's truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from toolkit.chain.graph import ChainGraph
+from toolkit.data.synthetic import SEGMENTATION_CLASSES, SkinSample
+from toolkit.glue import OPS, Value, run_numpy
+from toolkit.tasks import get_task
+from toolkit.verify.stats import Bootstrap, compare
+
+TIERS = ("fp32", "fp16", "int8", "lowbit")
+
+
+@dataclass(frozen=True)
+class ChainData:
+    """Held-out photos at the chain's size, their skin-tone groups, and every truth the generator knows."""
+
+    images: np.ndarray  # N x H x W x 3 uint8
+    groups: tuple[str, ...]
+    truths: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def chain_data(n: int, size: tuple[int, int], *, seed: int = 0, split: str = "test") -> ChainData:
+    """``n`` synthetic photos of ``split`` at ``size`` with their truths (masks resized nearest, pictures by area)."""
+    import cv2
+
+    from toolkit.data.synthetic import make_sample
+
+    h, w = size
+    images, groups, rows = [], [], []
+    for i in range(n):
+        s = make_sample(seed, split, i, size=h if h == w else 224)
+        if s.image.shape[:2] != (h, w):
+            s = SkinSample(**{**s.__dict__, "image": cv2.resize(s.image, (w, h), interpolation=cv2.INTER_AREA),
+                              "skin_mask": cv2.resize(s.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST),
+                              "segmentation": cv2.resize(s.segmentation, (w, h), interpolation=cv2.INTER_NEAREST)})
+        images.append(s.image)
+        groups.append(s.group)
+        rows.append(s)
+    images = np.stack(images)
+    skin = np.stack([s.skin_mask for s in rows]).astype(np.float32)
+    seg = np.stack([s.segmentation for s in rows]).astype(np.int32)
+    lesions = {"_indices": list(range(1, len(SEGMENTATION_CLASSES))), "min_pixels": 4}
+    region = run_numpy(OPS["region_stats"], {"labels": seg, "image": images.astype(np.float32), "within": skin}, lesions, {})
+    truths = {
+        "acne_grade": np.array([s.acne_grade for s in rows], np.int64),
+        "skin_mask": skin.astype(np.uint8),
+        "segmentation": seg.astype(np.uint8),
+        "hydration": np.array([[s.hydration] for s in rows], np.float32),
+        "tewl": np.array([[s.tewl] for s in rows], np.float32),
+        "lesion_area": region["area"],
+        "lesion_intensity": region["intensity"],
+        "lesion_regions": run_numpy(OPS["count_regions"], {"labels": seg, "within": skin}, lesions, {})[""],
+    }
+    return ChainData(images, tuple(groups), truths)
+
+
+def _scores(x: np.ndarray, value: Value) -> tuple[np.ndarray, tuple[str, ...]]:
+    """What a task's metrics read: class scores (a label map or mask becomes one-hot scores)."""
+    if value.kind == "scores":
+        return x, value.names
+    if value.kind in ("labels", "mask"):
+        names = value.names or ("outside", "inside")
+        k = len(names)
+        idx = x.astype(np.int64)
+        onehot = (np.arange(k).reshape((1, k) + (1,) * (idx.ndim - 1)) == idx[:, None]).astype(np.float32)
+        return onehot, names
+    return x, value.names
+
+
+def _truth(output, value: Value, data: ChainData, ref: np.ndarray, task) -> np.ndarray:
+    if output.truth == "float":
+        return task.targets_from(ref)
+    t = data.truths[output.truth]
+    if output.truth.startswith("lesion_"):  # the generator's classes the value names, in its order
+        cols = [SEGMENTATION_CLASSES.index(n) - 1 for n in value.names]
+        return t[:, cols]
+    return t
+
+
+def judge_output(output, value: Value, out: np.ndarray, ref: np.ndarray, data: ChainData, boot: Bootstrap) -> dict:
+    """The judging task's metrics of one chain output: device against float, both against the truth."""
+    task = get_task(output.judge)
+    o, names = _scores(out, value)
+    r, _ = _scores(ref, value)
+    targets = _truth(output, value, data, r, task)
+    names = names if value.kind != "vector" else tuple(value.names)
+    return compare(output.judge, o, r, targets, boot, labels=names if value.kind != "vector" else (),
+                   output_names=tuple(f"{output.name}.{n}" for n in names) if value.kind == "vector" else (output.name,))
+
+
+def numerics(out: np.ndarray, ref: np.ndarray) -> dict:
+    o, r = out.astype(np.float64).reshape(len(out), -1), ref.astype(np.float64).reshape(len(ref), -1)
+    diff = o - r
+    denom = np.linalg.norm(o) * np.linalg.norm(r)
+    return {"finite": bool(np.isfinite(o).all()), "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
+            "mae": float(np.abs(diff).mean()) if diff.size else 0.0,
+            "cosine": float((o * r).sum() / denom) if denom > 0 else float(np.array_equal(o, r))}
+
+
+def headline(output) -> str:
+    return get_task(output.judge).headline
+
+
+def judge_chain(recipe, graph: ChainGraph, device: dict[str, np.ndarray], floats: dict[str, np.ndarray], data: ChainData,
+                boot: Bootstrap, tier: str) -> dict:
+    """Every chain output of one device chain against the float chain: metrics, numerics, per skin-tone group,
+    and the gate's criteria at ``tier`` (every one recorded; the chain passes only if all hold)."""
+    ev = recipe.evaluation
+    results, criteria = {}, []
+    for o in recipe.outputs:
+        value = graph.values[o.source]
+        out, ref = device[o.source], floats[o.source]
+        row = {"numerics": numerics(out, ref)}
+        criteria.append(_criterion(f"{o.name}: finite", row["numerics"]["finite"], True, "=="))
+        if o.judge is not None:
+            metrics = judge_output(o, value, out, ref, data, boot)["metrics"]
+            key = headline(o)
+            row["metric"] = key
+            row["metrics"] = {k: metrics[k] for k in _shown(metrics, key)}
+            row["groups"] = _by_group(o, value, out, ref, data, boot, key)
+            margin = o.margin("max_drop", tier)
+            if margin is not None:
+                drop = metrics[key]["drop"]
+                judged = drop["ci95"][1] if ev.noninferiority == "ci" else drop["value"]
+                criteria.append(_criterion(f"{o.name}: {key} drop vs float chain ({'upper 95 % CI' if ev.noninferiority == 'ci' else 'point'})",
+                                           judged, margin, "<=", point=drop["value"], ci95=drop["ci95"]))
+            agreement = o.margin("min_agreement", tier)
+            if agreement is not None and "agreement" in metrics:
+                criteria.append(_criterion(f"{o.name}: agreement with float chain", metrics["agreement"]["artifact"]["value"],
+                                           agreement, ">="))
+        results[o.name] = row
+    return {"passed": all(c["passed"] for c in criteria), "tier": tier, "criteria": criteria, "outputs": results}
+
+
+def _shown(metrics: dict, key: str) -> list[str]:
+    """The headline, agreement, and the per-class/per-entry rows of the headline's family."""
+    family = key.split(".")[0]
+    return [k for k in metrics if k == key or k == "agreement" or k.split(".")[0] == family]
+
+
+def _by_group(output, value: Value, out, ref, data: ChainData, boot: Bootstrap, key: str) -> dict:
+    groups = {}
+    order = list(dict.fromkeys(data.groups))
+    for i, g in enumerate(order):
+        rows = np.array([x == g for x in data.groups])
+        sub = ChainData(data.images[rows], tuple(x for x in data.groups if x == g), {k: v[rows] for k, v in data.truths.items()})
+        m = judge_output(output, value, out[rows], ref[rows], sub, boot.subset(rows, seed=i + 1))["metrics"][key]
+        groups[g] = {"n": int(rows.sum()), "float": m["float"]["value"], "device": m["artifact"]["value"],
+                     "drop": m["drop"]["value"], "drop_ci95": m["drop"]["ci95"]}
+    return groups
+
+
+def _criterion(name: str, value, bound, op: str, **extra) -> dict:
+    ok = {"<=": lambda: value <= bound, ">=": lambda: value >= bound, "==": lambda: value == bound}[op]()
+    return {"name": name, "value": value, "bound": bound, "op": op, "passed": bool(ok), **extra}
+
+
+def tier_of(precisions: list[str]) -> str:
+    """The loosest tier among a chain's artifacts: a chain is as coarse as its coarsest model."""
+    from toolkit.backends.precisions import PRECISIONS
+
+    return max((PRECISIONS[p].tier for p in precisions), key=TIERS.index, default="fp32")
