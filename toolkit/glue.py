@@ -208,7 +208,7 @@ def _argmax_np(inputs, params, kinds):
 def _argmax_torch(inputs, params, kinds):
     import torch
 
-    return {"": torch.argmax(inputs["x"], dim=1).to(torch.int32)}
+    return {"": torch.argmax(inputs["x"], dim=1)}  # int64 in the graph (ONNX's ArgMax type); int32 on the host
 
 
 def _class_mask_np(inputs, params, kinds):

@@ -149,7 +149,9 @@ def _shown(metrics: dict, key: str) -> list[str]:
 
 def _by_group(output, value: Value, out, ref, data: ChainData, boot: Bootstrap, key: str) -> dict:
     groups = {}
-    order = list(dict.fromkeys(data.groups))
+    from toolkit.data.synthetic import ITA_GROUPS
+
+    order = [g for g, _, _ in ITA_GROUPS if g in data.groups] + sorted({g for g in data.groups} - {g for g, _, _ in ITA_GROUPS})
     for i, g in enumerate(order):
         rows = np.array([x == g for x in data.groups])
         sub = ChainData(data.images[rows], tuple(x for x in data.groups if x == g), {k: v[rows] for k, v in data.truths.items()})

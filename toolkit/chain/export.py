@@ -1,0 +1,289 @@
+"""``skinkit export`` of an assessment recipe: several models, the glue between them, one bundle. Steps, in order:
+
+1. load     — every component's float model; the chain's links checked (kinds, shapes) before anything converts
+2. export   — each component as its own verified bundle (``components/<name>/``: its artifacts, its gate)
+3. float    — the float chain on held-out photos: components' float models, glue in NumPy
+4. chains   — per variant (a target key every component has), the device chain run as an app runs it: each
+              component's artifact through its runtime, the same glue; judged against the float chain
+              (task metrics with paired CIs, skin-tone groups), and the loss each component's artifact causes
+5. fused    — one graph of the whole chain per fused target (when its glue is tensor arithmetic), judged the same way
+6. bundle   — the pipeline manifest (glue contract, JSON Schema'd), report.md, app code; renamed into place atomically
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.chain.graph import ChainGraph, ComponentIO, build, component_io, execute, fused_module
+from toolkit.chain.judge import ChainData, chain_data, judge_chain, tier_of
+from toolkit.chain.recipe import ChainRecipe
+from toolkit.errors import IncompleteBundle, SkinkitError, VerificationFailed
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    context: object  # toolkit.context.Context of its own recipe
+    compressed: object  # toolkit.compress.stage.Compressed: the float reference
+    io: ComponentIO
+
+
+def load_components(recipe: ChainRecipe, recipe_path: Path, log_path: Path) -> dict[str, Component]:
+    """Step 1: each component's float model (load and compress, as its own export does)."""
+    from toolkit.compress import stage as compress
+    from toolkit.context import Context
+    from toolkit.load import stage as load
+
+    out = {}
+    for name, r in recipe.components.items():
+        context = Context(recipe=r, recipe_path=recipe_path.resolve(), staging=Path(tempfile.gettempdir()), log_path=log_path)
+        compressed = compress.run(context, load.run(context, r.model))
+        out[name] = Component(name, context, compressed, component_io(compressed.wrapped, compressed.spec,
+                                                                      r.input.layout, r.input.pixel_range))
+    return out
+
+
+def float_call(components: dict[str, Component]):
+    """Each component's float model, fed the chain's pictures (NHWC, 0–255): its outputs channel-first."""
+    from toolkit.load.contract import DeviceContract, InputContract
+    from toolkit.verify.gate import reference_outputs, to_nchw
+
+    wrappers = {k: DeviceContract(c.compressed.model, c.compressed.spec, InputContract()) for k, c in components.items()}
+
+    def call(name: str, x: np.ndarray) -> dict[str, np.ndarray]:
+        return to_nchw(reference_outputs(wrappers[name], np.ascontiguousarray(x, dtype=np.float32)), "nhwc")
+
+    return call, wrappers
+
+
+def device_call(runners: dict, ios: dict[str, ComponentIO], fallback=None):
+    """Each component's artifact (``runners``; components without one use ``fallback``), fed as its contract says."""
+    from toolkit.verify.gate import to_nchw
+
+    def call(name: str, x: np.ndarray) -> dict[str, np.ndarray]:
+        if name not in runners:
+            return fallback(name, x)
+        io = ios[name]
+        x = x.astype(np.float32) / (255.0 if io.pixel_range == "0-1" else 1.0)
+        if io.layout == "nchw":
+            x = x.transpose(0, 3, 1, 2)
+        return to_nchw(runners[name].run(np.ascontiguousarray(x)), io.layout)
+
+    return call
+
+
+def artifact_key(entry: dict, stem: str) -> str:
+    """The recipe target key an artifact of a bundle was built for, from its file name (``<stem>_<variant><suffix>``)."""
+    from toolkit.backends import get_backend
+
+    name = Path(entry["path"]).name
+    return f"{entry['format']}_{name[len(stem) + 1:len(name) - len(get_backend(entry['format']).suffix)]}"
+
+
+def run_chain(graph: ChainGraph, data: ChainData, call, batch: int = 25) -> dict[str, np.ndarray]:
+    """Every value of the chain over the data, in batches."""
+    parts = [execute(graph, data.images[i:i + batch].astype(np.float32), call) for i in range(0, len(data), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force: bool = False, console=None) -> dict:
+    """Every step into a staging folder renamed to ``out_dir/<recipe.name>``; returns the manifest.
+
+    Raises ``BadInputError`` (a link that does not connect: nothing written), ``ConversionError`` (a component
+    converted nothing), ``VerificationFailed`` (bundle written; a component's or a chain's gate failed) or
+    ``IncompleteBundle`` (bundle written; some targets did not convert, everything else passes)."""
+    from toolkit.bundle.writer import commit_bundle, discard, staging_dir
+    from toolkit.chain.bundle import write_bundle
+    from toolkit.pipeline import export
+    from toolkit.verify.bundle import read_manifest
+    from toolkit.verify.stats import Bootstrap
+
+    def say(text: str) -> None:
+        if console:
+            console.print(text)
+
+    final = out_dir / recipe.name
+    staging = staging_dir(out_dir, recipe.name, force=force)
+    fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
+    os.close(fd)
+    t0 = time.perf_counter()
+    try:
+        say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; checking every link of the chain …")
+        components = load_components(recipe, recipe_path, Path(log_name))
+        graph = build(recipe, {k: c.io for k, c in components.items()})
+        if recipe.fused and not graph.fusable:
+            from toolkit.glue import GlueError
+
+            raise GlueError(f"fused targets need a chain of tensor ops, but {', '.join(graph.host_only())} run on the host only",
+                            fix="drop fused: (the components still ship with the glue contract), or replace those steps")
+
+        say("[bold]2/6[/bold] export: each component as its own verified bundle …")
+        comp_results = {}
+        for name, r in recipe.components.items():
+            say(f"    {name} ({r.model.name}) …")
+            problem = None
+            try:
+                export(r, recipe_path=recipe_path, out_dir=staging / "components", force=True)
+            except (VerificationFailed, IncompleteBundle) as exc:  # the bundle is written: judged below, listed in the verdict
+                problem = exc.one_line()
+            comp_results[name] = {"manifest": read_manifest(staging / "components" / name), "problem": problem}
+
+        ev = recipe.evaluation
+        say(f"[bold]3/6[/bold] float chain on {ev.n} held-out photos …")
+        data = chain_data(ev.n, recipe.input.size, seed=ev.seed)
+        fcall, wrappers = float_call(components)
+        floats = run_chain(graph, data, fcall)
+        boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
+
+        say("[bold]4/6[/bold] device chains, run as an app runs them …")
+        variants = _variants(recipe, comp_results, components, graph, data, floats, fcall, boot, staging, say)
+
+        say("[bold]5/6[/bold] fused graphs …")
+        fused = _fused(recipe, graph, wrappers, data, floats, boot, staging, Path(log_name), say)
+
+        say("[bold]6/6[/bold] bundle: manifest, report, app code …")
+        manifest = write_bundle(staging, recipe, recipe_path, graph, components, comp_results, variants, fused, data,
+                                seconds=time.perf_counter() - t0)
+        commit_bundle(staging, final)
+    except BaseException:
+        discard(staging)
+        raise
+    finally:
+        Path(log_name).unlink(missing_ok=True)
+    _raise_verdict(manifest, final)
+    return manifest
+
+
+def _variants(recipe, comp_results, components, graph, data, floats, fcall, boot, staging: Path, say) -> list[dict]:
+    from toolkit.backends import get_backend
+
+    by_key: dict[str, dict[str, dict]] = {}
+    for name, res in comp_results.items():
+        m = res["manifest"]
+        for a in m["artifacts"]:
+            by_key.setdefault(artifact_key(a, m["model"]["name"]), {})[name] = a
+    common = [k for k, have in by_key.items() if len(have) == len(components)]
+    wanted = list(recipe.variants) if recipe.variants is not None else common
+    missing = [k for k in wanted if k not in common]
+    if missing:
+        from toolkit.errors import BadInputError
+
+        raise BadInputError(f"variant {missing[0]} is not a target every component has ({', '.join(common) or 'none in common'})",
+                            fix="list in variants: keys every component's targets share")
+    ios = {k: c.io for k, c in components.items()}
+    out = []
+    for key in wanted:
+        entries = by_key[key]
+        say(f"    {key} …")
+        runners = {}
+        for name, a in entries.items():
+            inp = comp_results[name]["manifest"]["input"]
+            runners[name] = get_backend(a["format"]).runner(staging / "components" / name / a["path"],
+                                                             layout=inp["layout"].lower(), pixel_range="0-255" if inp["range"][1] == 255 else "0-1")
+        tier = tier_of([a["precision"] for a in entries.values()])
+        t0 = time.perf_counter()
+        device = run_chain(graph, data, device_call(runners, ios))
+        seconds = time.perf_counter() - t0
+        verdict = judge_chain(recipe, graph, device, floats, data, boot, tier)
+        loss = {}
+        if recipe.evaluation.loss_by_component and len(components) > 1:
+            for name in components:  # this component on device, the others float: the loss it alone causes
+                alone = run_chain(graph, data, device_call({name: runners[name]}, ios, fallback=fcall))
+                judged = judge_chain(recipe, graph, alone, floats, data, boot, tier)
+                loss[name] = {o: {"metric": r["metric"], "drop": r["metrics"][r["metric"]]["drop"]}
+                              for o, r in judged["outputs"].items() if "metric" in r}
+        out.append({"key": key, "tier": tier, "artifacts": {n: f"components/{n}/{a['path']}" for n, a in entries.items()},
+                    "components_passed": all(a["verification"]["passed"] for a in entries.values()),
+                    "verification": verdict, "loss_by_component": loss, "seconds": round(seconds, 1)})
+    return out
+
+
+def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, staging: Path, log_path: Path, say) -> list[dict]:
+    import torch
+
+    from toolkit._io import captured
+    from toolkit.backends import get_backend
+    from toolkit.convert.base import convert_target, describe_failure, file_sha256, tree_size
+    from toolkit.registry import ModelSpec, OutputSpec
+    from toolkit.tasks import TASKS
+    from toolkit.verify.gate import structural_checks
+
+    if not recipe.fused:
+        return []
+    names = tuple(o.name for o in recipe.outputs)
+    sources = tuple(o.source for o in recipe.outputs)
+    module = fused_module(graph, wrappers, sources)
+    h, w = recipe.input.size
+    # The task only picks converter conventions for a classifier, which a chain is not (class_scores: False below).
+    spec = ModelSpec(name=f"{recipe.name}_fused", task=next(iter(TASKS)), architecture="skinkit chain",
+                     factory=lambda: module, description=recipe.description or recipe.name, input_size=(h, w),
+                     outputs=tuple(OutputSpec(o.name, o.description, o.unit or graph.values[o.source].unit) for o in recipe.outputs),
+                     tolerances={})
+    sample = torch.rand(1, h, w, 3) * 255.0
+    out_dir = staging / "fused"
+    out_dir.mkdir()
+    results = []
+    for t in recipe.fused:
+        say(f"    {t.key} …")
+        backend = get_backend(t.format)
+        options = {**backend.options().model_dump(), "class_scores": False, "pixel_range": "0-255", "layout": "nhwc",
+                   "calibration": None, "keep_float": (), "metadata": {"bundle": recipe.name, "version": recipe.version,
+                                                                      "model": spec.name, "outputs": list(names)}}
+        try:
+            with captured(log_path):
+                artifact = convert_target(module, sample, spec, fmt=t.format, precision=t.precision, out_dir=out_dir,
+                                          stem=spec.name, options=options)
+        except SkinkitError as exc:
+            results.append({"key": t.key, "format": t.format, "precision": t.precision, "error": exc.one_line()})
+            continue
+        except Exception as exc:  # the converter's own failure, named with op and module where known
+            err = describe_failure(exc, t.format, spec.name, module=module, sample=sample)
+            results.append({"key": t.key, "format": t.format, "precision": t.precision, "error": err.one_line()})
+            continue
+        runner = backend.runner(artifact.path)
+        t0 = time.perf_counter()
+        outs = [runner.run(data.images[i:i + 25].astype(np.float32)) for i in range(0, len(data), 25)]
+        seconds = time.perf_counter() - t0
+        device = {src: np.concatenate([o[n] for o in outs]).reshape((len(data), *graph.values[src].shape))
+                  for n, src in zip(names, sources)}
+        shapes = {n: (1, *graph.values[src].shape) for n, src in zip(names, sources)}
+        structure = structural_checks(artifact, (1, h, w, 3), shapes)
+        verdict = judge_chain(recipe, graph, device, floats, data, boot, tier_of([t.precision]))
+        verdict["criteria"] = structure + verdict["criteria"]
+        verdict["passed"] = all(c["passed"] for c in verdict["criteria"])
+        results.append({"key": t.key, "path": f"fused/{artifact.filename}", "format": t.format, "precision": t.precision,
+                        "sha256": file_sha256(artifact.path), "size_bytes": tree_size(artifact.path),
+                        "conversion_seconds": round(artifact.seconds, 1), "structure": artifact.details,
+                        "outputs": [{"name": n, "from": s, **graph.values[s].describe()} for n, s in zip(names, sources)],
+                        "verification": verdict, "seconds": round(seconds, 1)})
+    return results
+
+
+def _raise_verdict(manifest: dict, final: Path) -> None:
+    v = manifest["verdict"]
+    if v["passed"]:
+        return
+    lines = [f"component {c['name']}: {c['problem']}" for c in manifest["components"] if c.get("problem")]
+    lines += [f"chain {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
+              for x in manifest["variants"] for c in x["verification"]["criteria"] if not c["passed"]]
+    lines += [f"fused {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
+              for x in manifest["fused"] if "verification" in x for c in x["verification"]["criteria"] if not c["passed"]]
+    not_converted = [f"fused {x['key']} not converted: {x['error']}" for x in manifest["fused"] if "error" in x]
+    if len(lines) == 0 and not_converted:
+        raise IncompleteBundle(f"bundle incomplete: {len(not_converted)} fused target(s) did not convert; everything else passes; "
+                               f"bundle kept at {final}", not_converted=not_converted, bundle_dir=str(final),
+                               fix="drop or fix the fused targets (below)")
+    raise VerificationFailed(f"assessment gate failed ({len(lines)} criteria or components); bundle and report kept at {final}",
+                             failures=lines, bundle_dir=str(final), not_converted=not_converted,
+                             fix="see report.md: the component or chain that fails, and the loss each component causes")
+
+
+def dump(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2)
