@@ -69,9 +69,14 @@ def export(
     """Load, compress, convert, verify, benchmark and bundle a model as its recipe says.
 
     A target that fails to convert is reported and the others are bundled, marked incomplete (exit 4)."""
-    from toolkit.recipe import load_recipe
+    from toolkit.chain.recipe import is_chain_recipe, parse_chain_recipe
+    from toolkit.recipe import parse_recipe, read_yaml
 
-    r = load_recipe(recipe)
+    data = read_yaml(recipe)
+    if is_chain_recipe(data):
+        return _export_chain(parse_chain_recipe(data, source=str(recipe), base=recipe.parent), recipe, out=out, force=force,
+                             dry_run=dry_run, as_json=as_json, quiet=quiet)
+    r = parse_recipe(data, source=str(recipe))
     if dry_run:
         print(json.dumps(r.model_dump(mode="json"), indent=2))
         return
@@ -84,6 +89,35 @@ def export(
         _print_export(exc.summary, console, as_json=as_json)
         raise
     _print_export(summary, console, as_json=as_json)
+
+
+def _export_chain(r, path: Path, *, out: Path, force: bool, dry_run: bool, as_json: bool, quiet: bool) -> None:
+    """An assessment recipe: every component's bundle, the device chains and fused graphs judged against the float chain."""
+    from toolkit.chain.export import export_chain
+
+    if dry_run:
+        print(json.dumps(json.loads(r.canonical_json()), indent=2))
+        return
+    console = None if (quiet or as_json) else _console()
+    try:
+        manifest = export_chain(r, recipe_path=path, out_dir=out, force=force, console=console)
+    except (VerificationFailed, IncompleteBundle) as exc:
+        if exc.bundle_dir:
+            _print_chain(json.loads((Path(exc.bundle_dir) / "manifest.json").read_text()), Path(exc.bundle_dir), console, as_json=as_json)
+        raise
+    _print_chain(manifest, out / r.name, console, as_json=as_json)
+
+
+def _print_chain(m: dict, bundle: Path, console, *, as_json: bool) -> None:
+    rows = ([{"what": f"component {c['name']}", "passed": c["passed"]} for c in m["components"]]
+            + [{"what": f"chain {v['key']}", "passed": v["verification"]["passed"]} for v in m["variants"]]
+            + [{"what": f"fused {f['key']}", "passed": f.get("verification", {}).get("passed", False)} for f in m["fused"]])
+    if as_json:
+        print(json.dumps({"bundle": str(bundle), "passed": m["verdict"]["passed"], "gates": rows}, indent=2))
+    elif console:
+        for row in rows:
+            console.print(f"  {'[green]pass[/green]' if row['passed'] else '[red]FAIL[/red]'}  {row['what']}")
+        console.print(f"bundle: {bundle} (report.md; app code in app/)")
 
 
 def _print_export(summary: dict, console, *, as_json: bool) -> None:
@@ -396,6 +430,60 @@ def matrix(as_json: bool = typer.Option(False, "--json")) -> None:
     from toolkit.convert.matrix import support_rows, support_table
 
     print(json.dumps(support_rows(), indent=2) if as_json else support_table())
+
+
+@app.command()
+@_errors_to_exit
+def run(
+    bundle: Path = typer.Argument(..., help="a bundle folder (an assessment bundle or a single model's)"),
+    photos: list[Path] = typer.Argument(..., help="photos (JPEG, PNG, WebP, BMP, TIFF; HEIC with pillow-heif)"),
+    variant: str | None = typer.Option(None, help="which artifacts run: a target key (e.g. tflite_int8) or fused:<key>; "
+                                                  "default: the first device chain that passed its gate"),
+    overlay: Path | None = typer.Option(None, "--overlay", help="write <photo>_overlay.png (masks and regions) into this folder"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per photo on stdout"),
+) -> None:
+    """Run a bundle on photos the way an app does, and print the assessment (every output with its unit)."""
+    from toolkit.client.run import assess, load_bundle
+
+    loaded = load_bundle(bundle, variant=variant)
+    console = None if as_json else _console()
+    records = []
+    for photo in photos:
+        record = assess(loaded, photo, overlay_dir=overlay)
+        records.append(record)
+        if console:
+            _print_assessment(record, console)
+    if as_json:
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+
+
+def _print_assessment(r: dict, console) -> None:
+    console.print(f"[bold]{r['photo']}[/bold]  ({r['photo_size'][1]}×{r['photo_size'][0]}; {r['bundle']} {r['variant']})")
+    for name, v in r["outputs"].items():
+        if "label" in v:
+            console.print(f"  {name}: {v['label']} ({v['probability']:.2f})")
+        elif "values" in v:
+            console.print(f"  {name}: " + ", ".join(f"{k} {x:.3g}" for k, x in v["values"].items()) + f" {v['unit']}".rstrip())
+        elif isinstance(v.get("fraction_of_picture"), float):
+            console.print(f"  {name}: {v['fraction_of_picture']:.1%} of the picture")
+        elif "fraction_of_picture" in v:
+            console.print(f"  {name}: " + ", ".join(f"{k} {x:.1%}" for k, x in v["fraction_of_picture"].items()))
+        else:
+            console.print(f"  {name}: shape {v['shape']}, {v['min']:.3g} … {v['max']:.3g} {v['unit']}".rstrip())
+    for flag in r["flags"]:
+        console.print(f"  [yellow]flag: {flag}[/yellow]")
+    if "overlay" in r:
+        console.print(f"  overlay: {r['overlay']}")
+
+
+@app.command("manifest-schema")
+def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the assessment bundle's manifest")) -> None:
+    """Print the JSON Schema of a bundle's manifest.json (a single model's, or --pipeline an assessment's)."""
+    if pipeline:
+        from toolkit.chain.bundle import schema
+    else:
+        from toolkit.bundle.manifest import schema
+    print(json.dumps(schema(), indent=2))
 
 
 @app.command("recipe-schema")

@@ -59,3 +59,11 @@ class Manifest(_Strict):
     verdict: dict[str, Any]
     tools: dict[str, str]
     recipe: dict[str, Any]
+
+
+def schema() -> dict:
+    """The JSON Schema of a single model's bundle manifest."""
+    out = Manifest.model_json_schema()
+    out["$id"] = f"https://skinkit.dev/schemas/manifest-{MANIFEST_SCHEMA_VERSION}.json"
+    out["title"] = "skinkit bundle manifest"
+    return out

@@ -98,9 +98,8 @@ def schema() -> dict:
 def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: dict, comp_results: dict, variants: list[dict],
                  fused: list[dict], data, *, seconds: float) -> dict:
     from toolkit.bundle.stage import tool_versions
-    from toolkit.chain.export import artifact_key
     from toolkit.chain.report import render
-    from toolkit.convert.base import file_sha256
+    from toolkit.convert.base import artifact_key, file_sha256
     from toolkit.glue import table
 
     entries = []

@@ -79,14 +79,6 @@ def device_call(runners: dict, ios: dict[str, ComponentIO], fallback=None):
     return call
 
 
-def artifact_key(entry: dict, stem: str) -> str:
-    """The recipe target key an artifact of a bundle was built for, from its file name (``<stem>_<variant><suffix>``)."""
-    from toolkit.backends import get_backend
-
-    name = Path(entry["path"]).name
-    return f"{entry['format']}_{name[len(stem) + 1:len(name) - len(get_backend(entry['format']).suffix)]}"
-
-
 def run_chain(graph: ChainGraph, data: ChainData, call, batch: int = 25) -> dict[str, np.ndarray]:
     """Every value of the chain over the data, in batches."""
     parts = [execute(graph, data.images[i:i + batch].astype(np.float32), call) for i in range(0, len(data), batch)]
@@ -163,6 +155,7 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
 
 def _variants(recipe, comp_results, components, graph, data, floats, fcall, boot, staging: Path, say) -> list[dict]:
     from toolkit.backends import get_backend
+    from toolkit.convert.base import artifact_key
 
     by_key: dict[str, dict[str, dict]] = {}
     for name, res in comp_results.items():

@@ -173,3 +173,18 @@ def fused_module(graph: ChainGraph, wrappers: dict, outputs: tuple[str, ...]):
             return outs[0] if len(outs) == 1 else outs
 
     return FusedChain().eval()
+
+
+def from_manifest(chain: dict) -> ChainGraph:
+    """The graph an assessment bundle's manifest states (``chain``): what ``skinkit run`` executes."""
+    values = {ref: Value(v["kind"], tuple(v["shape"]), tuple(v.get("names", ())), v.get("unit", "")) for ref, v in chain["values"].items()}
+    steps = []
+    for s in chain["steps"]:
+        makes = {ref: values[ref] for ref in s["outputs"]}
+        kinds = {port: values[ref].kind for port, ref in s["inputs"].items()}
+        if "run" in s:
+            steps.append(Step(s["id"], dict(s["inputs"]), component=s["run"], kinds=kinds, makes=makes))
+        else:
+            params = {**s["params"], **{f"_{k}": v for k, v in s.get("resolved", {}).items()}}
+            steps.append(Step(s["id"], dict(s["inputs"]), op=get_op(s["op"]), params=params, kinds=kinds, makes=makes))
+    return ChainGraph(values[INPUT], tuple(steps), values)

@@ -61,6 +61,13 @@ def artifact_filename(stem: str, fmt: str, variant: str) -> str:
     return f"{stem}_{variant}{get_backend(fmt).suffix}"
 
 
+def artifact_key(entry: dict, stem: str) -> str:
+    """The recipe target key a manifest's artifact entry was built for, from its file name (the inverse of
+    ``artifact_filename``: ``<stem>_<variant><suffix>`` → ``<format>_<variant>``)."""
+    name = Path(entry["path"]).name
+    return f"{entry['format']}_{name[len(stem) + 1:len(name) - len(get_backend(entry['format']).suffix)]}"
+
+
 def convert_target(module, sample, spec, *, fmt: str, precision: str, out_dir: Path, stem: str, options: dict,
                    variant: str | None = None) -> Artifact:
     """Convert ``module`` (a DeviceContract-wrapped network, eval mode) to one target through its backend: a copy

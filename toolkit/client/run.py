@@ -1,0 +1,180 @@
+"""``skinkit run BUNDLE PHOTO…``: the reference client. It runs a bundle on photos the way an app does — the
+photo made the chain's picture by the manifest's fit rule, each component's artifact through its runtime, the
+glue exactly as the manifest states it — and reports every output with its unit, its quality flags, and an
+overlay of the masks and regions on the photo.
+
+An assessment bundle (``kind: pipeline``) runs its chain; a single-model bundle runs as a chain of one model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A bundle ready to run: its graph, the outputs it reports, and a callable per component."""
+
+    name: str
+    graph: object  # toolkit.chain.graph.ChainGraph
+    outputs: list[dict]  # name, from, unit, kind, names, flag, flag_below
+    call: object  # (component, pictures) -> outputs, channel-first
+    fused: object | None  # a fused artifact's runner, when chosen
+    size: tuple[int, int]
+    fit: str
+    variant: str
+    runs: str  # what executes, in words
+
+
+def _runner(bundle: Path, entry: dict, contract: dict):
+    from toolkit.backends import get_backend
+    from toolkit.convert.base import file_sha256
+
+    path = bundle / entry["path"]
+    if not path.exists():
+        raise BadInputError(f"{path} is missing from the bundle", fix="re-export the bundle; never edit its files by hand")
+    if file_sha256(path) != entry["sha256"]:
+        raise BadInputError(f"{entry['path']} was modified since export (sha256 differs from the manifest)",
+                            fix="re-export the bundle; never edit its files by hand")
+    return get_backend(entry["format"]).runner(path, layout=contract["layout"].lower(),
+                                               pixel_range="0-255" if contract["range"][1] == 255 else "0-1")
+
+
+def load_bundle(bundle: Path, *, variant: str | None = None) -> Loaded:
+    """The bundle's chain with the artifacts of ``variant`` (a target key such as tflite_int8, or fused:<key>;
+    default: the first device chain that passed its gate, else the first)."""
+    from toolkit.chain.export import device_call
+    from toolkit.chain.graph import ComponentIO, from_manifest
+    from toolkit.convert.base import artifact_key
+    from toolkit.verify.bundle import read_manifest
+
+    manifest = read_manifest(bundle)
+    if manifest.get("kind") != "pipeline":
+        return _single(bundle, manifest, variant)
+    graph = from_manifest(manifest["chain"])
+    keys = [v["key"] for v in manifest["variants"]] + [f"fused:{f['key']}" for f in manifest["fused"] if "path" in f]
+    if variant is None:
+        variant = next((v["key"] for v in manifest["variants"] if v["verification"]["passed"]), keys[0] if keys else None)
+    if variant not in keys:
+        raise BadInputError(f"{bundle.name} has no variant {variant!r}", fix=f"use one of: {', '.join(keys)}")
+    size = tuple(manifest["input"]["size"])
+    outputs = manifest["outputs"]
+    if variant.startswith("fused:"):
+        entry = next(f for f in manifest["fused"] if f"fused:{f['key']}" == variant)
+        runner = _runner(bundle, entry, {"layout": "NHWC", "range": [0, 255]})
+        return Loaded(manifest["bundle"], graph, outputs, None, runner, size, manifest["input"]["fit"], variant,
+                      f"{entry['path']} ({runner.check})")
+    runners, ios, runs = {}, {}, []
+    for c in manifest["components"]:
+        own = read_manifest(bundle / c["bundle"])
+        entry = next(a for a in own["artifacts"] if artifact_key(a, own["model"]["name"]) == variant)
+        entry = {**entry, "path": f"{c['bundle']}/{entry['path']}"}
+        runners[c["name"]] = _runner(bundle, entry, own["input"])
+        ios[c["name"]] = ComponentIO(tuple(c["input_size"]), {}, own["input"]["layout"].lower(),
+                                     "0-255" if own["input"]["range"][1] == 255 else "0-1")
+        runs.append(f"{c['name']}: {entry['path']} ({runners[c['name']].check})")
+    return Loaded(manifest["bundle"], graph, outputs, device_call(runners, ios), None, size, manifest["input"]["fit"], variant,
+                  "; ".join(runs))
+
+
+def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
+    """A single-model bundle as a chain of one step: its outputs as the model names them."""
+    from toolkit.chain.export import device_call
+    from toolkit.chain.graph import INPUT, ChainGraph, ComponentIO, Step
+    from toolkit.convert.base import artifact_key
+    from toolkit.glue import Value
+
+    stem = manifest["model"]["name"]
+    keys = [artifact_key(a, stem) for a in manifest["artifacts"]]
+    if variant is None:
+        variant = next((k for k, a in zip(keys, manifest["artifacts"]) if a["verification"]["passed"]), keys[0])
+    if variant not in keys:
+        raise BadInputError(f"{bundle.name} has no artifact {variant!r}", fix=f"use one of: {', '.join(keys)}")
+    entry = manifest["artifacts"][keys.index(variant)]
+    runner = _runner(bundle, entry, manifest["input"])
+    shape = manifest["input"]["shape"]
+    h, w = (shape[1], shape[2]) if manifest["input"]["layout"] == "NHWC" else (shape[2], shape[3])
+    io = ComponentIO((h, w), {}, manifest["input"]["layout"].lower(), "0-255" if manifest["input"]["range"][1] == 255 else "0-1")
+    call = device_call({"model": runner}, {"model": io})
+    probe = call("model", np.zeros((1, h, w, 3), np.float32))  # the output shapes, from the artifact itself
+    labels = tuple(manifest["labels"])
+    values, outputs = {INPUT: Value("image", (h, w, 3))}, []
+    for o in manifest["outputs"]:
+        s = tuple(probe[o["name"]].shape[1:])
+        kind = "scores" if labels and s and s[0] == len(labels) and len(s) in (1, 3) else ("vector" if len(s) == 1 else "map")
+        values[f"model.{o['name']}"] = Value(kind, s, labels if kind == "scores" else ((o["name"],) if s == (1,) else ()), o.get("unit", ""))
+        outputs.append({"name": o["name"], "from": f"model.{o['name']}", "unit": o.get("unit", ""), "kind": kind,
+                        "names": list(values[f"model.{o['name']}"].names)})
+    step = Step("model", {"image": INPUT}, component="model", kinds={"image": "image"}, makes={k: v for k, v in values.items() if k != INPUT})
+    return Loaded(manifest["bundle"], ChainGraph(values[INPUT], (step,), values), outputs, call, None, (h, w), "center_crop",
+                  variant, f"{entry['path']} ({runner.check})")
+
+
+def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None) -> dict:
+    """One photo through the bundle: every output with its unit, the flags it raises, the overlay written."""
+    from toolkit.chain.graph import execute
+    from toolkit.client.photo import fit, load_photo
+
+    photo = load_photo(photo_path)
+    fitted = fit(photo, loaded.size, loaded.fit)
+    x = fitted.image[None].astype(np.float32)
+    if loaded.fused is not None:
+        outs = loaded.fused.run(x)
+        values = {o["from"]: np.asarray(outs[o["name"]]).reshape((1, *loaded.graph.values[o["from"]].shape)) for o in loaded.outputs}
+    else:
+        values = execute(loaded.graph, x, loaded.call)
+    results, flags, layers, lines = {}, [], [], []
+    for o in loaded.outputs:
+        value = loaded.graph.values[o["from"]]
+        shown, layer_masks, text = describe_value(o, value, values[o["from"]][0])
+        results[o["name"]] = shown
+        lines += text
+        layers += layer_masks
+        below = o.get("flag_below")
+        if below is not None and float(np.ravel(values[o["from"]][0])[0]) < below:
+            flags.append(o["flag"])
+            lines.append(f"FLAG {o['flag']}")
+    record = {"photo": str(photo_path), "bundle": loaded.name, "variant": loaded.variant, "runs": loaded.runs,
+              "photo_size": list(photo.shape[:2]), "analysed_box": list(fitted.box), "outputs": results, "flags": flags}
+    if overlay_dir is not None:
+        from toolkit.client.overlay import draw_overlay, write_overlay
+
+        picture = draw_overlay(photo, fitted, layers, lines)
+        record["overlay"] = str(write_overlay(overlay_dir / f"{Path(photo_path).stem}_overlay.png", picture))
+    return record
+
+
+def describe_value(output: dict, value, x: np.ndarray) -> tuple[dict, list, list[str]]:
+    """What a person (and the JSON) reads of one output: its value(s) with unit; mask layers for the overlay."""
+    from toolkit.client.overlay import PALETTE, Layer
+
+    unit = output.get("unit") or value.unit
+    name = output["name"]
+    if value.kind == "scores" and x.ndim == 1:
+        p = np.exp(x - x.max())
+        p = p / p.sum()
+        names = value.names or tuple(str(i) for i in range(len(x)))
+        top = int(np.argmax(p))
+        return ({"label": names[top], "probability": float(p[top]), "probabilities": dict(zip(names, map(float, p)))}, [],
+                [f"{name}: {names[top]} ({p[top]:.2f})"])
+    if value.kind == "vector":
+        names = value.names or tuple(str(i) for i in range(len(x)))
+        entries = {n: float(v) for n, v in zip(names, x)}
+        text = ", ".join(f"{n} {v:.3g}" for n, v in entries.items())
+        return ({"values": entries, "unit": unit}, [], [f"{name}: {text} {unit}".rstrip()])
+    if value.kind in ("mask", "labels", "scores"):
+        labels = x.argmax(0) if value.kind == "scores" else x.astype(np.int64)
+        if value.kind == "mask":
+            frac = float((labels > 0).mean())
+            return ({"fraction_of_picture": frac}, [Layer(name, labels > 0, PALETTE[0], alpha=0.25)], [f"{name}: {frac:.1%} of the picture"])
+        names = value.names or tuple(str(i) for i in range(int(labels.max()) + 1))
+        fractions = {n: float((labels == k).mean()) for k, n in enumerate(names)}
+        layers = [Layer(n, labels == k, PALETTE[(k) % len(PALETTE)]) for k, n in enumerate(names) if k > 0 and fractions[n] > 0]
+        return ({"fraction_of_picture": fractions}, layers, [])
+    return ({"shape": list(x.shape), "min": float(x.min()), "max": float(x.max()), "unit": unit}, [], [])
+
