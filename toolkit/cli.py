@@ -273,6 +273,11 @@ def verify(
 
     if culprits not in (None, "failed", "all", "off"):
         raise BadInputError(f"--culprits {culprits!r} is not one of failed, all, off", fix="pass --culprits failed|all|off")
+    if (bundle / "manifest.json").is_file() and json.loads((bundle / "manifest.json").read_text()).get("kind") == "pipeline":
+        if data is not None or html is not None:
+            raise BadInputError("an assessment bundle is verified on its own held-out photos, with report.md",
+                                fix="drop --data and --html (--n, --junit and --json apply)")
+        return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json)
     with captured_quietly():
         summary = verify_bundle(bundle, data=data, n=n, culprits=culprits)
     if junit is not None:
@@ -318,6 +323,38 @@ def verify(
         print(f"skinkit: bundle incomplete: {len(summary['failed_targets'])} recipe target(s) did not convert at export "
               f"(the artifacts present pass):\n{incomplete}", file=sys.stderr)
         raise typer.Exit(IncompleteBundle.exit_code)
+
+
+def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool) -> None:
+    from toolkit._io import captured_quietly, write_atomically
+    from toolkit.chain.verify import junit_xml, verify_pipeline
+    from toolkit.verify.bundle import json_safe
+
+    with captured_quietly():
+        summary = verify_pipeline(bundle, n=n)
+    if junit is not None:
+        write_atomically(junit, junit_xml(summary))
+    failures = [f"{a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})" for comp in summary["components"]
+                for a in comp["artifacts"] for c in a["criteria"] if not c["passed"]]
+    failures += [f"{kind} {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
+                 for kind, rows in (("chain", summary["variants"]), ("fused", summary["fused"])) for x in rows
+                 for c in x["criteria"] if not c["passed"]]
+    failures += [f"fused {f['key']} not converted at export: {f['error']}" for f in summary["fused"] if "error" in f]
+    if as_json:
+        print(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+    else:
+        print(f"{summary['bundle']}: integrity ok ({len(summary['integrity'])} files); {summary['evaluation']['n']} photos, "
+              f"{summary['seconds']} s")
+        for comp in summary["components"]:
+            print(f"  {'pass' if comp['passed'] else 'FAIL'}  component {comp['name']} ({len(comp['artifacts'])} artifacts)")
+        for kind, rows in (("chain", summary["variants"]), ("fused", summary["fused"])):
+            for x in rows:
+                print(f"  {'pass' if x['passed'] else 'FAIL'}  {kind} {x['key']}")
+    if not summary["passed"]:
+        for line in failures:
+            print(f"  - {line}", file=sys.stderr)
+        print("skinkit: assessment gate failed", file=sys.stderr)
+        raise typer.Exit(VerificationFailed.exit_code)
 
 
 def _not_converted_lines(failed: list[dict]) -> str:
@@ -444,17 +481,27 @@ def run(
 ) -> None:
     """Run a bundle on photos the way an app does, and print the assessment (every output with its unit)."""
     from toolkit.client.run import assess, load_bundle
+    from toolkit.errors import BadInputError
 
     loaded = load_bundle(bundle, variant=variant)
     console = None if as_json else _console()
-    records = []
-    for photo in photos:
-        record = assess(loaded, photo, overlay_dir=overlay)
+    records, failed = [], 0
+    for photo in photos:  # a bad photo is reported and the others still run; the exit code says some failed
+        try:
+            record = assess(loaded, photo, overlay_dir=overlay)
+        except BadInputError as exc:
+            if len(photos) == 1:
+                raise
+            failed += 1
+            record = {"photo": str(photo), "error": exc.cause, "fix": exc.fix}
+            print(f"skinkit: error: {exc.one_line()}", file=sys.stderr)
         records.append(record)
-        if console:
+        if console and "error" not in record:
             _print_assessment(record, console)
     if as_json:
         print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+    if failed:
+        raise typer.Exit(BadInputError.exit_code)
 
 
 def _print_assessment(r: dict, console) -> None:

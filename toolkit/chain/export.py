@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -135,7 +136,8 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
         boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
 
         say("[bold]4/6[/bold] device chains, run as an app runs them …")
-        variants = _variants(recipe, comp_results, components, graph, data, floats, fcall, boot, staging, say)
+        manifests = {k: v["manifest"] for k, v in comp_results.items()}
+        variants = judge_variants(recipe, manifests, staging, components, graph, data, floats, fcall, boot, say)
 
         say("[bold]5/6[/bold] fused graphs …")
         fused = _fused(recipe, graph, wrappers, data, floats, boot, staging, Path(log_name), say)
@@ -153,13 +155,14 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
     return manifest
 
 
-def _variants(recipe, comp_results, components, graph, data, floats, fcall, boot, staging: Path, say) -> list[dict]:
+def judge_variants(recipe, manifests: dict[str, dict], root: Path, components, graph, data, floats, fcall, boot, say) -> list[dict]:
+    """Step 4: per variant, the chain with every component's artifact of that key (in ``root/components/<name>``),
+    judged against the float chain; and the chain with one component's artifact at a time (loss by component)."""
     from toolkit.backends import get_backend
     from toolkit.convert.base import artifact_key
 
     by_key: dict[str, dict[str, dict]] = {}
-    for name, res in comp_results.items():
-        m = res["manifest"]
+    for name, m in manifests.items():
         for a in m["artifacts"]:
             by_key.setdefault(artifact_key(a, m["model"]["name"]), {})[name] = a
     common = [k for k, have in by_key.items() if len(have) == len(components)]
@@ -177,8 +180,8 @@ def _variants(recipe, comp_results, components, graph, data, floats, fcall, boot
         say(f"    {key} …")
         runners = {}
         for name, a in entries.items():
-            inp = comp_results[name]["manifest"]["input"]
-            runners[name] = get_backend(a["format"]).runner(staging / "components" / name / a["path"],
+            inp = manifests[name]["input"]
+            runners[name] = get_backend(a["format"]).runner(root / "components" / name / a["path"],
                                                              layout=inp["layout"].lower(), pixel_range="0-255" if inp["range"][1] == 255 else "0-1")
         tier = tier_of([a["precision"] for a in entries.values()])
         t0 = time.perf_counter()
@@ -206,7 +209,6 @@ def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, stagin
     from toolkit.convert.base import convert_target, describe_failure, file_sha256, tree_size
     from toolkit.registry import ModelSpec, OutputSpec
     from toolkit.tasks import TASKS
-    from toolkit.verify.gate import structural_checks
 
     if not recipe.fused:
         return []
@@ -229,34 +231,45 @@ def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, stagin
         options = {**backend.options().model_dump(), "class_scores": False, "pixel_range": "0-255", "layout": "nhwc",
                    "calibration": None, "keep_float": (), "metadata": {"bundle": recipe.name, "version": recipe.version,
                                                                       "model": spec.name, "outputs": list(names)}}
+        before = set(out_dir.iterdir())
         try:
             with captured(log_path):
                 artifact = convert_target(module, sample, spec, fmt=t.format, precision=t.precision, out_dir=out_dir,
                                           stem=spec.name, options=options)
-        except SkinkitError as exc:
-            results.append({"key": t.key, "format": t.format, "precision": t.precision, "error": exc.one_line()})
-            continue
-        except Exception as exc:  # the converter's own failure, named with op and module where known
-            err = describe_failure(exc, t.format, spec.name, module=module, sample=sample)
+        except Exception as exc:  # the backend's own check, or the converter's failure named with op and module
+            err = exc if isinstance(exc, SkinkitError) else describe_failure(exc, t.format, spec.name, module=module, sample=sample)
+            for leftover in set(out_dir.iterdir()) - before:  # a half-written file must not reach the bundle
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
             results.append({"key": t.key, "format": t.format, "precision": t.precision, "error": err.one_line()})
             continue
-        runner = backend.runner(artifact.path)
-        t0 = time.perf_counter()
-        outs = [runner.run(data.images[i:i + 25].astype(np.float32)) for i in range(0, len(data), 25)]
-        seconds = time.perf_counter() - t0
-        device = {src: np.concatenate([o[n] for o in outs]).reshape((len(data), *graph.values[src].shape))
-                  for n, src in zip(names, sources)}
-        shapes = {n: (1, *graph.values[src].shape) for n, src in zip(names, sources)}
-        structure = structural_checks(artifact, (1, h, w, 3), shapes)
-        verdict = judge_chain(recipe, graph, device, floats, data, boot, tier_of([t.precision]))
-        verdict["criteria"] = structure + verdict["criteria"]
-        verdict["passed"] = all(c["passed"] for c in verdict["criteria"])
+        verdict, seconds = judge_fused(recipe, graph, artifact, data, floats, boot)
         results.append({"key": t.key, "path": f"fused/{artifact.filename}", "format": t.format, "precision": t.precision,
                         "sha256": file_sha256(artifact.path), "size_bytes": tree_size(artifact.path),
                         "conversion_seconds": round(artifact.seconds, 1), "structure": artifact.details,
                         "outputs": [{"name": n, "from": s, **graph.values[s].describe()} for n, s in zip(names, sources)],
                         "verification": verdict, "seconds": round(seconds, 1)})
     return results
+
+
+def judge_fused(recipe, graph: ChainGraph, artifact, data: ChainData, floats: dict, boot) -> tuple[dict, float]:
+    """A fused graph (an ``Artifact``) of the whole chain through its runtime, judged as a device chain is; with its
+    backend's structural checks. Returns the verdict and the seconds the set took."""
+    from toolkit.backends import get_backend
+    from toolkit.verify.gate import structural_checks
+
+    names = tuple(o.name for o in recipe.outputs)
+    sources = tuple(o.source for o in recipe.outputs)
+    h, w = recipe.input.size
+    runner = get_backend(artifact.format).runner(artifact.path)
+    t0 = time.perf_counter()
+    outs = [runner.run(data.images[i:i + 25].astype(np.float32)) for i in range(0, len(data), 25)]
+    seconds = time.perf_counter() - t0
+    device = {src: np.concatenate([o[n] for o in outs]).reshape((len(data), *graph.values[src].shape)) for n, src in zip(names, sources)}
+    structure = structural_checks(artifact, (1, h, w, 3), {n: (1, *graph.values[src].shape) for n, src in zip(names, sources)})
+    verdict = judge_chain(recipe, graph, device, floats, data, boot, tier_of([artifact.precision]))
+    verdict["criteria"] = structure + verdict["criteria"]
+    verdict["passed"] = all(c["passed"] for c in verdict["criteria"])
+    return verdict, seconds
 
 
 def _raise_verdict(manifest: dict, final: Path) -> None:

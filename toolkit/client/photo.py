@@ -13,6 +13,9 @@ from toolkit.errors import BadInputError
 
 FIT_MODES = ("center_crop", "stretch")
 MIN_SIDE = 16
+# The most pixels a photo may have: a 200-megapixel phone camera's full frame reads; beyond is treated as a
+# decompression bomb (Pillow's own default, 89 MP, would refuse such photos).
+MAX_PIXELS = 250_000_000
 FORMATS = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
 # ISO-BMFF brands (bytes 8:12, after b"ftyp" at 4:8) of HEIF/HEIC stills and sequences.
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
@@ -30,7 +33,7 @@ def load_photo(path: str | Path) -> np.ndarray:
       scaled to 8 bits with rounding (65535 -> 255, 32896 -> 128).
 
     Every problem (missing, a folder, empty, not an image, truncated or corrupt, smaller than 16 px on a
-    side, above Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS``, HEIC without
+    side, more than ``MAX_PIXELS`` (a decompression bomb; 200-megapixel phone photos read), HEIC without
     pillow-heif) raises one ``BadInputError`` naming the file, with a ``fix``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -50,22 +53,24 @@ def load_photo(path: str | Path) -> np.ndarray:
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         _register_heif(path)
 
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it (an error here) and refuses above twice it
             with Image.open(path) as img:
                 img.load()
                 img = ImageOps.exif_transpose(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        limit = Image.MAX_IMAGE_PIXELS
-        raise BadInputError(f"photo {path} has more pixels than Pillow's decompression-bomb limit of {limit:,}",
-                            fix=f"downscale the photo below {limit // 1_000_000} megapixels, or if you trust the file, "
-                                "raise PIL.Image.MAX_IMAGE_PIXELS") from None
+        raise BadInputError(f"photo {path} has more than {MAX_PIXELS:,} pixels (skinkit's decompression-bomb limit)",
+                            fix=f"downscale the photo below {MAX_PIXELS // 1_000_000} megapixels") from None
     except UnidentifiedImageError:
         raise BadInputError(f"{path} is not an image (its bytes are no format Pillow reads)",
                             fix=f"give a {FORMATS} photo; a renamed file keeps its old format") from None
     except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError... on bad data
         raise BadInputError(f"photo {path} is truncated or corrupt: {e}", fix=_DAMAGED_FIX) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
 
     if min(img.size) < MIN_SIDE:
         raise BadInputError(f"photo {path} is {img.width}x{img.height} px, smaller than {MIN_SIDE} px on a side",

@@ -186,7 +186,7 @@ def json_safe(value):
     return value
 
 
-def _testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None,
+def testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None,
               not_converted: dict | None = None) -> tuple[str, bool]:
     """One JUnit test case, failing with every criterion it missed (or because its target did not convert);
     and whether it failed."""
@@ -207,10 +207,10 @@ def _testcase(classname: str, name: str, criteria: list[dict], system_out: str |
 def junit_xml(summary: dict) -> str:
     """JUnit XML for CI: one test case per artifact (and one for a pruning budget), failing with every
     criterion it missed; and one failing test case per recipe target that did not convert."""
-    cases = [_testcase(summary["model"], a["path"], a["criteria"], a["check"]) for a in summary["artifacts"]]
-    cases += [_testcase(summary["model"], f"{f['key']} (not converted)", [], not_converted=f) for f in summary.get("failed_targets", [])]
+    cases = [testcase(summary["model"], a["path"], a["criteria"], a["check"]) for a in summary["artifacts"]]
+    cases += [testcase(summary["model"], f"{f['key']} (not converted)", [], not_converted=f) for f in summary.get("failed_targets", [])]
     if "pruning" in summary:  # the pruned float model within its budget against the original
-        cases.append(_testcase(summary["model"], "pruning (float vs original)", summary["pruning"]["criteria"]))
+        cases.append(testcase(summary["model"], "pruning (float vs original)", summary["pruning"]["criteria"]))
     head = (f'<testsuite name={quoteattr("skinkit verify " + summary["bundle"])} tests="{len(cases)}" '
             f'failures="{sum(failed for _, failed in cases)}" time="{summary["seconds"]}">')
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + head + "\n" + "\n".join(xml for xml, _ in cases) + "\n</testsuite>\n"

@@ -1,0 +1,170 @@
+"""Assessment bundles end to end: a two-model chain exported, each component gated, the device chain and the
+fused graph judged against the float chain, the manifest following its published schema, and `skinkit run`
+on photos (any size, EXIF-rotated, not a photo at all)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli, write_recipe
+from toolkit.chain.recipe import load_chain_recipe
+from toolkit.errors import RecipeError
+from toolkit.glue import GlueError
+
+CHAIN = """
+name: gated_test
+description: acne grade on the skin a segmenter found
+input: {size: 224}
+components:
+  skin:
+    model: {name: skin_segmenter}
+    targets: [{format: tflite, precision: fp32}]
+    evaluation: {n: 16, bootstrap: 100}
+    benchmark: {enabled: false}
+  acne:
+    model: {name: acne_mobilenetv2}
+    targets: [{format: tflite, precision: fp32}]
+    evaluation: {n: 16, bootstrap: 100}
+    benchmark: {enabled: false}
+chain:
+  - {id: skin, run: skin}
+  - {id: skin_labels, op: argmax, inputs: {x: skin.logits}}
+  - {id: skin_mask, op: class_mask, inputs: {x: skin_labels}, class: skin}
+  - {id: coverage, op: coverage, inputs: {x: skin_mask}}
+  - {id: gated, op: apply_mask, inputs: {image: image, mask: skin_mask}, fill: 0}
+  - {id: acne, run: acne, input: gated}
+outputs:
+  - {name: acne_grade, from: acne.logits, judge: classification, truth: acne_grade, max_drop: 0.01, min_agreement: 0.99}
+  - {name: skin_mask, from: skin_mask, judge: segmentation, truth: skin_mask, max_drop: 0.002}
+  - {name: skin_coverage, from: coverage, flag_below: 0.05, flag: low_skin_coverage}
+fused: [{format: tflite, precision: fp32}]
+evaluation: {n: 24, bootstrap: 100}
+"""
+
+
+@pytest.fixture(scope="module")
+def chain_bundle(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chain")
+    recipe = write_recipe(tmp / "gated.yaml", CHAIN)
+    result = run_cli("export", str(recipe), "--out", str(tmp / "bundles"), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return tmp / "bundles" / "gated_test"
+
+
+def test_export_gates_components_device_chain_and_fused_graph(chain_bundle):
+    m = json.loads((chain_bundle / "manifest.json").read_text())
+    assert m["schema_version"] == "pipeline-1.0" and m["verdict"]["passed"] is True
+    assert [c["name"] for c in m["components"]] == ["skin", "acne"] and all(c["passed"] for c in m["components"])
+    assert (chain_bundle / "components" / "skin" / "manifest.json").is_file()
+    [variant] = m["variants"]
+    assert variant["key"] == "tflite_fp32" and variant["tier"] == "fp32"
+    out = variant["verification"]["outputs"]
+    # fp32 artifacts through LiteRT: the chain's decisions are the float chain's
+    assert out["acne_grade"]["metrics"]["agreement"]["artifact"]["value"] == 1.0
+    assert out["skin_mask"]["metrics"]["miou"]["drop"]["value"] == pytest.approx(0.0, abs=1e-4)
+    assert out["acne_grade"]["numerics"]["max_abs"] < 1e-3
+    assert sum(g["n"] for g in out["acne_grade"]["groups"].values()) == 24
+    assert set(variant["loss_by_component"]) == {"skin", "acne"}
+    [fused] = m["fused"]
+    assert fused["path"].startswith("fused/") and (chain_bundle / fused["path"]).is_file()
+    assert fused["verification"]["passed"] and [o["name"] for o in fused["outputs"]] == ["acne_grade", "skin_mask", "skin_coverage"]
+    # the glue contract an app implements: steps in order, resolved class index, op definitions
+    steps = m["chain"]["steps"]
+    assert [s["id"] for s in steps] == ["skin", "skin_labels", "skin_mask", "coverage", "gated", "acne"]
+    assert steps[2]["resolved"] == {"index": 1} and steps[4]["params"] == {"fill": 0}
+    assert {o["op"] for o in m["chain"]["glue_ops"]} >= {"resize", "region_stats", "crop_to_mask"}
+    assert [a["language"] for a in m["app_code"]] == ["swift", "kotlin"] or [a["language"] for a in m["app_code"]] == ["kotlin", "swift"]
+    report = (chain_bundle / "report.md").read_text()
+    assert "## Device chain tflite_fp32 (fp32 tier): passed" in report and "Loss by component" in report
+
+
+def test_manifest_follows_its_published_schema(chain_bundle):
+    from toolkit.chain.bundle import PipelineManifest, schema
+
+    m = json.loads((chain_bundle / "manifest.json").read_text())
+    PipelineManifest.model_validate(m)
+    published = json.loads((chain_bundle / "manifest.schema.json").read_text())
+    assert published == json.loads(json.dumps(schema()))
+    assert set(published["required"]) >= {"bundle", "components", "chain", "outputs", "variants", "verdict"}
+    cli = run_cli("manifest-schema", "--pipeline")
+    assert json.loads(cli.stdout)["title"] == "skinkit assessment bundle manifest"
+
+
+def _photo(path, size_hw, *, rotate_exif: bool = False, seed_index: int = 3):
+    from PIL import Image
+
+    from toolkit.data.synthetic import make_sample
+
+    s = make_sample(7, "test", seed_index, size=max(size_hw))
+    img = cv2.resize(s.image, (size_hw[1], size_hw[0]))
+    pil = Image.fromarray(img)
+    if rotate_exif:  # stored sideways, EXIF orientation 6 says: rotate 90° clockwise to view
+        pil = pil.transpose(Image.Transpose.ROTATE_90)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        pil.save(path, exif=exif.tobytes())
+    else:
+        pil.save(path)
+    return s
+
+
+def test_run_prints_the_assessment_and_writes_an_overlay(chain_bundle, tmp_path):
+    sample = _photo(tmp_path / "selfie.jpg", (900, 600), rotate_exif=True)
+    run = run_cli("run", str(chain_bundle), str(tmp_path / "selfie.jpg"), "--json", "--overlay", str(tmp_path / "ov"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    rec = json.loads(run.stdout)
+    assert rec["photo_size"] == [900, 600] and rec["analysed_box"] == [0, 150, 600, 750]  # upright, centre square
+    assert rec["variant"] == "tflite_fp32" and "LiteRT" in rec["runs"] or "litert" in rec["runs"].lower()
+    grade = rec["outputs"]["acne_grade"]
+    assert set(grade["probabilities"]) == {"clear", "mild", "moderate", "severe"}
+    assert sum(grade["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert 0.2 < rec["outputs"]["skin_mask"]["fraction_of_picture"] < 0.8 and rec["flags"] == []
+    overlay = cv2.imread(rec["overlay"])
+    assert overlay.shape[:2] == (900, 600)
+    fused = json.loads(run_cli("run", str(chain_bundle), str(tmp_path / "selfie.jpg"), "--json", "--variant", "fused:tflite_fp32").stdout)
+    assert fused["outputs"]["acne_grade"]["label"] == grade["label"]
+    assert fused["outputs"]["skin_mask"]["fraction_of_picture"] == pytest.approx(rec["outputs"]["skin_mask"]["fraction_of_picture"], abs=1e-3)
+    del sample
+
+
+def test_run_flags_a_photo_without_skin_and_refuses_what_is_not_a_photo(chain_bundle, tmp_path):
+    wall = np.zeros((300, 400, 3), np.uint8)
+    wall[:] = (40, 90, 200)
+    cv2.imwrite(str(tmp_path / "wall.png"), wall)
+    rec = json.loads(run_cli("run", str(chain_bundle), str(tmp_path / "wall.png"), "--json").stdout)
+    assert rec["flags"] == ["low_skin_coverage"] and rec["outputs"]["skin_coverage"]["values"]["coverage"] < 0.05
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    bad = run_cli("run", str(chain_bundle), str(tmp_path / "notes.jpg"))
+    assert bad.returncode == 1 and "notes.jpg is not an image" in bad.stderr and "Traceback" not in bad.stderr
+    other = run_cli("run", str(chain_bundle), str(tmp_path / "wall.png"), "--variant", "coreml_fp16")
+    assert other.returncode == 1 and "no variant 'coreml_fp16'" in other.stderr and "tflite_fp32, fused:tflite_fp32" in other.stderr
+
+
+def test_a_link_that_does_not_connect_is_one_error_before_anything_converts(tmp_path):
+    bad = CHAIN.replace("{id: acne, run: acne, input: gated}", "{id: acne, run: acne, input: skin_mask}")
+    r = run_cli("export", str(write_recipe(tmp_path / "bad.yaml", bad)), "--out", str(tmp_path / "b"))
+    assert r.returncode == 1 and "link skin_mask → acne.image does not connect" in r.stderr
+    assert not (tmp_path / "b" / "gated_test").exists()
+    with pytest.raises(RecipeError, match="step 'x' runs 'nose', which is not a component"):
+        load_chain_recipe(write_recipe(tmp_path / "c.yaml", CHAIN.replace("chain:\n", "chain:\n  - {id: x, run: nose}\n")))
+    with pytest.raises(RecipeError, match="needs exactly one of run"):
+        load_chain_recipe(write_recipe(tmp_path / "d.yaml", CHAIN.replace("chain:\n", "chain:\n  - {id: x}\n")))
+
+
+def test_host_only_glue_cannot_be_fused(tmp_path):
+    from toolkit.chain.graph import ComponentIO, build
+    from toolkit.glue import Value
+
+    recipe = load_chain_recipe(write_recipe(tmp_path / "e.yaml", CHAIN.replace(
+        "  - {id: acne, run: acne, input: gated}",
+        "  - {id: crop, op: crop_to_mask, inputs: {image: image, mask: skin_mask}, size: 224}\n  - {id: acne, run: acne, input: crop}")))
+    ios = {"skin": ComponentIO((224, 224), {"logits": Value("scores", (2, 224, 224), ("non_skin", "skin"))}),
+           "acne": ComponentIO((224, 224), {"logits": Value("scores", (4,), ("clear", "mild", "moderate", "severe"))})}
+    graph = build(recipe, ios)
+    assert not graph.fusable and graph.host_only() == ["crop (crop_to_mask)"]
+    from toolkit.chain.graph import fused_module
+
+    with pytest.raises(GlueError, match="crop \\(crop_to_mask\\) run on the host only"):
+        fused_module(graph, {}, ("acne.logits",))

@@ -1,0 +1,112 @@
+"""The glue ops: the NumPy form is the definition; the torch form (what a fused graph runs) must equal it, and
+a link that does not connect is one error naming both ends."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit.glue import OPS, GlueError, Value, crop_box, get_op, infer, nearest_indices, resolve_params, run_numpy, run_torch
+
+RNG = np.random.default_rng(0)
+
+
+def _both(op: str, inputs: dict, params: dict, kinds: dict) -> tuple[dict, dict]:
+    a = run_numpy(OPS[op], inputs, params, kinds)
+    b = run_torch(OPS[op], {k: torch.from_numpy(v) for k, v in inputs.items()}, params, kinds)
+    return a, {k: v.numpy() for k, v in b.items()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(5, 60), st.integers(5, 60), st.integers(4, 90), st.integers(4, 90), st.sampled_from(["image", "scores", "mask", "labels"]))
+def test_resize_torch_equals_numpy(h, w, oh, ow, kind):
+    x = {"image": RNG.uniform(0, 255, (2, h, w, 3)), "scores": RNG.normal(size=(2, 3, h, w)),
+         "mask": (RNG.uniform(size=(2, h, w)) > 0.5), "labels": RNG.integers(0, 5, (2, h, w))}[kind]
+    x = x.astype(np.int32 if kind == "labels" else np.float32)
+    a, b = _both("resize", {"x": x}, {"size": [oh, ow]}, {"x": kind})
+    if kind in ("mask", "labels"):
+        np.testing.assert_array_equal(a[""], b[""])  # nearest: the same source pixel on both
+    else:  # bilinear, half-pixel centres: cv2 and torch agree to float rounding (0–255 pixels)
+        np.testing.assert_allclose(a[""], b[""], atol=2e-3 if kind == "image" else 1e-4)
+    want = {"image": (2, oh, ow, 3), "scores": (2, 3, oh, ow), "mask": (2, oh, ow), "labels": (2, oh, ow)}[kind]
+    assert a[""].shape == b[""].shape == want
+
+
+def test_nearest_indices_pick_the_pixel_holding_each_centre():
+    rows, cols = nearest_indices((4, 6), (2, 3))
+    assert rows.tolist() == [1, 3] and cols.tolist() == [1, 3, 5]
+    rows, _ = nearest_indices((2, 2), (4, 4))
+    assert rows.tolist() == [0, 0, 1, 1]
+
+
+def test_region_stats_are_area_of_the_skin_and_mean_luminance():
+    labels = np.zeros((1, 4, 4), np.int32)
+    labels[0, 0, :2] = 1  # two pixels of class 1, one of them outside the skin
+    labels[0, 3, 3] = 2
+    image = np.zeros((1, 4, 4, 3), np.float32)
+    image[0, 0, 0] = [100, 100, 100]
+    image[0, 0, 1] = [200, 0, 0]
+    within = np.ones((1, 4, 4), np.float32)
+    within[0, 0, 1] = 0.0
+    params = resolve_params(OPS["region_stats"], {}, "test")
+    infer(OPS["region_stats"], {"labels": Value("labels", (4, 4), ("bg", "a", "b")), "image": Value("image", (4, 4, 3)),
+                                "within": Value("mask", (4, 4))}, params, "test")
+    a, b = _both("region_stats", {"labels": labels, "image": image, "within": within}, params, {})
+    np.testing.assert_allclose(a["area"], [[1 / 15, 1 / 15]], rtol=1e-6)
+    np.testing.assert_allclose(a["intensity"], [[100.0, 0.0]], rtol=1e-6)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-4)
+
+
+def test_count_regions_counts_8_connected_regions_of_min_size():
+    labels = np.zeros((1, 8, 8), np.int32)
+    labels[0, 0:2, 0:2] = 1  # 4 px
+    labels[0, 2, 2] = 1  # touches the first diagonally: the same region
+    labels[0, 6:8, 6:8] = 1  # a second region
+    labels[0, 4, 0] = 1  # 1 px: below min_pixels
+    out = run_numpy(OPS["count_regions"], {"labels": labels}, {"_indices": [1], "min_pixels": 2}, {})[""]
+    assert out.tolist() == [[2.0]]
+
+
+def test_apply_mask_argmax_class_mask_coverage_threshold_match():
+    scores = RNG.normal(size=(2, 3, 9, 7)).astype(np.float32)
+    a, b = _both("argmax", {"x": scores}, {}, {})
+    np.testing.assert_array_equal(a[""], b[""])
+    a, b = _both("class_mask", {"x": a[""].astype(np.int64)}, {"_index": 2}, {})
+    np.testing.assert_array_equal(a[""], b[""])
+    mask = a[""]
+    image = RNG.uniform(0, 255, (2, 9, 7, 3)).astype(np.float32)
+    a, b = _both("apply_mask", {"image": image, "mask": mask}, {"fill": 10}, {})
+    np.testing.assert_allclose(a[""], b[""], rtol=1e-6)
+    assert np.all(a[""][mask == 0] == 10) and np.array_equal(a[""][mask == 1], image[mask == 1])
+    a, b = _both("coverage", {"x": mask}, {}, {})
+    np.testing.assert_allclose(a[""][:, 0], mask.reshape(2, -1).mean(1), rtol=1e-6)
+    a, b = _both("threshold", {"x": scores[:, :1]}, {"value": 0.5}, {})
+    np.testing.assert_array_equal(a[""], b[""])
+    a, b = _both("softmax", {"x": scores}, {}, {})
+    np.testing.assert_allclose(a[""], b[""], rtol=1e-5)
+
+
+def test_crop_box_widens_by_margin_and_keeps_an_empty_mask_whole():
+    mask = np.zeros((20, 30), np.float32)
+    mask[5:10, 10:20] = 1
+    assert crop_box(mask, 0.0) == (10, 5, 20, 10)
+    assert crop_box(mask, 0.1) == (9, 4, 21, 11)
+    assert crop_box(np.zeros((20, 30)), 0.1) == (0, 0, 30, 20)
+    assert get_op("crop_to_mask").fusable is False and get_op("count_regions").fusable is False
+
+
+def test_a_link_of_the_wrong_kind_names_the_port_and_the_fix():
+    with pytest.raises(GlueError, match=r"step 'g'.*apply_mask's input 'mask' takes mask, but gets a scores") as err:
+        infer(OPS["apply_mask"], {"image": Value("image", (8, 8, 3)), "mask": Value("scores", (2, 8, 8), ("a", "b"))},
+              {"fill": 0}, "step 'g'")
+    assert "argmax then class_mask" in err.value.fix
+    with pytest.raises(GlueError, match=r"differ in size \(image \[8, 8\], mask \[4, 4\]\)"):
+        infer(OPS["apply_mask"], {"image": Value("image", (8, 8, 3)), "mask": Value("mask", (4, 4))}, {"fill": 0}, "s")
+    with pytest.raises(GlueError, match="no class 'skin' in a, b"):
+        infer(OPS["class_mask"], {"x": Value("labels", (4, 4), ("a", "b"))}, {"class": "skin"}, "s")
+    with pytest.raises(GlueError, match="has no parameter 'fil'"):
+        resolve_params(OPS["apply_mask"], {"fil": 0}, "s")
+    with pytest.raises(GlueError, match="unknown glue op 'blur'"):
+        get_op("blur")
