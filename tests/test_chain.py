@@ -75,7 +75,11 @@ def test_export_gates_components_device_chain_and_fused_graph(chain_bundle):
     assert [s["id"] for s in steps] == ["skin", "skin_labels", "skin_mask", "coverage", "gated", "acne"]
     assert steps[2]["resolved"] == {"index": 1} and steps[4]["params"] == {"fill": 0}
     assert {o["op"] for o in m["chain"]["glue_ops"]} >= {"resize", "region_stats", "crop_to_mask"}
-    assert [a["language"] for a in m["app_code"]] == ["swift", "kotlin"] or [a["language"] for a in m["app_code"]] == ["kotlin", "swift"]
+    # TFLite components only: the Kotlin client (no Core ML artifact for a Swift one)
+    [kotlin] = m["app_code"]
+    assert kotlin["language"] == "kotlin" and kotlin["variant"] == "tflite_fp32"
+    code = (chain_bundle / kotlin["path"]).read_text()
+    assert "components/skin/artifacts/skin_segmenter_fp32.tflite" in code and "// step gated:" in code
     report = (chain_bundle / "report.md").read_text()
     assert "## Device chain tflite_fp32 (fp32 tier): passed" in report and "Loss by component" in report
 
@@ -168,3 +172,24 @@ def test_host_only_glue_cannot_be_fused(tmp_path):
 
     with pytest.raises(GlueError, match="crop \\(crop_to_mask\\) run on the host only"):
         fused_module(graph, {}, ("acne.logits",))
+
+
+def test_verify_reruns_every_gate_and_refuses_a_tampered_bundle(chain_bundle, tmp_path):
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    ok = run_cli("verify", str(chain_bundle), "--json", "--junit", str(tmp_path / "j.xml"))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    s = json.loads(ok.stdout)
+    assert s["kind"] == "pipeline" and s["passed"] and [c["name"] for c in s["components"]] == ["skin", "acne"]
+    assert [v["key"] for v in s["variants"]] == ["tflite_fp32"] and [f["key"] for f in s["fused"]] == ["tflite_fp32"]
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"  # 2 component artifacts, 1 chain, 1 fused
+    copy = tmp_path / "copy"
+    shutil.copytree(chain_bundle, copy)
+    with open(copy / "components" / "acne" / "artifacts" / "acne_mobilenetv2_fp32.tflite", "ab") as fh:
+        fh.write(b"\0")
+    bad = run_cli("verify", str(copy))
+    assert bad.returncode == 1 and "artifacts/acne_mobilenetv2_fp32.tflite was modified" in bad.stderr and "(component acne)" in bad.stderr
+    (copy / "fused" / "extra.tflite").write_bytes(b"x")
+    assert "fused/extra.tflite is not listed" in run_cli("verify", str(copy)).stderr
