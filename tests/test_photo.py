@@ -163,8 +163,8 @@ def test_decompression_bomb(tmp_path, monkeypatch, pixels):
     path = _save(tmp_path / "bomb.png", np.zeros((side, side, 3), np.uint8))
     monkeypatch.setattr(photo, "MAX_PIXELS", 2000)
     before = Image.MAX_IMAGE_PIXELS
-    err = _bad(path, "more than 2,000 pixels (skinkit's decompression-bomb limit)", "downscale")
-    assert Image.MAX_IMAGE_PIXELS == before  # Pillow's own limit is left as it was
+    _bad(path, "more than 2,000 pixels (skinkit's decompression-bomb limit)", "downscale")
+    assert before == Image.MAX_IMAGE_PIXELS  # Pillow's own limit is left as it was
 
 
 def test_heic_without_pillow_heif(tmp_path, monkeypatch):
