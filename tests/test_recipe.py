@@ -14,7 +14,8 @@ def test_shipped_recipes_parse(path):
     r = load_recipe(path)
     assert r.name == path.stem
     assert {t.key for t in r.targets} == {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8", "coreml_fp16"}
-    assert r.calibration.source == "synthetic" and r.calibration.n == 64
+    # 64 images; the gated classifier's masked images need 128 (int8 agreement 0.99 -> 0.995 on 200)
+    assert r.calibration.source == "synthetic" and r.calibration.n == (128 if "gated" in r.name else 64)
 
 
 def test_defaults_are_filled():

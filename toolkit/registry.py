@@ -73,6 +73,16 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model's contract. ``extra`` holds what only some models declare, by key:
+
+    - ``"target": "skin_mask"`` (segmentation): the synthetic target is the skin mask, not the regions.
+    - ``"masked_input": {"fill": 0}``: the network sees the photo masked to the skin, as a chain that runs a
+      skin segmenter first feeds it: ``image * skin + fill * (1 - skin)``, ``fill`` in 0–255 pixel units (a
+      number or an RGB triple). Its data (``toolkit.data.masking``, applied by ``toolkit.tasks.data``): the
+      synthetic skin mask at input resolution, eroded or dilated by 0–3 px on the training split; a folder's
+      ``skin/`` masks, which it then must have.
+    """
+
     name: str
     task: str  # a name in ``toolkit.tasks.TASKS``: what the outputs mean and how they are judged
     architecture: str
@@ -93,7 +103,7 @@ class ModelSpec:
     output_size: tuple[int, int] | None = None  # for dense outputs, (height, width)
     task_output: str | None = None  # the output the task's metrics read, when not the first
     licence: str = "Apache-2.0; trained on skinkit synthetic data only"
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # keys in the class docstring
 
     def tolerance(self, tier: str) -> Tolerance:
         try:

@@ -99,7 +99,7 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
         "command": f"{command or f'skinkit train {spec.name}'} --seed {seed}",
         "seed": seed,
         "data": {"generator": "toolkit.data.synthetic", "train": {"split": "train", "n": n_train},
-                 "held_out": {"split": "test", "n": cfg.n_val}},
+                 "held_out": {"split": "test", "n": cfg.n_val}, **_masking(spec)},
         "training": {"epochs": epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": "AdamW + one-cycle",
                      "loss_per_epoch": [round(v, 5) for v in history]},
         "held_out_float_metrics": {k: round(v, 5) for k, v in metrics.items()},
@@ -109,3 +109,15 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     }
     checkpoint.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _masking(spec: ModelSpec) -> dict:
+    """What the card says of a masked-input spec's data (nothing for a spec that sees whole photos)."""
+    from toolkit.data.masking import JITTERED_SPLITS, KEY, MAX_JITTER_PX, masked_fill
+
+    fill = masked_fill(spec)
+    if fill is None:
+        return {}
+    return {KEY: {"fill": fill.tolist(), "mask": "the generator's skin mask at input resolution (nearest)",
+                  "jitter": f"{', '.join(JITTERED_SPLITS)} split: erosion or dilation by 0-{MAX_JITTER_PX} px "
+                            "(elliptical kernel, seeded per image); held-out split: the exact mask"}}

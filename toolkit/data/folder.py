@@ -6,7 +6,8 @@ Format (documented in the README):
     DIR/<file>          RGB images (png/jpg), resized to the model input with INTER_AREA
     DIR/masks/<stem>.png  segmentation only: class-index masks at any size (nearest-neighbour resize)
     DIR/skin/<stem>.png   optional, for every image or none: skin masks (non-zero = skin) from which the
-                          skin tone (ITA°) is measured; without them skin pixels are estimated
+                          skin tone (ITA°) is measured; without them skin pixels are estimated. Required
+                          for a model whose input is masked to the skin (``extra["masked_input"]``)
 
 Target columns: classification ``label`` (a class name or index); regression one column per
 output name (e.g. ``hydration,tewl``); super-resolution none (the image is the high-resolution target).
@@ -59,13 +60,14 @@ def read_rows(folder: Path, *, limit: int | None = None, require_labels: bool = 
     return labels, rows[:limit] if limit else rows
 
 
-def read_skin_mask(folder: Path, file: str, size: tuple[int, int]) -> np.ndarray:
-    """``skin/<stem>.png`` as a {0, 1} mask at ``size`` (height, width)."""
+def read_skin_mask(folder: Path, file: str, size: tuple[int, int], *, required: bool = False) -> np.ndarray:
+    """``skin/<stem>.png`` as a {0, 1} mask at ``size`` (height, width); ``required``: the model's input is
+    masked by it (no estimate can stand in)."""
     skin_path = folder / "skin" / (Path(file).stem + ".png")
     skin = cv2.imread(str(skin_path), cv2.IMREAD_GRAYSCALE)
     if skin is None:
-        raise DataError(f"missing or unreadable skin mask {skin_path}",
-                        fix="give every image a skin/<image stem>.png, or remove the skin/ folder to estimate skin pixels")
+        fix = "give every image a skin/<image stem>.png" + ("" if required else ", or remove the skin/ folder to estimate skin pixels")
+        raise DataError(f"missing or unreadable skin mask {skin_path}", fix=fix)
     h, w = size
     return cv2.resize((skin > 0).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
 

@@ -20,10 +20,11 @@ SEG_OUT = (OutputSpec("logits", "per-pixel class scores, channel-last like the i
 
 
 def register_acne(name: str, architecture: str, factory: Callable[[], object], description: str,
-                  training: TrainingConfig = CLS_TRAIN) -> ModelSpec:
-    """An acne-grade classifier: 224 × 224 input, ImageNet normalization, logits over ``ACNE_GRADES``."""
+                  training: TrainingConfig = CLS_TRAIN, extra: dict | None = None) -> ModelSpec:
+    """An acne-grade classifier: 224 × 224 input, ImageNet normalization, logits over ``ACNE_GRADES``;
+    ``extra`` as ``ModelSpec`` documents it (e.g. ``{"masked_input": {"fill": 0}}``: it sees the photo masked to the skin)."""
     return register_model(ModelSpec(
         name=name, task="classification", architecture=architecture, factory=factory, description=description,
         input_size=(224, 224), outputs=CLS_OUT, labels=ACNE_GRADES, tolerances=CLS_TOL, training=training,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="macro_f1",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="macro_f1", extra=dict(extra or {}),
     ))

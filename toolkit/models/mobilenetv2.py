@@ -53,3 +53,9 @@ def _acne_mobilenetv2() -> MobileNetV2:
 
 register_acne("acne_mobilenetv2", "MobileNetV2 (width 0.5)", _acne_mobilenetv2,
               "Acne severity grade from a face image (default reference model).")
+
+# The same network and training, on what a selfie chain feeds it after its skin segmenter: the photo times
+# the segmenter's hard skin mask, non-skin black (fill 0 in 0–255 pixels); trained on jittered masks.
+register_acne("acne_gated_mobilenetv2", "MobileNetV2 (width 0.5)", _acne_mobilenetv2,
+              "Acne severity grade from the skin a segmenter found (photo x skin mask, non-skin black).",
+              extra={"masked_input": {"fill": 0}})
