@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toolkit.client import photo
 from toolkit.client.overlay import PALETTE, Layer, ascii_text, draw_overlay, write_overlay
-from toolkit.client.photo import FIT_MODES, Fit, fit, load_photo
+from toolkit.data import photo
+from toolkit.data.photo import FIT_MODES, Fit, fit, load_photo
 from toolkit.errors import BadInputError
 
 RED, BLUE, GRAY = (220, 20, 20), (20, 40, 200), (128, 128, 128)

@@ -1,7 +1,7 @@
 """App code for an assessment bundle: its chain as an Android source file (Kotlin, TFLite) and an iOS one (Swift,
 Core ML), generated from manifest.json alone.
 
-Each file holds ``fit`` (``toolkit.client.photo.fit``: a photo to the chain's picture), a runner for the components'
+Each file holds ``fit`` (``toolkit.data.photo.fit``: a photo to the chain's picture), a runner for the components'
 artifacts, one function per glue op the chain uses (the op's NumPy form in ``toolkit.glue`` is the definition; each
 function quotes it and names the steps that use it), and ``run``: the manifest's steps in order, the chain's outputs
 by name. Sizes, class indices and the ops' parameters are written in as literals.
@@ -24,7 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from toolkit.chain import appcode_kotlin, appcode_swift
-from toolkit.client.photo import FIT_MODES
+from toolkit.data.photo import FIT_MODES
 from toolkit.errors import BadInputError
 from toolkit.glue import LUMA, OPS, Value, resolve_params
 

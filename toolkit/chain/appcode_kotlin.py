@@ -2,7 +2,7 @@
 runner, one function per glue op (``OPS``), and the helpers some of them share (``HELPERS``).
 
 Every function mirrors the host's definition operation by operation: the glue ops ``toolkit.glue``'s NumPy forms
-(float64 where NumPy computes in float64), ``fit`` ``toolkit.client.photo.fit`` down to OpenCV's uint8 resize
+(float64 where NumPy computes in float64), ``fit`` ``toolkit.data.photo.fit`` down to OpenCV's uint8 resize
 arithmetic. Placeholders are ``@@NAME@@`` (Kotlin itself uses ``$`` and braces).
 """
 
@@ -92,7 +92,7 @@ COMPONENT_STEP = ('for ((name, x) in runComponent("@@NAME@@", @@PICTURE@@, @@HEI
 
 FIT = '''\
     /**
-     * The chain's picture from a photo, as toolkit.client.photo.fit makes it: INPUT_HEIGHT x INPUT_WIDTH x 3
+     * The chain's picture from a photo, as toolkit.data.photo.fit makes it: INPUT_HEIGHT x INPUT_WIDTH x 3
      * RGB floats 0-255, channel-last.
      * - center_crop: the largest centred crop of the picture's aspect ratio. If W * h >= H * w (the photo is
      *   wider): ch = H, cw = H * w / h; else cw = W, ch = W * h / w (integer division), each at least 1;

@@ -86,7 +86,7 @@ COMPONENT_STEP = ('for (name, x) in try runComponent("@@NAME@@", @@PICTURE@@, @@
                   '{ v["@@ID@@." + name] = x }')
 
 FIT = '''\
-    /// The chain's picture from a photo, as toolkit.client.photo.fit makes it: inputHeight x inputWidth x 3 RGB
+    /// The chain's picture from a photo, as toolkit.data.photo.fit makes it: inputHeight x inputWidth x 3 RGB
     /// floats 0-255, channel-last.
     /// - center_crop: the largest centred crop of the picture's aspect ratio. If W * h >= H * w (the photo is
     ///   wider): ch = H, cw = H * w / h; else cw = W, ch = W * h / w (integer division), each at least 1;

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolkit.data.photo import FIT_MODES
 from toolkit.errors import RecipeError
 from toolkit.recipe import Recipe, format_error, load_recipe, parse_recipe, read_yaml
 
@@ -31,7 +32,7 @@ class _Strict(BaseModel):
 
 class ChainInput(_Strict):
     size: tuple[int, int] = Field(description="[height, width] of the picture the chain takes (or one number)")
-    fit: Literal["center_crop", "stretch"] = Field(
+    fit: Literal[FIT_MODES] = Field(  # type: ignore[valid-type]
         "center_crop", description="how an app makes that picture of a photo: the largest centred crop of the chain's "
                                    "aspect ratio, resized; or the whole photo resized")
 

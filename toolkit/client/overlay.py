@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.client.photo import Fit
+from toolkit.data.photo import Fit
 from toolkit.errors import BadInputError
 
 # Saturated hues away from skin's orange-brown, distinct from each other on light and dark skin alike.

@@ -118,7 +118,7 @@ def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
 def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None) -> dict:
     """One photo through the bundle: every output with its unit, the flags it raises, the overlay written."""
     from toolkit.chain.graph import execute
-    from toolkit.client.photo import fit, load_photo
+    from toolkit.data.photo import fit, load_photo
 
     photo = load_photo(photo_path)
     fitted = fit(photo, loaded.size, loaded.fit)
