@@ -111,11 +111,11 @@ def _photo(path, size_hw, *, rotate_exif: bool = False, seed_index: int = 3):
         pil.save(path, exif=exif.tobytes())
     else:
         pil.save(path)
-    return s
+
 
 
 def test_run_prints_the_assessment_and_writes_an_overlay(chain_bundle, tmp_path):
-    sample = _photo(tmp_path / "selfie.jpg", (900, 600), rotate_exif=True)
+    _photo(tmp_path / "selfie.jpg", (900, 600), rotate_exif=True)
     run = run_cli("run", str(chain_bundle), str(tmp_path / "selfie.jpg"), "--json", "--overlay", str(tmp_path / "ov"))
     assert run.returncode == 0, run.stderr[-2000:]
     rec = json.loads(run.stdout)
@@ -130,7 +130,6 @@ def test_run_prints_the_assessment_and_writes_an_overlay(chain_bundle, tmp_path)
     fused = json.loads(run_cli("run", str(chain_bundle), str(tmp_path / "selfie.jpg"), "--json", "--variant", "fused:tflite_fp32").stdout)
     assert fused["outputs"]["acne_grade"]["label"] == grade["label"]
     assert fused["outputs"]["skin_mask"]["fraction_of_picture"] == pytest.approx(rec["outputs"]["skin_mask"]["fraction_of_picture"], abs=1e-3)
-    del sample
 
 
 def test_run_flags_a_photo_without_skin_and_refuses_what_is_not_a_photo(chain_bundle, tmp_path):
@@ -193,3 +192,19 @@ def test_verify_reruns_every_gate_and_refuses_a_tampered_bundle(chain_bundle, tm
     assert bad.returncode == 1 and "artifacts/acne_mobilenetv2_fp32.tflite was modified" in bad.stderr and "(component acne)" in bad.stderr
     (copy / "fused" / "extra.tflite").write_bytes(b"x")
     assert "fused/extra.tflite is not listed" in run_cli("verify", str(copy)).stderr
+
+
+def test_run_takes_a_single_model_bundle_too(default_bundle, tmp_path):
+    out, proc = default_bundle
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _photo(tmp_path / "face.png", (480, 640), seed_index=11)
+    run = run_cli("run", str(out / "acne_test"), str(tmp_path / "face.png"), "--json", "--variant", "tflite_fp16")
+    assert run.returncode == 0, run.stderr[-2000:]
+    rec = json.loads(run.stdout)
+    assert rec["variant"] == "tflite_fp16" and rec["analysed_box"] == [80, 0, 560, 480]
+    logits = rec["outputs"]["logits"]
+    assert logits["label"] in ("clear", "mild", "moderate", "severe") and 0.25 < logits["probability"] <= 1.0
+    both = run_cli("run", str(out / "acne_test"), str(tmp_path / "face.png"), str(tmp_path / "missing.jpg"), "--json")
+    assert both.returncode == 1 and "photo not found" in both.stderr
+    first, second = json.loads(both.stdout)
+    assert first["outputs"]["logits"]["label"] == logits["label"] and second["error"].startswith("photo not found")

@@ -2,6 +2,7 @@
 data, the training split's jittered mask, the folder that lacks skin masks, and the shipped gated classifier."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -97,3 +98,12 @@ def test_shipped_gated_classifier_grades_masked_images():
     assert spec.extra["masked_input"] == {"fill": 0}
     metrics = evaluate(load_model(GATED).module, spec, task_data(spec, 64, split="test"))
     assert metrics["macro_f1"] >= 0.85, metrics
+
+
+def test_a_masked_model_is_not_calibrated_on_whole_photos_of_a_manifest():
+    from toolkit.data.calibration import load_calibration
+
+    with pytest.raises(DataError, match="acne_gated_mobilenetv2 sees photos masked to the skin, but the calibration manifest "
+                                        "acne_synthetic_calib.yaml holds whole photos") as err:
+        load_calibration(Path(__file__).resolve().parent.parent / "calibration" / "acne_synthetic_calib.yaml", get_spec("acne_gated_mobilenetv2"))
+    assert "a folder with skin/ masks" in err.value.fix

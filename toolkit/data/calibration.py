@@ -119,9 +119,14 @@ def _check_hash(path: Path, entry: ImageEntry, got: str) -> None:
 
 def load_calibration(path: Path, spec, *, allow_unreadable: bool = False, limit: int | None = None) -> tuple[np.ndarray, dict]:
     """Model-input images (N x H x W x 3 uint8 RGB) of a manifest, every hash checked, and a report."""
+    from toolkit.data.masking import masked_fill
     from toolkit.data.synthetic import make_sample
 
     path = Path(path)
+    if masked_fill(spec) is not None:
+        raise DataError(f"{spec.name} sees photos masked to the skin, but the calibration manifest {path.name} holds whole "
+                        "photos: their activation ranges would not be the ones the model meets",
+                        fix="calibrate on source: synthetic, or a folder with skin/ masks")
     m = read_manifest(path)
     entries = m.images[:limit] if limit else m.images
     images, skipped = [], []
