@@ -156,9 +156,18 @@ def fused_module(graph: ChainGraph, wrappers: dict, outputs: tuple[str, ...]):
         def __init__(self):
             super().__init__()
             self.components = nn.ModuleDict(wrappers)
+            self.input_layout = "nhwc"
+
+        def with_input_layout(self, layout: str) -> "FusedChain":
+            """The same chain fed in ``layout`` (a Core ML image input arrives channel-first); shares the weights."""
+            import copy
+
+            twin = copy.copy(self)
+            twin.input_layout = layout
+            return twin
 
         def forward(self, x: torch.Tensor):
-            values = {INPUT: x}
+            values = {INPUT: x.permute(0, 2, 3, 1) if self.input_layout == "nchw" else x}
             for s in graph.steps:
                 if s.component is not None:
                     wrapper = self.components[s.component]

@@ -9,7 +9,7 @@ import numpy as np
 
 from toolkit.chain.graph import ChainGraph
 from toolkit.data.synthetic import SEGMENTATION_CLASSES, SkinSample
-from toolkit.glue import OPS, Value, run_numpy
+from toolkit.glue import OPS, Value, nearest_indices, run_numpy
 from toolkit.tasks import get_task
 from toolkit.verify.stats import Bootstrap, compare
 
@@ -83,6 +83,9 @@ def _truth(output, value: Value, data: ChainData, ref: np.ndarray, task) -> np.n
     if output.truth.startswith("lesion_"):  # the generator's classes the value names, in its order
         cols = [SEGMENTATION_CLASSES.index(n) - 1 for n in value.names]
         return t[:, cols]
+    if t.ndim == 3 and value.hw is not None and t.shape[1:] != value.hw:  # a map judged at its own size: truth resized nearest
+        rows, cols = nearest_indices(t.shape[1:], value.hw)
+        return np.ascontiguousarray(t[:, rows][:, :, cols])
     return t
 
 
@@ -92,9 +95,10 @@ def judge_output(output, value: Value, out: np.ndarray, ref: np.ndarray, data: C
     o, names = _scores(out, value)
     r, _ = _scores(ref, value)
     targets = _truth(output, value, data, r, task)
-    names = names if value.kind != "vector" else tuple(value.names)
-    return compare(output.judge, o, r, targets, boot, labels=names if value.kind != "vector" else (),
-                   output_names=tuple(f"{output.name}.{n}" for n in names) if value.kind == "vector" else (output.name,))
+    if value.kind == "vector":  # one metric row per entry: <output>.<entry>, or <output> for a single one
+        entries = (output.name,) if len(value.names) <= 1 else tuple(f"{output.name}.{n}" for n in value.names)
+        return compare(output.judge, o, r, targets, boot, output_names=entries)
+    return compare(output.judge, o, r, targets, boot, labels=names, output_names=(output.name,))
 
 
 def numerics(out: np.ndarray, ref: np.ndarray) -> dict:
