@@ -31,7 +31,6 @@ from toolkit.errors import IncompleteBundle, SkinkitError, VerificationFailed
 @dataclass(frozen=True)
 class Component:
     name: str
-    context: object  # toolkit.context.Context of its own recipe
     compressed: object  # toolkit.compress.stage.Compressed: the float reference
     io: ComponentIO
 
@@ -46,7 +45,7 @@ def load_components(recipe: ChainRecipe, recipe_path: Path, log_path: Path) -> d
     for name, r in recipe.components.items():
         context = Context(recipe=r, recipe_path=recipe_path.resolve(), staging=Path(tempfile.gettempdir()), log_path=log_path)
         compressed = compress.run(context, load.run(context, r.model))
-        out[name] = Component(name, context, compressed, component_io(compressed.wrapped, compressed.spec,
+        out[name] = Component(name, compressed, component_io(compressed.wrapped, compressed.spec,
                                                                       r.input.layout, r.input.pixel_range))
     return out
 
@@ -111,6 +110,7 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
         say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; checking every link of the chain …")
         components = load_components(recipe, recipe_path, Path(log_name))
         graph = build(recipe, {k: c.io for k, c in components.items()})
+        chain_keys(recipe)
         if recipe.fused and not graph.fusable:
             from toolkit.glue import GlueError
 
@@ -165,18 +165,20 @@ def judge_variants(recipe, manifests: dict[str, dict], root: Path, components, g
     for name, m in manifests.items():
         for a in m["artifacts"]:
             by_key.setdefault(artifact_key(a, m["model"]["name"]), {})[name] = a
-    common = [k for k, have in by_key.items() if len(have) == len(components)]
-    wanted = list(recipe.variants) if recipe.variants is not None else common
-    missing = [k for k in wanted if k not in common]
-    if missing:
-        from toolkit.errors import BadInputError
-
-        raise BadInputError(f"variant {missing[0]} is not a target every component has ({', '.join(common) or 'none in common'})",
-                            fix="list in variants: keys every component's targets share")
     ios = {k: c.io for k, c in components.items()}
     out = []
-    for key in wanted:
-        entries = by_key[key]
+    for key in chain_keys(recipe):
+        entries = by_key.get(key, {})
+        if len(entries) < len(components):  # a component's target did not convert: this chain cannot run
+            missing = [n for n in components if n not in entries]
+            tier = tier_of([t.precision for r in recipe.components.values() for t in r.targets if t.key == key])
+            out.append({"key": key, "tier": tier,
+                        "artifacts": {n: f"components/{n}/{a['path']}" for n, a in entries.items()}, "components_passed": False,
+                        "verification": {"passed": False, "tier": None, "outputs": {}, "criteria": [
+                            {"name": "every component's artifact converted", "value": f"missing: {', '.join(missing)}",
+                             "bound": "none missing", "op": "==", "passed": False}]},
+                        "loss_by_component": {}, "seconds": 0.0})
+            continue
         say(f"    {key} …")
         runners = {}
         for name, a in entries.items():
@@ -249,6 +251,22 @@ def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, stagin
                         "outputs": [{"name": n, "from": s, **graph.values[s].describe()} for n, s in zip(names, sources)],
                         "verification": verdict, "seconds": round(seconds, 1)})
     return results
+
+
+def chain_keys(recipe: ChainRecipe) -> list[str]:
+    """The device chains to run: ``variants``, or every target key all components have (in the first's order).
+    A variant some component has no target for is one error, before anything converts."""
+    from toolkit.errors import RecipeError
+
+    keys = [[t.key for t in r.targets] for r in recipe.components.values()]
+    common = [k for k in keys[0] if all(k in other for other in keys[1:])]
+    if recipe.variants is None:
+        return common
+    missing = [k for k in recipe.variants if k not in common]
+    if missing:
+        raise RecipeError(f"variant {missing[0]} is not a target every component has ({', '.join(common) or 'none in common'})",
+                          fix="list in variants: keys every component's targets share")
+    return list(recipe.variants)
 
 
 def judge_fused(recipe, graph: ChainGraph, artifact, data: ChainData, floats: dict, boot) -> tuple[dict, float]:

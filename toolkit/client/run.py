@@ -72,7 +72,10 @@ def load_bundle(bundle: Path, *, variant: str | None = None) -> Loaded:
     runners, ios, runs = {}, {}, []
     for c in manifest["components"]:
         own = read_manifest(bundle / c["bundle"])
-        entry = next(a for a in own["artifacts"] if artifact_key(a, own["model"]["name"]) == variant)
+        entry = next((a for a in own["artifacts"] if artifact_key(a, own["model"]["name"]) == variant), None)
+        if entry is None:
+            raise BadInputError(f"{bundle.name}'s {c['name']} has no {variant} artifact (that target did not convert at export)",
+                                fix=f"pick another variant: {', '.join(k for k in keys if k != variant)}")
         entry = {**entry, "path": f"{c['bundle']}/{entry['path']}"}
         runners[c["name"]] = _runner(bundle, entry, own["input"])
         ios[c["name"]] = ComponentIO(tuple(c["input_size"]), {}, own["input"]["layout"].lower(),
