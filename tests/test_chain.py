@@ -208,3 +208,31 @@ def test_run_takes_a_single_model_bundle_too(default_bundle, tmp_path):
     assert both.returncode == 1 and "photo not found" in both.stderr
     first, second = json.loads(both.stdout)
     assert first["outputs"]["logits"]["label"] == logits["label"] and second["error"].startswith("photo not found")
+
+
+@pytest.mark.parametrize("name", ["acne_gated", "lesion_stats", "selfie_assessment"])
+def test_shipped_assessment_recipes_connect(name, tmp_path):
+    """Every link of the shipped chains checked on the real models (one forward pass each), nothing converted."""
+    from pathlib import Path
+
+    from toolkit.chain.export import chain_keys, load_components
+    from toolkit.chain.graph import build
+
+    path = Path(__file__).resolve().parent.parent / "export_recipes" / f"{name}.yaml"
+    recipe = load_chain_recipe(path)
+    components = load_components(recipe, path, tmp_path / "log")
+    graph = build(recipe, {k: c.io for k, c in components.items()})
+    assert graph.fusable == bool(recipe.fused)
+    assert "tflite_int8" in chain_keys(recipe)
+    for o in recipe.outputs:
+        value = graph.values[o.source]
+        if o.truth and o.truth.startswith("lesion_"):
+            assert value.names == ("melanin", "trouble", "wrinkle", "pore")
+
+
+def test_a_variant_not_every_component_has_is_refused(tmp_path):
+    from toolkit.chain.export import chain_keys
+
+    recipe = load_chain_recipe(write_recipe(tmp_path / "v.yaml", CHAIN + "variants: [tflite_int8]\n"))
+    with pytest.raises(RecipeError, match=r"variant tflite_int8 is not a target every component has \(tflite_fp32\)"):
+        chain_keys(recipe)
