@@ -177,10 +177,11 @@ def test_verify_reruns_every_gate_and_refuses_a_tampered_bundle(chain_bundle, tm
     import shutil
     import xml.etree.ElementTree as ET
 
-    ok = run_cli("verify", str(chain_bundle), "--json", "--junit", str(tmp_path / "j.xml"))
+    ok = run_cli("verify", str(chain_bundle), "--json", "--junit", str(tmp_path / "j.xml"), "--n", "12")
     assert ok.returncode == 0, ok.stderr[-2000:]
     s = json.loads(ok.stdout)
     assert s["kind"] == "pipeline" and s["passed"] and [c["name"] for c in s["components"]] == ["skin", "acne"]
+    assert s["evaluation"]["n"] == 12
     assert [v["key"] for v in s["variants"]] == ["tflite_fp32"] and [f["key"] for f in s["fused"]] == ["tflite_fp32"]
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"  # 2 component artifacts, 1 chain, 1 fused
