@@ -110,3 +110,16 @@ def test_a_link_of_the_wrong_kind_names_the_port_and_the_fix():
         resolve_params(OPS["apply_mask"], {"fil": 0}, "s")
     with pytest.raises(GlueError, match="unknown glue op 'blur'"):
         get_op("blur")
+
+
+def test_torch_forms_trace_with_static_sizes():
+    """Converters trace the fused graph (torch.jit.trace gives shapes as tensors): the ops must still build."""
+    def chain(x):
+        mask = run_torch(OPS["threshold"], {"x": x[..., 0]}, {"value": 100}, {"x": "mask"})[""]
+        small = run_torch(OPS["resize"], {"x": mask}, {"size": [19, 23]}, {"x": "mask"})[""]
+        picture = run_torch(OPS["resize"], {"x": x}, {"size": [19, 23]}, {"x": "image"})[""]
+        return picture * small.unsqueeze(-1)
+
+    x = torch.rand(1, 40, 30, 3) * 255
+    traced = torch.jit.trace(chain, x)
+    np.testing.assert_allclose(traced(x).numpy(), chain(x).numpy())

@@ -145,7 +145,8 @@ def _resize_torch(x, size, nearest: bool, channel_first: bool):
 
     h, w = size
     if nearest:
-        rows, cols = nearest_indices((x.shape[1], x.shape[2]), size)
+        # Sizes are static: int() keeps them constants when a converter traces the graph (torch.jit.trace).
+        rows, cols = nearest_indices((int(x.shape[1]), int(x.shape[2])), size)
         return x.index_select(1, torch.from_numpy(rows)).index_select(2, torch.from_numpy(cols))
     y = x if channel_first else x.permute(0, 3, 1, 2)
     y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
