@@ -54,7 +54,8 @@ def tables(m: dict) -> list[str]:
                 continue
             x = r["metrics"][r["metric"]]
             agree = r["metrics"].get("agreement", {}).get("artifact", {}).get("value")
-            lines.append(f"| {label} | {name} | {r['metric']} | {x['float']['value']:.4f} | {x['artifact']['value']:.4f} | {_ci(x['drop'])} "
+            flt = f"{x['float']['value']:.4f}" if "float" in x else "(vs float)"
+            lines.append(f"| {label} | {name} | {r['metric']} | {flt} | {x['artifact']['value']:.4f} | {_ci(x['drop']) if 'drop' in x else '–'} "
                          f"| {'' if agree is None else f'{agree:.4f}'} | {'pass' if ver['passed'] else 'FAIL'} |")
     int8 = next((v for v in m["variants"] if v["tier"] == "int8"), None)
     if int8:
@@ -64,14 +65,16 @@ def tables(m: dict) -> list[str]:
         lines.append("|---|" + "---|" * len(groups))
         for name, r in int8["verification"]["outputs"].items():
             if "groups" in r:
-                lines.append(f"| {name} ({r['metric']}) | " + " | ".join(f"{g['float']:.3f} → {g['device']:.3f} (n={g['n']})"
-                                                                       for g in r["groups"].values()) + " |")
+                lines.append(f"| {name} ({r['metric']}) | " + " | ".join(
+                    (f"{g['float']:.3f} → " if g["float"] is not None else "") + f"{g['device']:.3f} (n={g['n']})"
+                    for g in r["groups"].values()) + " |")
         if int8["loss_by_component"]:
             outs = list(next(iter(int8["loss_by_component"].values())))
             lines += ["", f"Loss by component, {int8['key']} (that component's artifact alone on device): drop [95 % CI]", "",
                       "| component | " + " | ".join(outs) + " |", "|---|" + "---|" * len(outs)]
             for comp, rows in int8["loss_by_component"].items():
-                lines.append(f"| {comp} | " + " | ".join(_ci(rows[o]["drop"]) for o in outs) + " |")
+                lines.append(f"| {comp} | " + " | ".join(_ci(rows[o]["drop"]) if "drop" in rows[o]
+                                                         else f"{rows[o]['metric']} {rows[o]['artifact']['value']:.2f}" for o in outs) + " |")
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| device chain {v['key']} over the set | {v['seconds']} |" for v in m["variants"]]
     lines += [f"| fused {f['key']} over the set (conversion {f['conversion_seconds']} s) | {f['seconds']} |" for f in m["fused"] if "seconds" in f]

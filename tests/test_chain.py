@@ -237,3 +237,32 @@ def test_a_variant_not_every_component_has_is_refused(tmp_path):
     recipe = load_chain_recipe(write_recipe(tmp_path / "v.yaml", CHAIN + "variants: [tflite_int8]\n"))
     with pytest.raises(RecipeError, match=r"variant tflite_int8 is not a target every component has \(tflite_fp32\)"):
         chain_keys(recipe)
+
+
+def test_a_metric_against_the_float_chain_is_limited_not_given_a_drop(tmp_path):
+    from toolkit.chain.graph import ComponentIO, build
+    from toolkit.chain.judge import chain_data, judge_chain
+    from toolkit.glue import Value
+    from toolkit.verify.stats import Bootstrap
+
+    recipe = load_chain_recipe(write_recipe(tmp_path / "sr.yaml", CHAIN.replace(
+        "  - {name: skin_coverage, from: coverage, flag_below: 0.05, flag: low_skin_coverage}",
+        "  - {name: skin_coverage, from: coverage, judge: regression, truth: float, metric: mae_vs_float.skin_coverage, "
+        "limit: 0.05}")))
+    ios = {"skin": ComponentIO((224, 224), {"logits": Value("scores", (2, 224, 224), ("non_skin", "skin"))}),
+           "acne": ComponentIO((224, 224), {"logits": Value("scores", (4,), ("clear", "mild", "moderate", "severe"))})}
+    graph = build(recipe, ios)
+    data = chain_data(12, (224, 224))
+    rng = np.random.default_rng(1)
+    floats = {"acne.logits": rng.normal(size=(12, 4)), "skin_mask": data.truths["skin_mask"].astype(np.float32),
+              "coverage": rng.uniform(0.3, 0.6, (12, 1))}
+    device = {**floats, "coverage": floats["coverage"] + 0.1}
+    verdict = judge_chain(recipe, graph, device, floats, data, Bootstrap.draw(12, replicates=100), "fp32")
+    [crit] = [c for c in verdict["criteria"] if c["name"].startswith("skin_coverage: mae_vs_float")]
+    assert crit["point"] == pytest.approx(0.1) and crit["op"] == "<=" and not crit["passed"]  # MAE 0.1 > 0.05
+    assert "(upper 95 % CI)" in crit["name"]
+    bad = load_chain_recipe(write_recipe(tmp_path / "sr2.yaml", CHAIN.replace(
+        "  - {name: skin_coverage, from: coverage, flag_below: 0.05, flag: low_skin_coverage}",
+        "  - {name: skin_coverage, from: coverage, judge: regression, truth: float, metric: mae_vs_float.skin_coverage, max_drop: 1}")))
+    with pytest.raises(RecipeError, match="is measured against the float chain itself, so it has no drop"):
+        judge_chain(bad, graph, device, floats, data, Bootstrap.draw(12, replicates=100), "fp32")

@@ -195,7 +195,8 @@ def judge_variants(recipe, manifests: dict[str, dict], root: Path, components, g
             for name in components:  # this component on device, the others float: the loss it alone causes
                 alone = run_chain(graph, data, device_call({name: runners[name]}, ios, fallback=fcall))
                 judged = judge_chain(recipe, graph, alone, floats, data, boot, tier)
-                loss[name] = {o: {"metric": r["metric"], "drop": r["metrics"][r["metric"]]["drop"]}
+                # a metric measured against the float chain itself has no drop: its value stands for the loss
+                loss[name] = {o: {"metric": r["metric"], **{k: v for k, v in r["metrics"][r["metric"]].items() if k in ("drop", "artifact")}}
                               for o, r in judged["outputs"].items() if "metric" in r}
         out.append({"key": key, "tier": tier, "artifacts": {n: f"components/{n}/{a['path']}" for n, a in entries.items()},
                     "components_passed": all(a["verification"]["passed"] for a in entries.values()),

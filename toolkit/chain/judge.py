@@ -11,7 +11,7 @@ from toolkit.chain.graph import ChainGraph
 from toolkit.data.synthetic import SEGMENTATION_CLASSES, SkinSample
 from toolkit.glue import OPS, Value, nearest_indices, run_numpy
 from toolkit.tasks import get_task
-from toolkit.verify.stats import Bootstrap, compare
+from toolkit.verify.stats import Bootstrap, compare, direction
 
 TIERS = ("fp32", "fp16", "int8", "lowbit")
 
@@ -111,7 +111,7 @@ def numerics(out: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def headline(output) -> str:
-    return get_task(output.judge).headline
+    return output.metric or get_task(output.judge).headline
 
 
 def judge_chain(recipe, graph: ChainGraph, device: dict[str, np.ndarray], floats: dict[str, np.ndarray], data: ChainData,
@@ -128,11 +128,28 @@ def judge_chain(recipe, graph: ChainGraph, device: dict[str, np.ndarray], floats
         if o.judge is not None:
             metrics = judge_output(o, value, out, ref, data, boot)["metrics"]
             key = headline(o)
+            if key not in metrics:
+                from toolkit.errors import RecipeError
+
+                raise RecipeError(f"output {o.name!r}: the {o.judge} task computes no metric {key!r} here",
+                                  fix=f"name one of: {', '.join(metrics)}")
             row["metric"] = key
             row["metrics"] = {k: metrics[k] for k in _shown(metrics, key)}
             row["groups"] = _by_group(o, value, out, ref, data, boot, key)
+            limit = o.margin("limit", tier)
+            if limit is not None:
+                got, lower_is_better = metrics[key]["artifact"], direction(key) < 0
+                judged = got["ci95"][1 if lower_is_better else 0] if ev.noninferiority == "ci" else got["value"]
+                end = ("upper" if lower_is_better else "lower") + " 95 % CI" if ev.noninferiority == "ci" else "point"
+                criteria.append(_criterion(f"{o.name}: {key} of the device chain ({end})", judged, limit,
+                                           "<=" if lower_is_better else ">=", point=got["value"], ci95=got["ci95"]))
             margin = o.margin("max_drop", tier)
             if margin is not None:
+                if "drop" not in metrics[key]:
+                    from toolkit.errors import RecipeError
+
+                    raise RecipeError(f"output {o.name!r}: {key} is measured against the float chain itself, so it has no drop",
+                                      fix="bound it with limit instead of max_drop")
                 drop = metrics[key]["drop"]
                 judged = drop["ci95"][1] if ev.noninferiority == "ci" else drop["value"]
                 criteria.append(_criterion(f"{o.name}: {key} drop vs float chain ({'upper 95 % CI' if ev.noninferiority == 'ci' else 'point'})",
@@ -160,8 +177,8 @@ def _by_group(output, value: Value, out, ref, data: ChainData, boot: Bootstrap, 
         rows = np.array([x == g for x in data.groups])
         sub = ChainData(data.images[rows], tuple(x for x in data.groups if x == g), {k: v[rows] for k, v in data.truths.items()})
         m = judge_output(output, value, out[rows], ref[rows], sub, boot.subset(rows, seed=i + 1))["metrics"][key]
-        groups[g] = {"n": int(rows.sum()), "float": m["float"]["value"], "device": m["artifact"]["value"],
-                     "drop": m["drop"]["value"], "drop_ci95": m["drop"]["ci95"]}
+        groups[g] = {"n": int(rows.sum()), "float": m.get("float", {}).get("value"), "device": m["artifact"]["value"],
+                     "drop": m.get("drop", {}).get("value"), "drop_ci95": m.get("drop", {}).get("ci95")}
     return groups
 
 

@@ -83,9 +83,15 @@ class ChainOutput(_Strict):
                                                 "super_resolution); none: shown, gated on numerics against float alone")
     truth: Literal[TRUTHS] | None = Field(  # type: ignore[valid-type]
         None, description="the generator's ground truth it is scored against; 'float': the float chain's own output")
+    metric: str | None = Field(None, description="the metric the gate reads (default: the judging task's headline), e.g. "
+                                                 "psnr_vs_float for an output whose truth is the float chain's")
     max_drop: Margin | None = Field(
-        None, description="non-inferiority margin of the judging task's headline metric (float chain minus device chain); "
+        None, description="non-inferiority margin of that metric (float chain minus device chain, in its better direction); "
                           "one number, or one per precision tier {fp32: .., fp16: .., int8: .., lowbit: ..}")
+    limit: Margin | None = Field(
+        None, description="the worst that metric may be for the device chain: a least value for a higher-is-better metric "
+                          "(psnr_vs_float), a most for a lower-is-better one (mae_vs_float); judged on the worse end of its "
+                          "95 % CI (or the point estimate with noninferiority: point). For metrics measured against the float chain")
     min_agreement: Margin | None = Field(None, description="classification/segmentation: agreement with the float chain")
     flag_below: float | None = Field(None, description="a quality flag: the result is marked when this value is below it "
                                                        "(e.g. skin coverage)")
@@ -99,8 +105,8 @@ class ChainOutput(_Strict):
             raise ValueError(f"output {self.name!r}: flag and flag_below go together")
         if self.judge is not None and self.truth is None:
             raise ValueError(f"output {self.name!r} is judged by {self.judge}: name its truth (a generator field, or float)")
-        if self.judge is None and (self.max_drop is not None or self.min_agreement is not None):
-            raise ValueError(f"output {self.name!r}: max_drop and min_agreement need a judge")
+        if self.judge is None and any(v is not None for v in (self.max_drop, self.min_agreement, self.limit, self.metric)):
+            raise ValueError(f"output {self.name!r}: metric, max_drop, limit and min_agreement need a judge")
         return self
 
     def margin(self, which: str, tier: str) -> float | None:

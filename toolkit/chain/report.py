@@ -22,7 +22,7 @@ def _ci(row: dict) -> str:
 
 
 def _judged(lines: list[str], outputs: dict) -> None:
-    lines += ["| output | metric | float chain | device chain | drop [95 % CI] | agreement | max abs vs float |",
+    lines += ["| output | metric | float chain | device chain [95 % CI] | drop [95 % CI] | agreement | max abs vs float |",
               "|---|---|---|---|---|---|---|"]
     for name, r in outputs.items():
         if "metric" not in r:
@@ -30,7 +30,8 @@ def _judged(lines: list[str], outputs: dict) -> None:
             continue
         m = r["metrics"][r["metric"]]
         agree = r["metrics"].get("agreement", {}).get("artifact", {}).get("value")
-        lines.append(f"| {name} | {r['metric']} | {_num(m['float']['value'])} | {_num(m['artifact']['value'])} | {_ci(m['drop'])} "
+        flt = _num(m["float"]["value"]) if "float" in m else "– (vs float)"
+        lines.append(f"| {name} | {r['metric']} | {flt} | {_ci(m['artifact'])} | {_ci(m['drop']) if 'drop' in m else '–'} "
                      f"| {_num(agree)} | {_num(r['numerics']['max_abs'])} |")
 
 
@@ -78,7 +79,8 @@ def render(m: dict) -> str:
                       "| component | " + " | ".join(next(iter(x["loss_by_component"].values()))) + " |",
                       "|---|" + "---|" * len(next(iter(x["loss_by_component"].values())))]
             for comp, rows in x["loss_by_component"].items():
-                lines.append(f"| {comp} | " + " | ".join(f"{r['metric']} {_ci(r['drop'])}" for r in rows.values()) + " |")
+                lines.append(f"| {comp} | " + " | ".join(f"{r['metric']} {_ci(r['drop'])}" if "drop" in r
+                                                         else f"{r['metric']} {_ci(r['artifact'])}" for r in rows.values()) + " |")
     if m["fused"]:
         lines += ["", "## Fused graphs (the whole chain, one call)", ""]
         for f in m["fused"]:
