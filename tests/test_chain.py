@@ -266,3 +266,15 @@ def test_a_metric_against_the_float_chain_is_limited_not_given_a_drop(tmp_path):
         "  - {name: skin_coverage, from: coverage, judge: regression, truth: float, metric: mae_vs_float.skin_coverage, max_drop: 1}")))
     with pytest.raises(RecipeError, match="is measured against the float chain itself, so it has no drop"):
         judge_chain(bad, graph, device, floats, data, Bootstrap.draw(12, replicates=100), "fp32")
+
+
+def test_describe_checks_every_link_and_prints_the_chain(tmp_path):
+    r = run_cli("describe", str(write_recipe(tmp_path / "g.yaml", CHAIN)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert [s["id"] for s in d["steps"]] == ["skin", "skin_labels", "skin_mask", "coverage", "gated", "acne"]
+    assert d["outputs"][1] == {"name": "skin_mask", "from": "skin_mask", "kind": "mask", "shape": [224, 224], "dtype": "float32"}
+    assert d["device_chains"] == ["tflite_fp32"] and d["fusable"] is True and d["host_only_steps"] == []
+    bad = run_cli("describe", str(write_recipe(tmp_path / "b.yaml", CHAIN.replace("inputs: {x: skin.logits}", "inputs: {x: skin.mask}"))))
+    assert bad.returncode == 1 and "step 'skin_labels' reads 'skin.mask' (as x), which no earlier step makes" in bad.stderr
+    assert "skin.logits" in bad.stderr

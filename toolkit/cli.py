@@ -212,13 +212,17 @@ def describe(recipe: Path = typer.Argument(..., help="export recipe (YAML) whose
 
     import torch
 
+    from toolkit.chain.recipe import is_chain_recipe, parse_chain_recipe
     from toolkit.context import Context
     from toolkit.load import stage as load_stage
     from toolkit.outputs import name_outputs
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe import parse_recipe, read_yaml
     from toolkit.tasks import get_task
 
-    r = load_recipe(recipe)
+    data = read_yaml(recipe)
+    if is_chain_recipe(data):
+        return _describe_chain(parse_chain_recipe(data, source=str(recipe), base=recipe.parent), recipe)
+    r = parse_recipe(data, source=str(recipe))
     context = Context(recipe=r, recipe_path=recipe.resolve(), staging=Path(tempfile.gettempdir()), log_path=Path(os.devnull))
     loaded = load_stage.run(context, r.model)
     spec = loaded.spec
@@ -232,6 +236,24 @@ def describe(recipe: Path = typer.Argument(..., help="export recipe (YAML) whose
         "output_size": list(spec.output_size) if spec.output_size else None,
         "tolerances": {tier: {k: v for k, v in asdict(t).items() if v not in (None, {})} for tier, t in spec.tolerances.items()},
         "provenance": loaded.provenance,
+    }, indent=2))
+
+
+def _describe_chain(r, path: Path) -> None:
+    """An assessment recipe: every component loaded and run once, every link checked; the chain as the manifest
+    will state it (steps, values with kinds and shapes), its device chains and whether it fuses. Nothing converted."""
+    from toolkit.chain.export import chain_keys, load_components
+    from toolkit.chain.graph import build
+
+    components = load_components(r, path, Path(os.devnull))
+    graph = build(r, {k: c.io for k, c in components.items()})
+    print(json.dumps({
+        "name": r.name, "input": {"size": list(r.input.size), "fit": r.input.fit},
+        "components": {k: {"model": c.compressed.spec.name, "task": c.compressed.spec.task, "input_size": list(c.io.input_hw),
+                           "targets": [t.key for t in r.components[k].targets]} for k, c in components.items()},
+        "steps": [s.describe() for s in graph.steps],
+        "outputs": [{"name": o.name, "from": o.source, **graph.values[o.source].describe()} for o in r.outputs],
+        "device_chains": chain_keys(r), "fusable": graph.fusable, "host_only_steps": graph.host_only(),
     }, indent=2))
 
 
