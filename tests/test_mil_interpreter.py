@@ -134,6 +134,12 @@ def test_elu_softplus_parametric_and_reverse_kernels():
     assert mil.KERNELS["reverse"](x=torch.arange(4.0).reshape(2, 2)).tolist() == [[3, 2], [1, 0]]
 
 
+def test_stack_kernel_matches_torch_stack():
+    a, b = torch.arange(6.0).reshape(2, 3), np.full((2, 3), 7.0, np.float32)  # a constant arrives as NumPy
+    assert mil.KERNELS["stack"](values=(a, b), axis=1).tolist() == torch.stack([a, torch.from_numpy(b)], 1).tolist()
+    assert mil.KERNELS["stack"](values=(a, b), axis=-1).shape == (2, 3, 2)
+
+
 def test_scaled_dot_product_attention_kernel_matches_pytorch():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))

@@ -25,7 +25,7 @@ import numpy as np
 from toolkit.chain.graph import ChainGraph, ComponentIO, build, component_io, execute, fused_module
 from toolkit.chain.judge import ChainData, chain_data, judge_chain, tier_of
 from toolkit.chain.recipe import ChainRecipe
-from toolkit.errors import IncompleteBundle, SkinkitError, VerificationFailed
+from toolkit.errors import IncompleteBundle, SkinkitError, VerificationError, VerificationFailed
 
 
 @dataclass(frozen=True)
@@ -180,15 +180,21 @@ def judge_variants(recipe, manifests: dict[str, dict], root: Path, components, g
                         "loss_by_component": {}, "seconds": 0.0})
             continue
         say(f"    {key} …")
-        runners = {}
-        for name, a in entries.items():
-            inp = manifests[name]["input"]
-            runners[name] = get_backend(a["format"]).runner(root / "components" / name / a["path"],
-                                                             layout=inp["layout"].lower(), pixel_range="0-255" if inp["range"][1] == 255 else "0-1")
         tier = tier_of([a["precision"] for a in entries.values()])
-        t0 = time.perf_counter()
-        device = run_chain(graph, data, device_call(runners, ios))
-        seconds = time.perf_counter() - t0
+        base = {"key": key, "tier": tier, "artifacts": {n: f"components/{n}/{a['path']}" for n, a in entries.items()},
+                "components_passed": all(a["verification"]["passed"] for a in entries.values())}
+        try:
+            runners = {}
+            for name, a in entries.items():
+                inp = manifests[name]["input"]
+                runners[name] = get_backend(a["format"]).runner(root / "components" / name / a["path"], layout=inp["layout"].lower(),
+                                                                 pixel_range="0-255" if inp["range"][1] == 255 else "0-1")
+            t0 = time.perf_counter()
+            device = run_chain(graph, data, device_call(runners, ios))
+            seconds = time.perf_counter() - t0
+        except VerificationError as exc:  # an artifact that cannot run here: the chain is recorded as not verified
+            out.append({**base, "verification": not_executed(exc), "loss_by_component": {}, "seconds": 0.0})
+            continue
         verdict = judge_chain(recipe, graph, device, floats, data, boot, tier)
         loss = {}
         if recipe.evaluation.loss_by_component and len(components) > 1:
@@ -198,9 +204,7 @@ def judge_variants(recipe, manifests: dict[str, dict], root: Path, components, g
                 # a metric measured against the float chain itself has no drop: its value stands for the loss
                 loss[name] = {o: {"metric": r["metric"], **{k: v for k, v in r["metrics"][r["metric"]].items() if k in ("drop", "artifact")}}
                               for o, r in judged["outputs"].items() if "metric" in r}
-        out.append({"key": key, "tier": tier, "artifacts": {n: f"components/{n}/{a['path']}" for n, a in entries.items()},
-                    "components_passed": all(a["verification"]["passed"] for a in entries.values()),
-                    "verification": verdict, "loss_by_component": loss, "seconds": round(seconds, 1)})
+        out.append({**base, "verification": verdict, "loss_by_component": loss, "seconds": round(seconds, 1)})
     return out
 
 
@@ -245,13 +249,22 @@ def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, stagin
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
             results.append({"key": t.key, "format": t.format, "precision": t.precision, "error": err.one_line()})
             continue
-        verdict, seconds = judge_fused(recipe, graph, artifact, data, floats, boot)
+        try:
+            verdict, seconds = judge_fused(recipe, graph, artifact, data, floats, boot)
+        except VerificationError as exc:  # it converted but cannot run here: recorded as a failed check
+            verdict, seconds = not_executed(exc), 0.0
         results.append({"key": t.key, "path": f"fused/{artifact.filename}", "format": t.format, "precision": t.precision,
                         "sha256": file_sha256(artifact.path), "size_bytes": tree_size(artifact.path),
                         "conversion_seconds": round(artifact.seconds, 1), "structure": artifact.details,
                         "outputs": [{"name": n, "from": s, **graph.values[s].describe()} for n, s in zip(names, sources)],
                         "verification": verdict, "seconds": round(seconds, 1)})
     return results
+
+
+def not_executed(exc) -> dict:
+    """The verdict of a device chain or fused graph the host could not run: one failed criterion naming why."""
+    return {"passed": False, "tier": None, "outputs": {}, "criteria": [
+        {"name": "executed on the host", "value": exc.one_line(), "bound": "runs", "op": "==", "passed": False}]}
 
 
 def chain_keys(recipe: ChainRecipe) -> list[str]:

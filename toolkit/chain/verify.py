@@ -53,12 +53,12 @@ def check_pipeline_integrity(bundle: Path, manifest: dict) -> list[dict]:
 
 def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
     """Integrity, each component's gate, then every device chain and fused graph against the float chain."""
-    from toolkit.chain.export import float_call, judge_fused, judge_variants, load_components, run_chain
+    from toolkit.chain.export import float_call, judge_fused, judge_variants, load_components, not_executed, run_chain
     from toolkit.chain.graph import build
     from toolkit.chain.judge import chain_data
     from toolkit.chain.recipe import ChainRecipe
     from toolkit.convert.base import Artifact
-    from toolkit.errors import BadInputError
+    from toolkit.errors import BadInputError, VerificationError
     from toolkit.verify.bundle import check_checkpoint, verify_bundle
     from toolkit.verify.stats import Bootstrap
 
@@ -98,7 +98,10 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
                 fused.append({"key": f["key"], "passed": False, "error": f["error"], "criteria": []})
                 continue
             artifact = Artifact(format=f["format"], precision=f["precision"], path=bundle / f["path"], seconds=0.0, details=f["structure"])
-            verdict, _ = judge_fused(recipe, graph, artifact, data, floats, boot)
+            try:
+                verdict, _ = judge_fused(recipe, graph, artifact, data, floats, boot)
+            except VerificationError as exc:
+                verdict = not_executed(exc)
             fused.append({"key": f["key"], "path": f["path"], "passed": verdict["passed"], "criteria": verdict["criteria"],
                           "outputs": verdict["outputs"]})
     finally:

@@ -422,6 +422,12 @@ def _concat(values, axis, interleave=False, **_):
     return torch.cat([torch.as_tensor(v, dtype=dtype) for v in values], dim=int(axis))
 
 
+@kernel("stack")
+def _stack(values, axis, **_):
+    dtype = next((v.dtype for v in values if torch.is_tensor(v)), torch.float32)
+    return torch.stack([torch.as_tensor(v, dtype=dtype) for v in values], dim=int(axis))
+
+
 @kernel("split")
 def _split(x, axis, num_splits=None, split_sizes=None, **_):
     if split_sizes is not None:
