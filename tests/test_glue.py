@@ -123,3 +123,17 @@ def test_torch_forms_trace_with_static_sizes():
     x = torch.rand(1, 40, 30, 3) * 255
     traced = torch.jit.trace(chain, x)
     np.testing.assert_allclose(traced(x).numpy(), chain(x).numpy())
+
+
+def test_region_stats_stay_finite_in_float16():
+    """A float16 graph must not sum a picture's luminance (192 × 192 × 255 passes float16's 65504)."""
+    labels = RNG.integers(0, 3, (1, 192, 192)).astype(np.int64)
+    image = RNG.uniform(100, 255, (1, 192, 192, 3)).astype(np.float32)
+    within = np.ones((1, 192, 192), np.float32)
+    params = {"_indices": [1, 2]}
+    want = run_numpy(OPS["region_stats"], {"labels": labels, "image": image, "within": within}, params, {})
+    got = run_torch(OPS["region_stats"], {"labels": torch.from_numpy(labels), "image": torch.from_numpy(image).half(),
+                                          "within": torch.from_numpy(within).half()}, params, {})
+    for k in want:
+        assert torch.isfinite(got[k]).all()
+        np.testing.assert_allclose(got[k].float().numpy(), want[k], rtol=2e-2)

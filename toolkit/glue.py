@@ -297,21 +297,25 @@ def _region_np(inputs, params, kinds):
 
 
 def _region_torch(inputs, params, kinds):
+    """Means, not sums: a float16 graph (Core ML fp16) holds a mean of 0–255 values, never a sum over a picture's
+    pixels (which passes 65504, float16's largest). Mathematically the NumPy form: sum / max(count, 1) is
+    mean / max(mean count, 1 / pixels)."""
     import torch
 
     labels = inputs["labels"]
     n_img = labels.shape[0]
+    floor = 1.0 / float(int(labels.shape[1]) * int(labels.shape[2]))
     within = inputs.get("within")
     within = torch.ones_like(labels, dtype=torch.float32) if within is None else within
     img = inputs["image"]
     gray = img[..., 0] * LUMA[0] + img[..., 1] * LUMA[1] + img[..., 2] * LUMA[2]
-    total = torch.clamp(within.reshape(n_img, -1).sum(dim=1), min=1.0)
+    total = torch.clamp(within.reshape(n_img, -1).mean(dim=1), min=floor)
     areas, means = [], []
     for k in params["_indices"]:
-        sel = (labels == k).to(torch.float32) * within
-        n = sel.reshape(n_img, -1).sum(dim=1)
+        sel = (labels == k).to(within.dtype) * within
+        n = sel.reshape(n_img, -1).mean(dim=1)
         areas.append(n / total)
-        means.append((gray * sel).reshape(n_img, -1).sum(dim=1) / torch.clamp(n, min=1.0))
+        means.append((gray * sel).reshape(n_img, -1).mean(dim=1) / torch.clamp(n, min=floor))
     return {"area": torch.stack(areas, 1), "intensity": torch.stack(means, 1)}
 
 
