@@ -37,9 +37,14 @@ def ensure_bundle(name: str, out: Path) -> tuple[Path, float | None]:
     return bundle, time.perf_counter() - t0
 
 
+def _f(x, fmt: str = "+.4f") -> str:
+    """A figure, or – where there is none (a NaN, written to JSON as null)."""
+    return "–" if x is None else format(x, fmt)
+
+
 def _ci(drop: dict) -> str:
     lo, hi = drop["ci95"]
-    return f"{drop['value']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+    return f"{_f(drop['value'])} [{_f(lo)}, {_f(hi)}]"
 
 
 def tables(m: dict) -> list[str]:
@@ -54,8 +59,8 @@ def tables(m: dict) -> list[str]:
                 continue
             x = r["metrics"][r["metric"]]
             agree = r["metrics"].get("agreement", {}).get("artifact", {}).get("value")
-            flt = f"{x['float']['value']:.4f}" if "float" in x else "(vs float)"
-            lines.append(f"| {label} | {name} | {r['metric']} | {flt} | {x['artifact']['value']:.4f} | {_ci(x['drop']) if 'drop' in x else '–'} "
+            flt = _f(x["float"]["value"], ".4f") if "float" in x else "(vs float)"
+            lines.append(f"| {label} | {name} | {r['metric']} | {flt} | {_f(x['artifact']['value'], '.4f')} | {_ci(x['drop']) if 'drop' in x else '–'} "
                          f"| {'' if agree is None else f'{agree:.4f}'} | {'pass' if ver['passed'] else 'FAIL'} |")
     int8 = next((v for v in m["variants"] if v["tier"] == "int8"), None)
     if int8:
