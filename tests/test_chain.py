@@ -278,3 +278,18 @@ def test_describe_checks_every_link_and_prints_the_chain(tmp_path):
     bad = run_cli("describe", str(write_recipe(tmp_path / "b.yaml", CHAIN.replace("inputs: {x: skin.logits}", "inputs: {x: skin.mask}"))))
     assert bad.returncode == 1 and "step 'skin_labels' reads 'skin.mask' (as x), which no earlier step makes" in bad.stderr
     assert "skin.logits" in bad.stderr
+
+
+def test_overlay_names_masks_and_maps_only(tmp_path):
+    from toolkit.chain.graph import ComponentIO, build, overlay_values
+    from toolkit.glue import Value
+
+    ios = {"skin": ComponentIO((224, 224), {"logits": Value("scores", (2, 224, 224), ("non_skin", "skin"))}),
+           "acne": ComponentIO((224, 224), {"logits": Value("scores", (4,), ("clear", "mild", "moderate", "severe"))})}
+    plain = load_chain_recipe(write_recipe(tmp_path / "a.yaml", CHAIN))
+    assert overlay_values(plain, build(plain, ios)) == ["skin_mask"]  # the outputs that are masks or maps
+    chosen = load_chain_recipe(write_recipe(tmp_path / "b.yaml", CHAIN + "overlay: [skin_labels, skin.logits]\n"))
+    assert overlay_values(chosen, build(chosen, ios)) == ["skin_labels", "skin.logits"]
+    bad = load_chain_recipe(write_recipe(tmp_path / "c.yaml", CHAIN + "overlay: [acne.logits]\n"))
+    with pytest.raises(GlueError, match="overlay names 'acne.logits', which is not a mask, label map or dense class scores"):
+        build(bad, ios)

@@ -78,6 +78,7 @@ class PipelineManifest(_Strict):
     components: list[ComponentEntry]
     chain: ChainEntry
     outputs: list[OutputEntry]
+    overlay: list[str]  # value references `skinkit run --overlay` draws on the photo
     variants: list[dict[str, Any]]  # key, tier, artifacts, components_passed, verification, loss_by_component, seconds
     fused: list[dict[str, Any]]  # key, path, format, precision, sha256, size_bytes, outputs, verification; or key + error
     evaluation: dict[str, Any]
@@ -98,6 +99,7 @@ def schema() -> dict:
 def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: dict, comp_results: dict, variants: list[dict],
                  fused: list[dict], data, *, seconds: float) -> dict:
     from toolkit.bundle.stage import tool_versions
+    from toolkit.chain.graph import overlay_values
     from toolkit.chain.report import render
     from toolkit.convert.base import artifact_key, file_sha256
     from toolkit.glue import table
@@ -130,7 +132,7 @@ def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: di
         components=entries,
         chain={"steps": [s.describe() for s in graph.steps], "values": {k: v.describe() for k, v in graph.values.items()},
                "glue_ops": table(), "fusable": graph.fusable},
-        outputs=outputs, variants=variants, fused=fused,
+        outputs=outputs, overlay=overlay_values(recipe, graph), variants=variants, fused=fused,
         evaluation={"source": "synthetic", "split": "test", "n": len(data), "seed": recipe.evaluation.seed,
                     "bootstrap": recipe.evaluation.bootstrap, "noninferiority": recipe.evaluation.noninferiority,
                     "groups": {g: data.groups.count(g) for g in dict.fromkeys(data.groups)}, "seconds": round(seconds, 1)},

@@ -120,7 +120,20 @@ def build(recipe, components: dict[str, ComponentIO]) -> ChainGraph:
     for o in recipe.outputs:
         if o.source not in values:
             raise GlueError(f"output {o.name!r} is {o.source!r}, which the chain does not make", fix=f"name one of: {', '.join(values)}")
+    drawable = [r for r, v in values.items() if v.kind in ("mask", "labels") or (v.kind == "scores" and len(v.shape) == 3)]
+    for ref in recipe.overlay or ():
+        if ref not in drawable:
+            raise GlueError(f"overlay names {ref!r}, which is not a mask, label map or dense class scores the chain makes",
+                            fix=f"name one of: {', '.join(drawable) or '(none)'}")
     return ChainGraph(values[INPUT], tuple(steps), values)
+
+
+def overlay_values(recipe, graph: ChainGraph) -> list[str]:
+    """What ``skinkit run --overlay`` draws: the recipe's ``overlay``, or the outputs that are masks or maps."""
+    if recipe.overlay is not None:
+        return list(recipe.overlay)
+    return [o.source for o in recipe.outputs if graph.values[o.source].kind in ("mask", "labels")
+            or (graph.values[o.source].kind == "scores" and len(graph.values[o.source].shape) == 3)]
 
 
 Call = Callable[[str, np.ndarray], dict[str, np.ndarray]]  # component, pictures (N x H x W x 3, 0–255) -> its outputs

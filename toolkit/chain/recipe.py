@@ -161,6 +161,9 @@ class ChainRecipe(_Strict):
         None, description="the target keys (e.g. tflite_int8) run as whole chains, each with every component's artifact "
                           "of that key; default: every key all components have")
     fused: tuple[FusedTarget, ...] = Field((), description="targets of one graph holding the whole chain (fusable glue only)")
+    overlay: tuple[str, ...] | None = Field(
+        None, description="the values `skinkit run --overlay` draws on the photo (masks, label maps, dense class scores), "
+                          "e.g. [skin_mask, lesion_labels]; default: the outputs that are such values")
     evaluation: ChainEvaluation = ChainEvaluation()
 
     @field_validator("components")

@@ -29,6 +29,7 @@ class Loaded:
     fit: str
     variant: str
     runs: str  # what executes, in words
+    overlay: tuple[str, ...] = ()  # the values drawn on the photo (masks, label maps)
 
 
 def _runner(bundle: Path, entry: dict, contract: dict):
@@ -68,7 +69,7 @@ def load_bundle(bundle: Path, *, variant: str | None = None) -> Loaded:
         entry = next(f for f in manifest["fused"] if f"fused:{f['key']}" == variant)
         runner = _runner(bundle, entry, {"layout": "NHWC", "range": [0, 255]})
         return Loaded(manifest["bundle"], graph, outputs, None, runner, size, manifest["input"]["fit"], variant,
-                      f"{entry['path']} ({runner.check})")
+                      f"{entry['path']} ({runner.check})", tuple(manifest["overlay"]))
     runners, ios, runs = {}, {}, []
     for c in manifest["components"]:
         own = read_manifest(bundle / c["bundle"])
@@ -82,7 +83,7 @@ def load_bundle(bundle: Path, *, variant: str | None = None) -> Loaded:
                                      "0-255" if own["input"]["range"][1] == 255 else "0-1")
         runs.append(f"{c['name']}: {entry['path']} ({runners[c['name']].check})")
     return Loaded(manifest["bundle"], graph, outputs, device_call(runners, ios), None, size, manifest["input"]["fit"], variant,
-                  "; ".join(runs))
+                  "; ".join(runs), tuple(manifest["overlay"]))
 
 
 def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
@@ -114,8 +115,9 @@ def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
         outputs.append({"name": o["name"], "from": f"model.{o['name']}", "unit": o.get("unit", ""), "kind": kind,
                         "names": list(values[f"model.{o['name']}"].names)})
     step = Step("model", {"image": INPUT}, component="model", kinds={"image": "image"}, makes={k: v for k, v in values.items() if k != INPUT})
+    dense = tuple(o["from"] for o in outputs if o["kind"] == "scores" and len(values[o["from"]].shape) == 3)
     return Loaded(manifest["bundle"], ChainGraph(values[INPUT], (step,), values), outputs, call, None, (h, w), "center_crop",
-                  variant, f"{entry['path']} ({runner.check})")
+                  variant, f"{entry['path']} ({runner.check})", dense)
 
 
 def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None) -> dict:
@@ -131,13 +133,12 @@ def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None)
         values = {o["from"]: np.asarray(outs[o["name"]]).reshape((1, *loaded.graph.values[o["from"]].shape)) for o in loaded.outputs}
     else:
         values = execute(loaded.graph, x, loaded.call)
-    results, flags, layers, lines = {}, [], [], []
+    results, flags, lines = {}, [], []
     for o in loaded.outputs:
         value = loaded.graph.values[o["from"]]
-        shown, layer_masks, text = describe_value(o, value, values[o["from"]][0])
+        shown, text = describe_value(o, value, values[o["from"]][0])
         results[o["name"]] = shown
         lines += text
-        layers += layer_masks
         below = o.get("flag_below")
         if below is not None and float(np.ravel(values[o["from"]][0])[0]) < below:
             flags.append(o["flag"])
@@ -147,15 +148,17 @@ def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None)
     if overlay_dir is not None:
         from toolkit.client.overlay import draw_overlay, write_overlay
 
+        layers = [layer for ref in loaded.overlay if ref in values for layer in overlay_layers(ref, loaded.graph.values[ref], values[ref][0])]
         picture = draw_overlay(photo, fitted, layers, lines)
-        record["overlay"] = str(write_overlay(overlay_dir / f"{Path(photo_path).stem}_overlay.png", picture))
+        stem = Path(photo_path).stem
+        record["overlay"] = str(write_overlay(overlay_dir / f"{stem}_overlay.png", picture))
+        pictures = {o["name"]: values[o["from"]][0] for o in loaded.outputs if _is_picture(loaded.graph.values[o["from"]])}
+        record["pictures"] = {name: str(write_overlay(overlay_dir / f"{stem}_{name}.png", _to_uint8(x))) for name, x in pictures.items()}
     return record
 
 
-def describe_value(output: dict, value, x: np.ndarray) -> tuple[dict, list, list[str]]:
-    """What a person (and the JSON) reads of one output: its value(s) with unit; mask layers for the overlay."""
-    from toolkit.client.overlay import PALETTE, Layer
-
+def describe_value(output: dict, value, x: np.ndarray) -> tuple[dict, list[str]]:
+    """What a person (and the JSON) reads of one output: its value(s) with unit, and its legend lines."""
     unit = output.get("unit") or value.unit
     name = output["name"]
     if value.kind == "scores" and x.ndim == 1:
@@ -163,21 +166,43 @@ def describe_value(output: dict, value, x: np.ndarray) -> tuple[dict, list, list
         p = p / p.sum()
         names = value.names or tuple(str(i) for i in range(len(x)))
         top = int(np.argmax(p))
-        return ({"label": names[top], "probability": float(p[top]), "probabilities": dict(zip(names, map(float, p)))}, [],
+        return ({"label": names[top], "probability": float(p[top]), "probabilities": dict(zip(names, map(float, p)))},
                 [f"{name}: {names[top]} ({p[top]:.2f})"])
     if value.kind == "vector":
         names = value.names or tuple(str(i) for i in range(len(x)))
         entries = {n: float(v) for n, v in zip(names, x)}
         text = ", ".join(f"{n} {v:.3g}" for n, v in entries.items())
-        return ({"values": entries, "unit": unit}, [], [f"{name}: {text} {unit}".rstrip()])
-    if value.kind in ("mask", "labels", "scores"):
+        return {"values": entries, "unit": unit}, [f"{name}: {text} {unit}".rstrip()]
+    if value.kind == "mask":
+        frac = float((x > 0.5).mean())
+        return {"fraction_of_picture": frac}, [f"{name}: {frac:.1%} of the picture"]
+    if value.kind in ("labels", "scores"):
         labels = x.argmax(0) if value.kind == "scores" else x.astype(np.int64)
-        if value.kind == "mask":
-            frac = float((labels > 0).mean())
-            return ({"fraction_of_picture": frac}, [Layer(name, labels > 0, PALETTE[0], alpha=0.25)], [f"{name}: {frac:.1%} of the picture"])
         names = value.names or tuple(str(i) for i in range(int(labels.max()) + 1))
-        fractions = {n: float((labels == k).mean()) for k, n in enumerate(names)}
-        layers = [Layer(n, labels == k, PALETTE[(k) % len(PALETTE)]) for k, n in enumerate(names) if k > 0 and fractions[n] > 0]
-        return ({"fraction_of_picture": fractions}, layers, [])
-    return ({"shape": list(x.shape), "min": float(x.min()), "max": float(x.max()), "unit": unit}, [], [])
+        return {"fraction_of_picture": {n: float((labels == k).mean()) for k, n in enumerate(names)}}, []
+    return {"shape": list(x.shape), "min": float(x.min()), "max": float(x.max()), "unit": unit}, []
+
+
+def overlay_layers(ref: str, value, x: np.ndarray) -> list:
+    """The overlay's layers of one value: a mask as one layer; a label map (or dense class scores) as one layer per
+    class present, the first class (background) left out."""
+    from toolkit.client.overlay import PALETTE, Layer
+
+    if value.kind == "mask":
+        return [Layer(ref, x > 0.5, PALETTE[0], alpha=0.25)]
+    labels = x.argmax(0) if value.kind == "scores" else x.astype(np.int64)
+    names = value.names or tuple(str(i) for i in range(int(labels.max()) + 1))
+    return [Layer(n, labels == k, PALETTE[k % len(PALETTE)]) for k, n in enumerate(names) if k > 0 and (labels == k).any()]
+
+
+def _is_picture(value) -> bool:
+    """An RGB picture a model makes (a super-resolved patch): three channels, dense."""
+    return value.kind == "map" and len(value.shape) == 3 and value.shape[0] == 3
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """A C x H x W picture as H x W x 3 uint8: [0, 1] values (as an SR model makes them) or 0–255 ones."""
+    hwc = np.transpose(x, (1, 2, 0)).astype(np.float64)
+    scale = 255.0 if hwc.max() <= 1.5 else 1.0
+    return np.clip(np.round(hwc * scale), 0, 255).astype(np.uint8)
 
