@@ -293,3 +293,13 @@ def test_overlay_names_masks_and_maps_only(tmp_path):
     bad = load_chain_recipe(write_recipe(tmp_path / "c.yaml", CHAIN + "overlay: [acne.logits]\n"))
     with pytest.raises(GlueError, match="overlay names 'acne.logits', which is not a mask, label map or dense class scores"):
         build(bad, ios)
+
+
+def test_an_output_judged_against_the_wrong_truth_is_refused_before_converting(tmp_path):
+    bad = CHAIN.replace("judge: classification, truth: acne_grade", "judge: regression, truth: hydration")
+    r = run_cli("export", str(write_recipe(tmp_path / "t.yaml", bad)), "--out", str(tmp_path / "b"))
+    assert r.returncode == 1 and "truth hydration is a vector per photo, but acne.logits is a scores of shape [4]" in r.stderr
+    assert not (tmp_path / "b" / "gated_test").exists() and "Traceback" not in r.stderr
+    lesion = CHAIN.replace("judge: segmentation, truth: skin_mask", "judge: segmentation, truth: lesion_area")
+    r = run_cli("export", str(write_recipe(tmp_path / "l.yaml", lesion)), "--out", str(tmp_path / "b"))
+    assert r.returncode == 1 and "truth lesion_area holds one column per lesion class" in r.stderr

@@ -107,7 +107,8 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; checking every link of the chain …")
+        say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; every link of the chain, its outputs' metrics "
+            "and truths checked on the float chain …")
         components = load_components(recipe, recipe_path, Path(log_name))
         graph = build(recipe, {k: c.io for k, c in components.items()})
         chain_keys(recipe)
@@ -116,6 +117,12 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
 
             raise GlueError(f"fused targets need a chain of tensor ops, but {', '.join(graph.host_only())} run on the host only",
                             fix="drop fused: (the components still ship with the glue contract), or replace those steps")
+
+        ev = recipe.evaluation
+        data = chain_data(ev.n, recipe.input.size, seed=ev.seed)
+        fcall, wrappers = float_call(components)
+        floats = run_chain(graph, data, fcall)
+        check_judging(recipe, graph, floats, data)
 
         say("[bold]2/6[/bold] export: each component as its own verified bundle …")
         comp_results = {}
@@ -128,11 +135,7 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
                 problem = exc.one_line()
             comp_results[name] = {"manifest": read_manifest(staging / "components" / name), "problem": problem}
 
-        ev = recipe.evaluation
-        say(f"[bold]3/6[/bold] float chain on {ev.n} held-out photos …")
-        data = chain_data(ev.n, recipe.input.size, seed=ev.seed)
-        fcall, wrappers = float_call(components)
-        floats = run_chain(graph, data, fcall)
+        say(f"[bold]3/6[/bold] float chain on {ev.n} held-out photos (run in step 1) …")
         boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
 
         say("[bold]4/6[/bold] device chains, run as an app runs them …")
@@ -259,6 +262,21 @@ def _fused(recipe, graph: ChainGraph, wrappers: dict, data, floats, boot, stagin
                         "outputs": [{"name": n, "from": s, **graph.values[s].describe()} for n, s in zip(names, sources)],
                         "verification": verdict, "seconds": round(seconds, 1)})
     return results
+
+
+def check_judging(recipe: ChainRecipe, graph: ChainGraph, floats: dict, data: ChainData) -> None:
+    """Before anything converts: every output's metric, truth and gate keys computed once, float chain against itself
+    (two bootstrap replicates: the names and shapes, not the intervals). A mismatch is one RecipeError."""
+    from toolkit.errors import RecipeError
+    from toolkit.verify.stats import Bootstrap
+
+    try:
+        judge_chain(recipe, graph, floats, floats, data, Bootstrap.draw(len(data), replicates=2), "fp32")
+    except RecipeError:
+        raise
+    except (KeyError, ValueError, IndexError) as exc:
+        raise RecipeError(f"the chain's outputs cannot be judged as the recipe says: {type(exc).__name__}: {exc}",
+                          fix="check each output's judge, truth and metric against the value it names (skinkit describe shows them)") from None
 
 
 def not_executed(exc) -> dict:

@@ -79,13 +79,25 @@ def _scores(x: np.ndarray, value: Value) -> tuple[np.ndarray, tuple[str, ...]]:
 def _truth(output, value: Value, data: ChainData, ref: np.ndarray, task) -> np.ndarray:
     if output.truth == "float":
         return task.targets_from(ref)
+    from toolkit.errors import RecipeError
+
     t = data.truths[output.truth]
     if output.truth.startswith("lesion_"):  # the generator's classes the value names, in its order
-        cols = [SEGMENTATION_CLASSES.index(n) - 1 for n in value.names]
-        return t[:, cols]
+        unknown = [n for n in value.names if n not in SEGMENTATION_CLASSES[1:]]
+        if value.kind != "vector" or unknown or not value.names:
+            raise RecipeError(f"output {output.name!r}: truth {output.truth} holds one column per lesion class "
+                              f"({', '.join(SEGMENTATION_CLASSES[1:])}), but {output.source} is a {value.kind} naming "
+                              f"{', '.join(value.names) or 'nothing'}", fix="name a region_stats or count_regions output of the lesion labels")
+        return t[:, [SEGMENTATION_CLASSES.index(n) - 1 for n in value.names]]
     if t.ndim == 3 and value.hw is not None and t.shape[1:] != value.hw:  # a map judged at its own size: truth resized nearest
         rows, cols = nearest_indices(t.shape[1:], value.hw)
         return np.ascontiguousarray(t[:, rows][:, :, cols])
+    want = {1: "one value per photo (a class or a scalar)", 2: "a vector per photo", 3: "a map per photo"}[t.ndim]
+    fits = (t.ndim == 3 and value.hw is not None) or (t.ndim == 1 and value.kind == "scores" and len(value.shape) == 1) \
+        or (t.ndim == 2 and value.kind == "vector" and value.shape[0] == t.shape[1])
+    if not fits:
+        raise RecipeError(f"output {output.name!r}: truth {output.truth} is {want}, but {output.source} is a {value.kind} "
+                          f"of shape {list(value.shape)}", fix="name the value that holds what the truth measures, or truth: float")
     return t
 
 
