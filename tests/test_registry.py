@@ -32,10 +32,20 @@ def test_every_model_builds_with_declared_output(spec):
 
 
 def test_every_registered_model_has_a_recipe_and_every_recipe_a_model():
+    from toolkit.chain.recipe import is_chain_recipe, load_chain_recipe
+    from toolkit.recipe import read_yaml
+
+    paths = sorted((ROOT / "export_recipes").glob("*.yaml"))
+    chains = [p for p in paths if is_chain_recipe(read_yaml(p))]
     names = {s.name for s in list_models()}
-    recipes = {p.stem: load_recipe(p).model.name for p in (ROOT / "export_recipes").glob("*.yaml")}
+    recipes = {p.stem: load_recipe(p).model.name for p in paths if p not in chains}
     assert set(recipes) == names
     assert all(recipes[n] == n for n in names)
+    # an assessment recipe is named after its file and runs registered models only
+    assert [p.stem for p in chains] == ["acne_gated", "lesion_stats", "selfie_assessment"]
+    for p in chains:
+        chain = load_chain_recipe(p)
+        assert chain.name == p.stem and {c.model.name for c in chain.components.values()} <= names
 
 
 def test_unknown_model_lists_known_names():
