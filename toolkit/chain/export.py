@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -339,7 +338,3 @@ def _raise_verdict(manifest: dict, final: Path) -> None:
     raise VerificationFailed(f"assessment gate failed ({len(lines)} criteria or components); bundle and report kept at {final}",
                              failures=lines, bundle_dir=str(final), not_converted=not_converted,
                              fix="see report.md: the component or chain that fails, and the loss each component causes")
-
-
-def dump(manifest: dict) -> str:
-    return json.dumps(manifest, indent=2)
