@@ -3,6 +3,8 @@
 The public API, imported lazily so that ``import toolkit`` (and ``skinkit --help``) stays instant::
 
     from toolkit import load_recipe, export, verify_bundle, inspect_artifact, MILProgram
+    from toolkit import load_chain_recipe, export_chain, verify_pipeline   # assessment bundles (several models)
+    from toolkit import load_bundle, assess                                # `skinkit run`: a bundle on a photo
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ _PUBLIC = {
     "get_spec": "toolkit.registry",
     "list_models": "toolkit.registry",
     "load_model": "toolkit.load",
+    "load_chain_recipe": "toolkit.chain.recipe",
+    "export_chain": "toolkit.chain.export",
+    "verify_pipeline": "toolkit.chain.verify",
+    "load_bundle": "toolkit.client.run",
+    "assess": "toolkit.client.run",
 }
 __all__ = ["__version__", *_PUBLIC]
 
