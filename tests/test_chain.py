@@ -94,6 +94,9 @@ def test_manifest_follows_its_published_schema(chain_bundle):
     assert set(published["required"]) >= {"bundle", "components", "chain", "outputs", "variants", "verdict"}
     cli = run_cli("manifest-schema", "--pipeline")
     assert json.loads(cli.stdout)["title"] == "skinkit assessment bundle manifest"
+    recipe_schema = json.loads(run_cli("recipe-schema", "--assessment").stdout)
+    assert {"components", "chain", "outputs", "fused", "overlay"} <= set(recipe_schema["properties"])
+    assert "op" in recipe_schema["$defs"]["ChainStep"]["properties"]
 
 
 def _photo(path, size_hw, *, rotate_exif: bool = False, seed_index: int = 3):

@@ -556,11 +556,14 @@ def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the
 
 
 @app.command("recipe-schema")
-def recipe_schema() -> None:
-    """Print the JSON schema of export recipes."""
-    from toolkit.recipe import Recipe
-
-    print(json.dumps(Recipe.model_json_schema(), indent=2))
+def recipe_schema(assessment: bool = typer.Option(False, "--assessment", help="the schema of an assessment recipe "
+                                                                              "(components, chain, outputs)")) -> None:
+    """Print the JSON schema of export recipes (of one model, or --assessment of several and their glue)."""
+    if assessment:
+        from toolkit.chain.recipe import ChainRecipe as schema_of
+    else:
+        from toolkit.recipe import Recipe as schema_of
+    print(json.dumps(schema_of.model_json_schema(), indent=2))
 
 
 @app.command()
