@@ -351,16 +351,15 @@ def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json
     from toolkit._io import captured_quietly, write_atomically
     from toolkit.chain.verify import junit_xml, verify_pipeline
     from toolkit.verify.bundle import json_safe
+    from toolkit.verify.gate import failed_criteria
 
     with captured_quietly():
         summary = verify_pipeline(bundle, n=n)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
-    failures = [f"{a['path']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})" for comp in summary["components"]
-                for a in comp["artifacts"] for c in a["criteria"] if not c["passed"]]
-    failures += [f"{kind} {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
-                 for kind, rows in (("chain", summary["variants"]), ("fused", summary["fused"])) for x in rows
-                 for c in x["criteria"] if not c["passed"]]
+    failures = [line for comp in summary["components"] for a in comp["artifacts"] for line in failed_criteria(a["path"], a["criteria"])]
+    failures += [line for kind, rows in (("chain", summary["variants"]), ("fused", summary["fused"])) for x in rows
+                 for line in failed_criteria(f"{kind} {x['key']}", x["criteria"])]
     failures += [f"fused {f['key']} not converted at export: {f['error']}" for f in summary["fused"] if "error" in f]
     if as_json:
         print(json.dumps(json_safe(summary), indent=2, allow_nan=False))

@@ -322,14 +322,15 @@ def judge_fused(recipe, graph: ChainGraph, artifact, data: ChainData, floats: di
 
 
 def _raise_verdict(manifest: dict, final: Path) -> None:
+    from toolkit.verify.gate import failed_criteria
+
     v = manifest["verdict"]
     if v["passed"]:
         return
     lines = [f"component {c['name']}: {c['problem']}" for c in manifest["components"] if c.get("problem")]
-    lines += [f"chain {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
-              for x in manifest["variants"] for c in x["verification"]["criteria"] if not c["passed"]]
-    lines += [f"fused {x['key']}: {c['name']} = {c['value']} (required {c['op']} {c['bound']})"
-              for x in manifest["fused"] if "verification" in x for c in x["verification"]["criteria"] if not c["passed"]]
+    lines += [line for x in manifest["variants"] for line in failed_criteria(f"chain {x['key']}", x["verification"]["criteria"])]
+    lines += [line for x in manifest["fused"] if "verification" in x
+              for line in failed_criteria(f"fused {x['key']}", x["verification"]["criteria"])]
     not_converted = [f"fused {x['key']} not converted: {x['error']}" for x in manifest["fused"] if "error" in x]
     if len(lines) == 0 and not_converted:
         raise IncompleteBundle(f"bundle incomplete: {len(not_converted)} fused target(s) did not convert; everything else passes; "

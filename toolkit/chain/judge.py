@@ -3,12 +3,13 @@ the judging task's metrics (paired bootstrap CIs), per skin-tone group, and agai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from toolkit.chain.graph import ChainGraph
-from toolkit.data.synthetic import SEGMENTATION_CLASSES, SkinSample
+from toolkit.data.synthetic import SEGMENTATION_CLASSES
+from toolkit.errors import RecipeError
 from toolkit.glue import OPS, Value, nearest_indices, run_numpy
 from toolkit.tasks import get_task
 from toolkit.verify.stats import Bootstrap, compare, direction
@@ -39,9 +40,9 @@ def chain_data(n: int, size: tuple[int, int], *, seed: int = 0, split: str = "te
     for i in range(n):
         s = make_sample(seed, split, i, size=h if h == w else 224)
         if s.image.shape[:2] != (h, w):
-            s = SkinSample(**{**s.__dict__, "image": cv2.resize(s.image, (w, h), interpolation=cv2.INTER_AREA),
-                              "skin_mask": cv2.resize(s.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST),
-                              "segmentation": cv2.resize(s.segmentation, (w, h), interpolation=cv2.INTER_NEAREST)})
+            s = replace(s, image=cv2.resize(s.image, (w, h), interpolation=cv2.INTER_AREA),
+                        skin_mask=cv2.resize(s.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST),
+                        segmentation=cv2.resize(s.segmentation, (w, h), interpolation=cv2.INTER_NEAREST))
         images.append(s.image)
         groups.append(s.group)
         rows.append(s)
@@ -79,8 +80,6 @@ def _scores(x: np.ndarray, value: Value) -> tuple[np.ndarray, tuple[str, ...]]:
 def _truth(output, value: Value, data: ChainData, ref: np.ndarray, task) -> np.ndarray:
     if output.truth == "float":
         return task.targets_from(ref)
-    from toolkit.errors import RecipeError
-
     t = data.truths[output.truth]
     if output.truth.startswith("lesion_"):  # the generator's classes the value names, in its order
         unknown = [n for n in value.names if n not in SEGMENTATION_CLASSES[1:]]
@@ -141,8 +140,6 @@ def judge_chain(recipe, graph: ChainGraph, device: dict[str, np.ndarray], floats
             metrics = judge_output(o, value, out, ref, data, boot)["metrics"]
             key = headline(o)
             if key not in metrics:
-                from toolkit.errors import RecipeError
-
                 raise RecipeError(f"output {o.name!r}: the {o.judge} task computes no metric {key!r} here",
                                   fix=f"name one of: {', '.join(metrics)}")
             row["metric"] = key
@@ -158,8 +155,6 @@ def judge_chain(recipe, graph: ChainGraph, device: dict[str, np.ndarray], floats
             margin = o.margin("max_drop", tier)
             if margin is not None:
                 if "drop" not in metrics[key]:
-                    from toolkit.errors import RecipeError
-
                     raise RecipeError(f"output {o.name!r}: {key} is measured against the float chain itself, so it has no drop",
                                       fix="bound it with limit instead of max_drop")
                 drop = metrics[key]["drop"]
