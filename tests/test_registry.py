@@ -25,6 +25,9 @@ def test_every_model_builds_with_declared_output(spec):
         assert y.shape == (2, len(spec.outputs))
     elif spec.task == "segmentation":
         assert y.shape == (2, len(spec.labels), *spec.output_size)
+    elif spec.task == "instance_segmentation":  # fixed-size detections, each output as declared
+        assert {k: tuple(v.shape) for k, v in y.items()} == {o.name: (2, *o.shape) for o in spec.outputs}
+        assert float(y["masks"].min()) >= 0.0 and float(y["masks"].max()) <= 1.0
     else:
         assert y.shape == (2, 3, *spec.output_size)
         assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0

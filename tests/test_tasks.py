@@ -33,6 +33,10 @@ EXPECTED = {
                                        for c in ("background", "melanin", "trouble", "wrinkle", "pore"))},
                      {"miou", "dice_mean", "pixel_accuracy"}),
     "super_resolution": ("texture_sr", {"psnr", "ssim", "psnr_vs_float"}, {"psnr"}),
+    "instance_segmentation": ("skin_regions_maskrcnn",
+                              {"mask_ap50", "mask_ap", "box_ap50", "box_ap", "mask_iou", "count_error", "agreement",
+                               *(f"recall.{r}" for r in ("forehead", "cheek_left", "cheek_right", "nose", "chin"))},
+                              {"mask_ap50", "mask_ap", "box_ap50", "box_ap", "mask_iou", "count_error"}),
 }
 
 
@@ -40,6 +44,13 @@ def _outputs(spec: ModelSpec, n: int, rng) -> dict[str, np.ndarray]:
     """Plausible float outputs of ``spec``'s network (channel-first), by name."""
     if spec.task == "regression":
         return {o.name: rng.normal(50, 10, (n, 1)).astype(np.float32) for o in spec.outputs}
+    if spec.task == "instance_segmentation":  # K detections: boxes, scores, classes, masks, count
+        k, m = spec.outputs[0].shape[0], spec.outputs[3].shape[-1]
+        corner = rng.uniform(0, 0.5, (n, k, 2))
+        return {"boxes": np.concatenate([corner, corner + rng.uniform(0.1, 0.5, (n, k, 2))], -1).astype(np.float32),
+                "scores": np.sort(rng.uniform(0, 1, (n, k)), 1)[:, ::-1].astype(np.float32),
+                "classes": rng.integers(0, len(spec.labels), (n, k)).astype(np.float32),
+                "masks": rng.uniform(0, 1, (n, k, m, m)).astype(np.float32), "count": np.full((n, 1), k / 2, np.float32)}
     if spec.output_size:
         channels = len(spec.labels) or 3
         return {spec.outputs[0].name: rng.uniform(0, 1, (n, channels, *spec.output_size)).astype(np.float32)}

@@ -16,6 +16,7 @@ Values travel batch-first, float32 unless said otherwise, in these kinds (shapes
 The ops (``OPS``; each one's exact definition is its ``doc``, and the manifest's ``chain.glue_ops`` carries the
 table for apps): resize, softmax, argmax, class_mask, threshold, apply_mask, coverage, region_stats (all
 fusable: tensor arithmetic), and crop_to_mask and count_regions (data-dependent: host glue only).
+Besides the ops, ``paste_masks`` is how an app puts an instance segmenter's per-detection masks back on the picture.
 """
 
 from __future__ import annotations
@@ -482,3 +483,36 @@ def table() -> list[dict]:
              "required_params": [k for k, v in op.params.items() if v is ...],
              "outputs": [o or "(the step)" for o in op.outputs], "fusable": op.fusable, "definition": op.doc}
             for op in OPS.values()]
+
+
+def paste_masks(boxes: np.ndarray, masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per-detection mask probabilities put back on a ``height`` x ``width`` picture: (K, height, width) float32.
+
+    ``boxes`` (K, 4): [x1, y1, x2, y2] normalized to 0–1 of the picture (x = column / width); ``masks`` (K, M, M):
+    probabilities 0–1, mask k covering box k exactly. Pixel row i (centre i + 0.5) reads mask coordinate
+    u = ((i + 0.5) / height - y1) / (y2 - y1) · M - 0.5, clamped to [0, M - 1]; its value is linear in u between
+    mask rows floor(u) and floor(u) + 1 (the last row where that is past the edge), and 0 where the pixel centre
+    (i + 0.5) / height is outside [y1, y2). Columns the same with x1, x2 and ``width``; the two are applied one after
+    the other (separable bilinear): pasted = Wy · mask · Wxᵀ. A degenerate box (x2 ≤ x1 or y2 ≤ y1) pastes nothing.
+    An instance's binary mask is pasted ≥ 0.5.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    masks = np.asarray(masks, np.float32)
+    wy = _paste_weights(boxes[:, 1], boxes[:, 3], int(height), masks.shape[1])
+    wx = _paste_weights(boxes[:, 0], boxes[:, 2], int(width), masks.shape[2])
+    return np.matmul(np.matmul(wy, masks), np.ascontiguousarray(wx.transpose(0, 2, 1)))  # contiguous: BLAS, not a slow loop
+
+
+def _paste_weights(lo: np.ndarray, hi: np.ndarray, n: int, m: int) -> np.ndarray:
+    """(K, n, m) float32: the weight of mask row (or column) j in picture row i, for each box's [lo, hi)."""
+    centre = (np.arange(n) + 0.5) / n
+    span = hi - lo
+    inside = (centre >= lo[:, None]) & (centre < hi[:, None]) & (span > 0)[:, None]
+    u = np.clip((centre - lo[:, None]) / np.where(span > 0, span, 1.0)[:, None] * m - 0.5, 0, m - 1)
+    i0 = np.floor(u).astype(np.int64)
+    frac = (u - i0) * inside
+    k, i = np.arange(len(lo))[:, None], np.arange(n)[None, :]
+    w = np.zeros((len(lo), n, m), np.float32)
+    w[k, i, np.minimum(i0 + 1, m - 1)] = frac
+    w[k, i, i0] += inside - frac  # the same entry where u sits on the last row (frac 0 there)
+    return w

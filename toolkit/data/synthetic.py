@@ -7,6 +7,8 @@ on its own, in any order, on any machine. Each sample records:
 - an acne severity grade (clear / mild / moderate / severe) set by the number of inflammatory lesions;
 - per-pixel masks for melanin (pigmentation), trouble (acne/inflammation), wrinkles and pores;
 - a skin mask (face ellipse minus eyes, brows and mouth);
+- facial skin regions (``FACE_REGIONS``: forehead, each cheek, nose, chin), one instance each, as a map of
+  region index + 1 (0: none) — skin only, laid out from the face's geometry;
 - hydration (arbitrary units, 0–100) and TEWL (g/m²/h), which drive the rendered sheen, surface
   roughness and redness, so a model can read them from the image;
 - lighting (gain, colour temperature, directional shading).
@@ -25,6 +27,8 @@ import numpy as np
 
 ACNE_GRADES = ("clear", "mild", "moderate", "severe")
 SEGMENTATION_CLASSES = ("background", "melanin", "trouble", "wrinkle", "pore")
+# Facial skin regions, one instance each per face; "left" and "right" as the picture shows them.
+FACE_REGIONS = ("forehead", "cheek_left", "cheek_right", "nose", "chin")
 # ITA° bins (Chardon et al. 1991, Del Bino et al. 2006) used as Fitzpatrick-proxy groups, lightest first.
 ITA_GROUPS = (
     ("very_light", 55.0, 90.0),
@@ -44,6 +48,7 @@ class SkinSample:
     image: np.ndarray  # HxWx3 uint8, RGB
     skin_mask: np.ndarray  # HxW uint8 {0, 1}
     segmentation: np.ndarray  # HxW uint8 class index into SEGMENTATION_CLASSES
+    regions: np.ndarray  # HxW uint8: 1 + index into FACE_REGIONS, 0 outside every region
     acne_grade: int
     lesion_count: int
     hydration: float  # arbitrary units, 0–100
@@ -173,6 +178,8 @@ def make_sample(seed: int, split: str, index: int, size: int = 224) -> SkinSampl
     for k, m in ((1, melanin), (3, wrinkles), (4, pores), (2, trouble)):
         seg[(m > 0) & skin_mask] = k
 
+    regions = _regions(skin_mask, xx, yy, cx, cy, ax, ay)
+
     # --- lighting: gain, colour temperature, a directional gradient; then sensor noise.
     gain = rng.uniform(0.8, 1.15)
     temp = rng.uniform(-0.06, 0.06)
@@ -186,6 +193,7 @@ def make_sample(seed: int, split: str, index: int, size: int = 224) -> SkinSampl
         image=image,
         skin_mask=skin_mask.astype(np.uint8),
         segmentation=seg,
+        regions=regions,
         acne_grade=grade,
         lesion_count=n_lesions,
         hydration=hydration,
@@ -193,6 +201,24 @@ def make_sample(seed: int, split: str, index: int, size: int = 224) -> SkinSampl
         ita=float(ita),
         group=ITA_GROUPS[group_idx][0],
     )
+
+
+def _regions(skin: np.ndarray, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
+    """The face's regions on its skin, from its geometry alone (no random draw, so adding them changed no
+    image): forehead above the brows, the nose between the eyes down to above the mouth, each cheek below its
+    eye beside the nose, the chin below the mouth."""
+    u, v = (xx - cx) / ax, (yy - cy) / ay  # face coordinates: the ellipse is u² + v² < 1
+    out = np.zeros(skin.shape, np.uint8)
+    parts = (
+        v < -0.46,                                                     # forehead
+        (u < -0.16) & (v >= -0.02) & (v < 0.45),                       # cheek, picture left
+        (u > 0.16) & (v >= -0.02) & (v < 0.45),                        # cheek, picture right
+        (np.abs(u) < 0.13) & (v >= -0.28) & (v < 0.38),                # nose
+        v >= 0.68,                                                     # chin
+    )
+    for k, part in enumerate(parts, start=1):
+        out[part & (skin > 0)] = k
+    return out
 
 
 def generate(n: int, *, split: str, seed: int = 0, size: int = 224, start: int = 0) -> list[SkinSample]:

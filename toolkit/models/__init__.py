@@ -7,4 +7,4 @@ quantization behaviour) is the published one.
 
 from __future__ import annotations
 
-from toolkit.models import efficientnet, mobilenetv2, resnet, segmenter, srgan, unet, vit  # noqa: F401 (registers each spec)
+from toolkit.models import efficientnet, maskrcnn, mobilenetv2, resnet, segmenter, srgan, unet, vit  # noqa: F401 (registers each spec)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from toolkit.errors import BadInputError
 from toolkit.tasks.base import Task
 from toolkit.tasks.classification import Classification
+from toolkit.tasks.instance_segmentation import InstanceSegmentation
 from toolkit.tasks.regression import Regression
 from toolkit.tasks.segmentation import Segmentation
 from toolkit.tasks.super_resolution import SuperResolution
 
-TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Regression(), Segmentation(), SuperResolution())}
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Regression(), Segmentation(), SuperResolution(), InstanceSegmentation())}
 
 
 def get_task(name: str) -> Task:
