@@ -137,3 +137,48 @@ def test_region_stats_stay_finite_in_float16():
     for k in want:
         assert torch.isfinite(got[k]).all()
         np.testing.assert_allclose(got[k].float().numpy(), want[k], rtol=2e-2)
+
+
+def test_to_image_scales_a_model_picture_to_pixels_channel_last():
+    x = np.array([[[[0.0, 0.5]], [[1.0, 1.2]], [[-0.1, 0.25]]]], np.float32)  # 1 x 3 x 1 x 2
+    params = resolve_params(OPS["to_image"], {}, "t")
+    assert infer(OPS["to_image"], {"x": Value("map", (3, 1, 2))}, params, "t")[""] == Value("image", (1, 2, 3))
+    a, b = _both("to_image", {"x": x}, params, {"x": "map"})
+    np.testing.assert_array_equal(a[""], [[[[0.0, 255.0, 0.0], [127.5, 255.0, 63.75]]]])
+    np.testing.assert_array_equal(b[""], a[""])
+    with pytest.raises(GlueError, match=r"three-channel map .* \[2, 4, 4\]"):
+        infer(OPS["to_image"], {"x": Value("map", (2, 4, 4))}, params, "t")
+
+
+def _detections(boxes, scores, classes, count, m=4):
+    k = len(scores)
+    return {"boxes": np.array([boxes], np.float32).reshape(1, k, 4), "scores": np.array([scores], np.float32),
+            "classes": np.array([classes], np.float32), "masks": np.ones((1, k, m, m), np.float32),
+            "count": np.array([[count]], np.float32)}
+
+
+def test_paste_instances_labels_each_pixel_with_the_best_scoring_valid_detection():
+    op = OPS["paste_instances"]
+    params = resolve_params(op, {"size": [4, 4], "classes": ["a", "b"]}, "t")
+    values = {"boxes": Value("map", (1, 3, 4)), "scores": Value("vector", (3,)), "classes": Value("vector", (3,)),
+              "masks": Value("map", (3, 4, 4)), "count": Value("vector", (1,))}
+    assert infer(op, values, params, "t")[""] == Value("labels", (4, 4), ("none", "a", "b"))
+    # Detection 0 (class a) covers the top-left quarter; 1 (class b, lower score) the right half; 2 is padding
+    # past count: its whole-picture box draws nothing.
+    inputs = _detections([[0, 0, 0.5, 0.5], [0.25, 0, 1, 1], [0, 0, 1, 1]], [0.9, 0.8, 0.7], [0, 1, 0], 2)
+    out = run_numpy(op, inputs, params, {})[""]
+    np.testing.assert_array_equal(out[0], [[1, 1, 2, 2], [1, 1, 2, 2], [0, 2, 2, 2], [0, 2, 2, 2]])
+    # A mask below the threshold draws nothing.
+    inputs["masks"][0, 0] = 0.4
+    assert (run_numpy(op, inputs, params, {})[""][0] == 1).sum() == 0
+
+
+def test_paste_instances_refuses_outputs_that_are_not_one_detectors():
+    op = OPS["paste_instances"]
+    params = resolve_params(op, {"size": [4, 4], "classes": ["a"]}, "t")
+    values = {"boxes": Value("map", (1, 3, 4)), "scores": Value("vector", (3,)), "classes": Value("vector", (3,)),
+              "masks": Value("map", (5, 4, 4)), "count": Value("vector", (1,))}
+    with pytest.raises(GlueError, match=r"masks has shape \[5, 4, 4\], but 3 detections \(scores\) need \[3, M, M\]"):
+        infer(op, values, params, "t")
+    with pytest.raises(GlueError, match="classes lists the detector's class names"):
+        infer(op, {**values, "masks": Value("map", (3, 4, 4))}, {**params, "classes": "a"}, "t")

@@ -14,9 +14,10 @@ Values travel batch-first, float32 unless said otherwise, in these kinds (shapes
 - ``map``    any other dense output a model makes (C x H x W): shown, passed on, never interpreted
 
 The ops (``OPS``; each one's exact definition is its ``doc``, and the manifest's ``chain.glue_ops`` carries the
-table for apps): resize, softmax, argmax, class_mask, threshold, apply_mask, coverage, region_stats (all
-fusable: tensor arithmetic), and crop_to_mask and count_regions (data-dependent: host glue only).
-Besides the ops, ``paste_masks`` is how an app puts an instance segmenter's per-detection masks back on the picture.
+table for apps): resize, softmax, argmax, class_mask, threshold, apply_mask, coverage, region_stats, to_image (all
+fusable: tensor arithmetic), and crop_to_mask, count_regions and paste_instances (data-dependent: host glue only).
+``paste_masks`` is how an app puts an instance segmenter's per-detection masks back on the picture;
+paste_instances makes a label map of them.
 """
 
 from __future__ import annotations
@@ -385,6 +386,64 @@ def _crop_makes(v, p):
     return {"": Value("image", (h, w, 3))}
 
 
+def _to_image_makes(v, p):
+    x = v["x"]
+    if len(x.shape) != 3 or x.shape[0] != 3:
+        raise GlueError(f"to_image takes a three-channel map (an RGB picture a model makes), not one of shape {list(x.shape)}",
+                        fix="connect a super-resolution model's image output")
+    if not 0 < float(p["scale"]) <= 255:
+        raise GlueError(f"to_image: scale maps the model's range to pixels 0–255, got {p['scale']!r}",
+                        fix="write scale: 255 for a [0, 1] output, 1 for a 0–255 one")
+    return {"": Value("image", (x.shape[1], x.shape[2], 3))}
+
+
+def _to_image_np(inputs, params, kinds):
+    return {"": np.clip(np.transpose(inputs["x"], (0, 2, 3, 1)) * float(params["scale"]), 0.0, 255.0).astype(np.float32)}
+
+
+def _to_image_torch(inputs, params, kinds):
+    return {"": (inputs["x"].permute(0, 2, 3, 1) * float(params["scale"])).clamp(0.0, 255.0)}
+
+
+def _instances_np(inputs, params, kinds):
+    h, w = _size(params)
+    boxes, scores, classes, masks = (np.asarray(inputs[k]) for k in ("boxes", "scores", "classes", "masks"))
+    n, k = scores.shape[0], scores.shape[1]
+    boxes, masks = boxes.reshape(n, k, 4), masks.reshape(n, k, *masks.shape[-2:])
+    count = np.clip(np.rint(np.asarray(inputs["count"]).reshape(n, -1)[:, 0]), 0, k).astype(np.int64)
+    out = np.zeros((n, h, w), np.int32)
+    for i in range(n):
+        inside = paste_masks(boxes[i], masks[i], h, w) >= float(params["threshold"])
+        inside &= (np.arange(k) < count[i])[:, None, None]
+        # The highest-scoring instance covering a pixel labels it (the first, on ties).
+        best = np.argmax(np.where(inside, scores[i][:, None, None], -np.inf), axis=0)
+        label = np.rint(classes[i]).astype(np.int32) + 1
+        out[i] = np.where(inside.any(0), label[best], 0)
+    return {"": out}
+
+
+def _instances_makes(v, p):
+    h, w = _size(p)
+    names = p["classes"]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, str) for c in names):
+        raise GlueError(f"paste_instances: classes lists the detector's class names in index order, got {names!r}",
+                        fix="write classes: [forehead, cheek_left, ...] (its labels, as its bundle's labels.txt lists them)")
+    k = v["scores"].shape[0] if v["scores"].shape else 0
+    # A component's (K, 4) boxes travel as a one-channel map; its masks as a K-channel map.
+    fits = {"boxes": tuple(v["boxes"].shape) in ((1, k, 4), (k, 4)), "classes": tuple(v["classes"].shape) == (k,),
+            "count": tuple(v["count"].shape) == (1,),
+            "masks": len(v["masks"].shape) == 3 and v["masks"].shape[0] == k and v["masks"].shape[1] == v["masks"].shape[2]}
+    want = {"boxes": f"[{k}, 4]", "classes": f"[{k}]", "count": "[1]", "masks": f"[{k}, M, M]"}
+    for port, ok in fits.items():
+        if not ok:
+            raise GlueError(f"paste_instances: {port} has shape {list(v[port].shape)}, but {k} detections (scores) need {want[port]}",
+                            fix="connect the detector's boxes, scores, classes, masks and count outputs")
+    if not 0 < float(p["threshold"]) < 1:
+        raise GlueError(f"paste_instances: threshold is a mask probability between 0 and 1, got {p['threshold']!r}",
+                        fix="write threshold: 0.5")
+    return {"": Value("labels", (h, w), ("none", *names))}
+
+
 OPS: dict[str, Op] = {op.name: op for op in (
     Op("resize", ("x",), {"x": ("image", "scores", "map", "mask", "labels")}, {"size": ...}, _resize_makes, _resize_np_op, _resize_torch_op,
        "bilinear (half-pixel centres, no antialiasing) for pictures and scores; nearest, floor((i + 0.5) · in / out), for masks and labels"),
@@ -409,6 +468,15 @@ OPS: dict[str, Op] = {op.name: op for op in (
        outputs=("area", "intensity")),
     Op("count_regions", ("labels", "within?"), {"labels": ("labels",), "within": ("mask",)}, {"classes": None, "min_pixels": 4},
        _count_makes, _count_np, None, "per class: the separate 8-connected regions of at least min_pixels pixels inside `within`"),
+    Op("to_image", ("x",), {"x": ("map",)}, {"scale": 255}, _to_image_makes, _to_image_np, _to_image_torch,
+       "a three-channel map (C x H x W, as a super-resolution model makes it) as an RGB picture: x · scale, channel-last, "
+       "clipped to 0–255"),
+    Op("paste_instances", ("boxes", "scores", "classes", "masks", "count"),
+       {"boxes": ("map",), "scores": ("vector",), "classes": ("vector",), "masks": ("map",), "count": ("vector",)},
+       {"size": ..., "classes": ..., "threshold": 0.5}, _instances_makes, _instances_np, None,
+       "an instance segmenter's first `count` detections on a size picture: each mask pasted onto its box "
+       "(paste_masks: separable bilinear, 0 outside the box) and kept where >= threshold; a pixel takes 1 + the class "
+       "of the highest-scoring detection that covers it, 0 where none does"),
 )}
 
 

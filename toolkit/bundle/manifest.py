@@ -1,7 +1,8 @@
 """The bundle manifest: the contract an app and a CI job read. Versioned; unknown keys rejected.
 
 1.1 adds ``failed_targets`` (recipe targets that did not convert) and ``verdict.complete``; a 1.0 manifest has
-neither and reads as complete."""
+neither and reads as complete. 1.2 adds ``postprocess``: what an app does with the outputs (an instance
+segmenter's: which detections are valid, how a mask goes back on the picture), from the task."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-MANIFEST_SCHEMA_VERSION = "1.1"
+MANIFEST_SCHEMA_VERSION = "1.2"
 
 
 class _Strict(BaseModel):
@@ -50,6 +51,7 @@ class Manifest(_Strict):
     input: dict[str, Any]
     outputs: list[dict[str, Any]]
     labels: list[str]
+    postprocess: dict[str, Any] | None = None  # the task's app contract (``Task.app_contract``); None: none needed
     compression: dict[str, Any] | None
     calibration: dict[str, Any] | None = None  # the calibration set of full-integer targets, and its checks
     evaluation: dict[str, Any]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.benchmark.stage import Benchmarked
+from toolkit.tasks import get_task
 
 if TYPE_CHECKING:
     from toolkit.context import Context
@@ -65,6 +66,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         input=input_contract(r).describe(spec),
         outputs=[{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
         labels=list(spec.labels),
+        postprocess=get_task(spec.task).app_contract(spec),
         compression=compression,
         calibration=converted.calibration,
         evaluation={"source": ev.source, "n": len(verified.evaluation.data), "split": ev.split if ev.source == "synthetic" else None,

@@ -42,7 +42,8 @@ def chain_data(n: int, size: tuple[int, int], *, seed: int = 0, split: str = "te
         if s.image.shape[:2] != (h, w):
             s = replace(s, image=cv2.resize(s.image, (w, h), interpolation=cv2.INTER_AREA),
                         skin_mask=cv2.resize(s.skin_mask, (w, h), interpolation=cv2.INTER_NEAREST),
-                        segmentation=cv2.resize(s.segmentation, (w, h), interpolation=cv2.INTER_NEAREST))
+                        segmentation=cv2.resize(s.segmentation, (w, h), interpolation=cv2.INTER_NEAREST),
+                        regions=cv2.resize(s.regions, (w, h), interpolation=cv2.INTER_NEAREST))
         images.append(s.image)
         groups.append(s.group)
         rows.append(s)
@@ -55,6 +56,7 @@ def chain_data(n: int, size: tuple[int, int], *, seed: int = 0, split: str = "te
         "acne_grade": np.array([s.acne_grade for s in rows], np.int64),
         "skin_mask": skin.astype(np.uint8),
         "segmentation": seg.astype(np.uint8),
+        "regions": np.stack([s.regions for s in rows]),  # 1 + index into FACE_REGIONS, 0: none
         "hydration": np.array([[s.hydration] for s in rows], np.float32),
         "tewl": np.array([[s.tewl] for s in rows], np.float32),
         "lesion_area": region["area"],

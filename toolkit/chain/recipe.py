@@ -22,8 +22,8 @@ from toolkit.errors import RecipeError
 from toolkit.recipe import Recipe, format_error, load_recipe, parse_recipe, read_yaml
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
-TRUTHS = ("acne_grade", "skin_mask", "segmentation", "hydration", "tewl", "lesion_area", "lesion_intensity", "lesion_regions",
-          "float")
+TRUTHS = ("acne_grade", "skin_mask", "segmentation", "regions", "hydration", "tewl", "lesion_area", "lesion_intensity",
+          "lesion_regions", "float")
 
 
 class _Strict(BaseModel):

@@ -115,9 +115,34 @@ def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
         outputs.append({"name": o["name"], "from": f"model.{o['name']}", "unit": o.get("unit", ""), "kind": kind,
                         "names": list(values[f"model.{o['name']}"].names)})
     step = Step("model", {"image": INPUT}, component="model", kinds={"image": "image"}, makes={k: v for k, v in values.items() if k != INPUT})
+    steps = [step]
     dense = tuple(o["from"] for o in outputs if o["kind"] == "scores" and len(values[o["from"]].shape) == 3)
-    return Loaded(manifest["bundle"], ChainGraph(values[INPUT], (step,), values), outputs, call, None, (h, w), "center_crop",
+    post = manifest.get("postprocess") or {}
+    if post.get("kind") == "instances":  # the detections pasted onto the picture, as the manifest's contract says
+        steps.append(_instance_step(values, labels, (h, w), post))
+        values.update(steps[-1].makes)
+        parts = {port: f"model.{port}" for port in steps[-1].inputs}
+        outputs = [{"name": "instances", "from": "instances", "unit": "", "kind": "instances", "names": list(labels), "parts": parts}]
+        dense = ("instances",)
+    return Loaded(manifest["bundle"], ChainGraph(values[INPUT], tuple(steps), values), outputs, call, None, (h, w), "center_crop",
                   variant, f"{entry['path']} ({runner.check})", dense)
+
+
+def _instance_step(values: dict, labels: tuple[str, ...], size: tuple[int, int], post: dict):
+    """The step that makes an instance segmenter's label map: paste_instances of its five outputs."""
+    from toolkit.chain.graph import Step
+    from toolkit.glue import OPS, infer, resolve_params
+
+    op = OPS["paste_instances"]
+    refs = {port: f"model.{port}" for port, _ in op.ports()}
+    missing = [r for r in refs.values() if r not in values]
+    if missing:
+        raise BadInputError(f"the bundle's postprocess is for instances, but its model has no output {missing[0].split('.', 1)[1]!r}",
+                            fix="re-export the bundle; never edit its manifest by hand")
+    params = resolve_params(op, {"size": list(size), "classes": list(labels), "threshold": post.get("mask_threshold", 0.5)},
+                            "instances")
+    made = infer(op, {p: values[r] for p, r in refs.items()}, params, "instances")
+    return Step("instances", refs, op=op, params=params, kinds={p: values[r].kind for p, r in refs.items()}, makes={"instances": made[""]})
 
 
 def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None) -> dict:
@@ -136,7 +161,10 @@ def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None)
     results, flags, lines = {}, [], []
     for o in loaded.outputs:
         value = loaded.graph.values[o["from"]]
-        shown, text = describe_value(o, value, values[o["from"]][0])
+        if o["kind"] == "instances":
+            shown, text = describe_instances(o, {port: values[ref][0] for port, ref in o["parts"].items()}, values[o["from"]][0])
+        else:
+            shown, text = describe_value(o, value, values[o["from"]][0])
         results[o["name"]] = shown
         lines += text
         below = o.get("flag_below")
@@ -181,6 +209,23 @@ def describe_value(output: dict, value, x: np.ndarray) -> tuple[dict, list[str]]
         names = value.names or tuple(str(i) for i in range(int(labels.max()) + 1))
         return {"fraction_of_picture": {n: float((labels == k).mean()) for k, n in enumerate(names)}}, []
     return {"shape": list(x.shape), "min": float(x.min()), "max": float(x.max()), "unit": unit}, []
+
+
+def describe_instances(output: dict, parts: dict[str, np.ndarray], label_map: np.ndarray) -> tuple[dict, list[str]]:
+    """An instance segmenter's valid detections: class, score, box (fractions of the picture) and the share of the
+    picture its pasted mask labels; one legend line each."""
+    names = output["names"]
+    k = len(parts["scores"])
+    count = int(np.clip(np.rint(np.ravel(parts["count"])[0]), 0, k))
+    boxes = np.asarray(parts["boxes"]).reshape(k, 4)
+    found, lines = [], []
+    for i in range(count):
+        c = int(np.rint(parts["classes"][i]))
+        name = names[c] if 0 <= c < len(names) else str(c)
+        found.append({"class": name, "score": float(parts["scores"][i]), "box": [float(v) for v in boxes[i]],
+                      "fraction_of_picture": float((label_map == c + 1).mean())})
+        lines.append(f"{name} {parts['scores'][i]:.2f}")
+    return {"count": count, "instances": found}, [f"{output['name']}: {count} found" + (f" ({', '.join(lines)})" if lines else "")]
 
 
 def overlay_layers(ref: str, value, x: np.ndarray) -> list:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from toolkit.backends import get_backend
 from toolkit.backends.precisions import PRECISIONS
-from toolkit.errors import ConversionError
+from toolkit.errors import BadInputError, ConversionError
 from toolkit.tasks import get_task
 
 
@@ -119,6 +119,44 @@ def locate_op(module, sample, op_names: list[str]) -> list[str]:
         path, cls = stack[-1] if stack else ("", type(module).__name__)
         where.append(f"{path or '(top level)'} ({cls.rsplit('.', 1)[-1]}) calls {node.target}")
     return list(dict.fromkeys(where))
+
+
+def check_static_outputs(module, sample, spec_name: str) -> None:
+    """Refuse, in one line naming the op and the module, a network whose outputs' sizes depend on the picture
+    (post-processing that keeps a data-dependent number of detections: boolean indexing, ``nonzero``, NMS
+    that returns the kept indices). No on-device format has such outputs, so this is checked once, before any
+    target converts. A network ``torch.export`` cannot export at all is left to the backends' own errors."""
+    import torch
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+    try:
+        ep = torch.export.export(module.eval(), (sample,))
+    except Exception:
+        return
+    outputs = [n for n in ep.graph.nodes if n.op == "output"][0].args[0]
+    dynamic = [n for n in outputs if isinstance(getattr(n, "meta", {}).get("val"), torch.Tensor)
+               and free_unbacked_symbols(n.meta["val"].shape)]
+    if not dynamic:
+        return
+    for node in ep.graph.nodes:  # the first op whose result has a data-dependent size
+        val = node.meta.get("val")
+        if node.op != "call_function" or not isinstance(val, torch.Tensor) or not free_unbacked_symbols(val.shape):
+            continue
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        path, cls = stack[-1] if stack else ("", type(module).__name__)
+        path = path.removeprefix("model.").removeprefix("inner.") if path not in ("model", "inner") else ""
+        trace = [line.strip() for line in (node.meta.get("stack_trace") or "").strip().splitlines()]
+        at = ""
+        if len(trace) >= 2 and trace[-2].startswith("File "):
+            file, line = trace[-2].split('"')[1], trace[-2].split("line ")[-1].split(",")[0]
+            at = f" at {Path(file).name}:{line} `{trace[-1]}`"
+        shape = "[" + ", ".join(str(d) for d in val.shape) + "]"
+        raise BadInputError(
+            f"{spec_name} makes a tensor whose size depends on the picture ({shape}): {node.target} in "
+            f"{path or '(top level)'} ({cls.rsplit('.', 1)[-1]}){at}; no on-device format has data-dependent sizes",
+            fix="make the post-processing static: keep a fixed number of detections (torch.topk), give padding score 0 and "
+                "return a count of the valid ones (as skin_regions_maskrcnn does), or return the raw head outputs and do "
+                "that step in the app")
 
 
 def _site_module(module, site) -> tuple[str, str]:

@@ -79,11 +79,12 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     import torch
 
     from toolkit._io import captured
-    from toolkit.convert.base import convert_target, describe_failure
+    from toolkit.convert.base import check_static_outputs, convert_target, describe_failure
     from toolkit.load.stage import input_contract
 
     spec, recipe = compressed.spec, context.recipe
     sample = torch.rand(*input_contract(recipe).input_shape(spec)) * (255.0 if recipe.input.pixel_range == "0-255" else 1.0)
+    check_static_outputs(compressed.wrapped, sample, spec.name)
     out_dir = context.staging / "artifacts"
     out_dir.mkdir(exist_ok=True)
     calibration, calibration_report = _calibration_inputs(context, spec, evaluation_images)

@@ -165,3 +165,9 @@ class Task(ABC):
     def report_lines(self, verification: dict, *, labels: tuple[str, ...] = ()) -> list[str]:
         """Markdown lines the task adds to an artifact's report (its extras, readable)."""
         return []
+
+    # --- the app's side --------------------------------------------------------------------------------
+    def app_contract(self, spec: ModelSpec) -> dict | None:
+        """What an app must do with the outputs beyond reading them (the manifest's ``postprocess``), each step
+        stated exactly; None: the outputs are the result."""
+        return None

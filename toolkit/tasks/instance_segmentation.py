@@ -252,6 +252,24 @@ class InstanceSegmentation(Task):
         return ["| class | float | artifact |", "|---|---|---|",
                 *(f"| {name} | {cell(r.get('float'))} | {cell(r['artifact'])} |" for name, r in found)]
 
+    def app_contract(self, spec) -> dict:
+        from toolkit.glue import OPS
+
+        shapes = {o.name: o.shape for o in spec.outputs}
+        k = (shapes.get("scores") or (None,))[0]
+        m = (shapes.get("masks") or (None, None))[-1]
+        return {
+            "kind": "instances",
+            "detections": k, "mask_size": m, "mask_threshold": 0.5,
+            "valid": "the first round(count) detections, by score (highest first); the rest have score 0 and are padding",
+            "boxes": "[x1, y1, x2, y2] normalized to the network's input picture (x = column / width, y = row / height)",
+            "classes": "index into labels (a float holding an integer)",
+            "masks": "detection k's M x M mask probabilities cover its box exactly; the artifact holds them as (1, K, M, M) "
+                     "with a channel-first input, (1, M, M, K) with a channel-last one (detection k: masks[0, :, :, k])",
+            "paste": " ".join(paste_masks.__doc__.split()),
+            "label_map": OPS["paste_instances"].doc,
+        }
+
 
 class TargetBatches:
     """Targets as training batches: ``batches[idx]`` (an index array) is a dict of torch tensors ``boxes``
