@@ -5,6 +5,8 @@ Format (documented in the README):
     DIR/labels.csv      header ``file,<target columns>[,ita][,group]``
     DIR/<file>          RGB images (png/jpg), resized to the model input with INTER_AREA
     DIR/masks/<stem>.png  segmentation only: class-index masks at any size (nearest-neighbour resize)
+    DIR/instances/<stem>.png  instance segmentation only: 1 + class index per pixel (0: none), 8- or 16-bit;
+                          each 8-connected region of a class is one instance
     DIR/skin/<stem>.png   optional, for every image or none: skin masks (non-zero = skin) from which the
                           skin tone (ITA°) is measured; without them skin pixels are estimated. Required
                           for a model whose input is masked to the skin (``extra["masked_input"]``)

@@ -255,11 +255,15 @@ class MaskRCNN(nn.Module):
         logits, deltas = self.rpn(features)
         if self.training:
             return {"features": features, "rpn_logits": logits, "rpn_deltas": deltas}
-        rois = self.proposals(logits, deltas)
+        return self.detect(features, self.proposals(logits, deltas))
+
+    def detect(self, features: list[torch.Tensor], rois: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The RoI heads: each RoI's best class and its box, class-aware fast NMS, the top ``DETECTIONS``, their masks."""
+        dtype = rois.dtype
         cls_logits, box_deltas = self.box_predictions(features, rois)
         probs = torch.softmax(cls_logits, -1)[..., 1:]
         score, cls = probs.max(-1)  # each RoI's best class
-        onehot = _one_hot(cls, self.k.get("index", self.num_classes), x.dtype)  # (N, R, classes)
+        onehot = _one_hot(cls, self.k.get("index", self.num_classes), dtype)  # (N, R, classes)
         chosen = (box_deltas[..., 1:, :] * onehot[..., None]).sum(2)
         boxes = decode(chosen, rois)
         _, order = torch.topk(score, PROPOSALS, dim=1)  # by score, for NMS
@@ -267,11 +271,11 @@ class MaskRCNN(nn.Module):
         keep = fast_nms(boxes, DET_NMS, self.k.get("earlier", PROPOSALS), cls)
         score, top = torch.topk(score * keep, DETECTIONS, dim=1)
         boxes, cls = take(boxes, top), take(cls, top)
-        valid = (score >= SCORE_THRESHOLD).to(x.dtype)
+        valid = (score >= SCORE_THRESHOLD).to(dtype)
         masks = torch.sigmoid(self.mask_logits(features, boxes))
-        onehot = _one_hot(cls, self.k.get("index", self.num_classes), x.dtype)
+        onehot = _one_hot(cls, self.k.get("index", self.num_classes), dtype)
         masks = (masks * onehot[..., None, None]).sum(2)
-        return {"boxes": boxes, "scores": score * valid, "classes": cls.to(x.dtype), "masks": masks,
+        return {"boxes": boxes, "scores": score * valid, "classes": cls.to(dtype), "masks": masks,
                 "count": valid.sum(1, keepdim=True)}
 
     # --- training --------------------------------------------------------------------------------------------
