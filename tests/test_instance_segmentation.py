@@ -350,3 +350,15 @@ def test_training_is_the_models_own_loss_and_targets_batch_as_tensors():
     got = batches[np.array([1, 0])]
     assert got["boxes"].shape == (2, 2, 4) and got["boxes"].dtype == torch.float32
     assert got["classes"].tolist() == [[2, -1], [0, 1]] and got["masks"].dtype == torch.uint8 and got["masks"].shape == (2, 2, S, S)
+
+
+def test_a_model_that_finds_nothing_scores_zero_not_an_error():
+    # An 8-bit graph can lose every detection: every metric is defined, AP and agreement are 0.
+    spec, task = _spec(), TASK
+    data = task_data(spec, 2, split="test")
+    k, m = 10, 28
+    empty = {"boxes": np.zeros((2, k, 4), np.float32), "scores": np.zeros((2, k), np.float32),
+             "classes": np.zeros((2, k), np.float32), "masks": np.zeros((2, k, m, m), np.float32), "count": np.zeros((2, 1), np.float32)}
+    o = task.read(empty, spec)
+    got = task.quick_metrics(o, data.targets)
+    assert got["mask_ap"] == 0.0 and got["box_ap50"] == 0.0 and got["count_error"] == 5.0

@@ -91,6 +91,9 @@ class ModelSpec:
       number or an RGB triple). Its data (``toolkit.data.masking``, applied by ``toolkit.tasks.data``): the
       synthetic skin mask at input resolution, eroded or dilated by 0–3 px on the training split; a folder's
       ``skin/`` masks, which it then must have.
+    - ``"float_postprocess": True``: full-integer targets keep float the ops the network's own ``forward`` runs
+      outside its layers (an instance segmenter's box decoding, NMS and RoIAlign sampling weights, whose values
+      an 8-bit grid cannot hold); its layers, and everything inside them, are quantized.
     """
 
     name: str

@@ -73,7 +73,15 @@ def device_call(runners: dict, ios: dict[str, ComponentIO], fallback=None):
         x = x.astype(np.float32) / (255.0 if io.pixel_range == "0-1" else 1.0)
         if io.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
-        return to_nchw(runners[name].run(np.ascontiguousarray(x)), io.layout)
+        try:
+            out = runners[name].run(np.ascontiguousarray(x))
+        except SkinkitError:
+            raise
+        except Exception as exc:  # the runtime refuses the graph while running it: this chain is not verified
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise VerificationError(f"component {name} fails while running in {runners[name].check}: {type(exc).__name__}: {first}",
+                                    fix="drop that target from the component, or keep the failing layers float (targets[].keep_float)") from None
+        return to_nchw(out, io.layout)
 
     return call
 

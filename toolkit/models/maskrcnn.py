@@ -105,11 +105,16 @@ def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def fast_nms(boxes: torch.Tensor, threshold: float, earlier: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
     """Which of ``boxes`` (N, n, 4), sorted by score, survive fast NMS (1.0 kept, 0.0 dropped): (N, n).
     ``earlier``: the strict upper triangle (n, n) of ones ([i, j]: i scores above j); with ``classes`` (N, n),
-    only boxes of the same class suppress each other."""
-    iou = box_iou(boxes, boxes)
+    only boxes of the same class suppress each other. IoU > t is tested as inter · (1 + t) > t · (area_i + area_j):
+    no division, so no divisor that an 8-bit graph could round to zero."""
+    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    over = wh[..., 0] * wh[..., 1] * (1.0 + threshold) - threshold * (area[:, :, None] + area[:, None, :])
     if classes is not None:
-        iou = iou * (classes[:, :, None] == classes[:, None, :]).to(iou.dtype)
-    return ((iou * earlier).amax(1) <= threshold).to(boxes.dtype)
+        over = over * (classes[:, :, None] == classes[:, None, :]).to(over.dtype)
+    return ((over * earlier).amax(1) <= 0.0).to(boxes.dtype)
 
 
 class Constants(nn.Module):
@@ -366,4 +371,7 @@ register_model(ModelSpec(
     tolerances=INSTANCE_TOLERANCES,
     training=TrainingConfig(n_train=1200, n_val=200, epochs=6, batch_size=8, lr=2e-3),
     mean=IMAGENET_MEAN, std=IMAGENET_STD, metric="mask_ap",
+    # Box arithmetic, fast NMS and RoIAlign's sampling weights cannot live on an 8-bit grid (a suppression test
+    # near 0, pixel positions 0-40 at 1/256 of their range): full-integer targets quantize the layers only.
+    extra={"float_postprocess": True},
 ))

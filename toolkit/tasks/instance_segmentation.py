@@ -357,7 +357,8 @@ def _paste(d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     n, k = d["scores"].shape
     valid = _valid(d)
     out = np.zeros((n, k, size[0] * size[1]), np.float32)
-    out[valid] = (paste_masks(d["boxes"][valid], d["masks"][valid], *size) >= 0.5).reshape(int(valid.sum()), -1)
+    if valid.any():
+        out[valid] = (paste_masks(d["boxes"][valid], d["masks"][valid], *size) >= 0.5).reshape(int(valid.sum()), -1)
     return out
 
 

@@ -28,6 +28,9 @@ _RECIPES = {
     "int8": "static_wi8_ai8",
     "int16x8": "static_wi8_ai16",
 }
+# A spec whose extra sets this keeps its post-processing float in full-integer targets (``ModelSpec.extra``).
+FLOAT_POSTPROCESS = "float_postprocess"
+_TOP_LEVEL_OPS = r"_model;\d*;"  # litert-torch names an op of the network's own forward "<scope>/<Class>_model;<n>"
 # The float flatbuffer of a module, so that every TFLite target of one export lowers it once.
 _FLOAT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -157,6 +160,10 @@ def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | 
         _fp16_weights(q)
         return q.quantize(enable_progress_report=False).quantized_model
     q.load_quantization_recipe(getattr(recipe, _RECIPES[precision])())
+    if spec.extra.get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+        # The ops the network's own forward runs outside its layers are scoped "<…>_model;<n>": they stay float.
+        q.update_quantization_recipe(regex=_TOP_LEVEL_OPS, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                     algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
     if keep_float:  # mixed precision: these layers' ops stay float, with (de)quantize around them
         import re
 
@@ -266,6 +273,8 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         details.update(_check_applied(precision, details))
         if precision != "fp32" and options.get("keep_float"):
             details["kept_float"] = _kept_float(tmp, keep)
+        if spec.extra.get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+            details["float_postprocess"] = "the network's own ops outside its layers kept float; its layers quantized"
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
