@@ -2,8 +2,12 @@
 products, checked against the reference kernels), its bundle with the app contract, ``skinkit run`` drawing the
 instances, and a user's detector with data-dependent post-processing refused in one line naming op and module."""
 
+import json
 import textwrap
 
+import cv2
+import numpy as np
+import pytest
 import torch
 
 from tests.conftest import run_cli, write_recipe
@@ -111,3 +115,60 @@ def test_data_dependent_post_processing_is_one_line_naming_the_op_and_module(tmp
             "detector.py:9 `return boxes[keep], scores[keep]`") in lines[0]
     assert "fix: make the post-processing static: keep a fixed number of detections (torch.topk)" in lines[0]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def instance_bundle(tmp_path_factory):
+    """One real export of the trained Mask R-CNN (ONNX fp32 and TFLite int8 on a few faces: quick)."""
+    tmp = tmp_path_factory.mktemp("instances")
+    r = write_recipe(tmp / "regions.yaml", textwrap.dedent("""
+        name: regions_test
+        model: {name: skin_regions_maskrcnn}
+        targets:
+          - {format: onnx, precision: fp32}
+          - {format: tflite, precision: int8}
+        calibration: {n: 16}
+        evaluation: {n: 16}
+        benchmark: {enabled: false}
+    """))
+    proc = run_cli("export", str(r), "--out", str(tmp / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "out" / "regions_test"
+
+
+def test_the_bundle_states_the_app_contract_and_passes_its_mask_ap_gate(instance_bundle):
+    m = json.loads((instance_bundle / "manifest.json").read_text())
+    assert m["schema_version"] == "1.2" and m["labels"] == ["forehead", "cheek_left", "cheek_right", "nose", "chin"]
+    post = m["postprocess"]
+    assert post["kind"] == "instances" and post["detections"] == 10 and post["mask_size"] == 28
+    assert "masks[0, :, :, k]" in post["masks"] and "separable bilinear" in post["paste"]
+    for a in m["artifacts"]:
+        v = a["verification"]
+        assert v["passed"], (a["path"], [c for c in v["criteria"] if not c["passed"]])
+        assert v["task_metric"]["name"] == "mask_ap" and v["task_metric"]["float"] > 0.9
+        assert v["metrics"]["agreement"]["artifact"]["value"] >= 0.85
+    int8 = next(a for a in m["artifacts"] if a["precision"] == "int8")
+    assert int8["structure"]["float_postprocess"].startswith("the network's own ops outside its layers kept float")
+    assert run_cli("verify", str(instance_bundle)).returncode == 0
+
+
+def test_skinkit_run_lists_and_draws_the_instances(instance_bundle, tmp_path):
+    from toolkit.data.synthetic import make_sample
+
+    face = make_sample(0, "test", 3, size=480).image  # a photo larger than the input: center-cropped, resized
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    proc = run_cli("run", str(instance_bundle), str(tmp_path / "face.png"), "--json", "--overlay", str(tmp_path / "ov"),
+                   "--variant", "tflite_int8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads(proc.stdout)
+    found = rec["outputs"]["instances"]
+    assert found["count"] == 5
+    assert sorted(i["class"] for i in found["instances"]) == ["cheek_left", "cheek_right", "chin", "forehead", "nose"]
+    assert all(i["score"] > 0.5 and 0.01 < i["fraction_of_picture"] < 0.2 for i in found["instances"])
+    forehead = next(i for i in found["instances"] if i["class"] == "forehead")
+    chin = next(i for i in found["instances"] if i["class"] == "chin")
+    assert forehead["box"][3] < chin["box"][1]  # the forehead above the chin
+    overlay = cv2.imread(rec["overlay"])
+    assert overlay.shape[:2] == (480, 480) and not np.array_equal(overlay[..., ::-1], face)
+    text = run_cli("run", str(instance_bundle), str(tmp_path / "face.png"), "--variant", "onnx_fp32").stdout
+    assert "instances: 5 found (" in text

@@ -140,6 +140,20 @@ def test_stack_kernel_matches_torch_stack():
     assert mil.KERNELS["stack"](values=(a, b), axis=-1).shape == (2, 3, 2)
 
 
+def test_topk_and_gather_along_axis_kernels():
+    # A detector's selection: the k best along an axis (ties: the first index), then rows gathered by index.
+    x = torch.tensor([[0.25, 0.75, 0.75, 0.125], [0.5, 0.375, 0.625, 0.625]])
+    values, idx = mil.KERNELS["topk"](x=x, k=3, axis=-1)
+    assert values.tolist() == [[0.75, 0.75, 0.25], [0.625, 0.625, 0.5]] and idx.tolist() == [[1, 2, 0], [2, 3, 0]]
+    assert idx.dtype == torch.int32
+    low, low_idx = mil.KERNELS["topk"](x=x, k=1, axis=1, ascending=True)
+    assert low.tolist() == [[0.125], [0.375]] and low_idx.tolist() == [[3], [1]]
+    boxes = torch.arange(24.0).reshape(2, 4, 3)
+    got = mil.KERNELS["gather_along_axis"](x=boxes, indices=idx[..., None].expand(-1, -1, 3), axis=1)
+    assert got.tolist() == torch.gather(boxes, 1, idx.long()[..., None].expand(-1, -1, 3)).tolist()
+    assert mil.KERNELS["gather_along_axis"](x=x, indices=torch.tensor([[-1], [0]]), axis=1).tolist() == [[0.125], [0.5]]
+
+
 def test_scaled_dot_product_attention_kernel_matches_pytorch():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))

@@ -467,6 +467,21 @@ def _gather(x, indices, axis=0, **_):
     return torch.index_select(x, int(axis), idx.reshape(-1)).reshape(*x.shape[:int(axis) % x.dim()], *idx.shape, *x.shape[int(axis) % x.dim() + 1:])
 
 
+@kernel("gather_along_axis")
+def _gather_along_axis(x, indices, axis=0, **_):
+    idx = torch.as_tensor(indices).long()
+    idx = torch.where(idx < 0, idx + x.shape[int(axis)], idx)
+    return torch.gather(x, int(axis), idx)
+
+
+@kernel("topk")
+def _topk(x, k=1, axis=-1, ascending=False, sort=True, return_indices=True, output_indices_dtype="int32", **_):
+    """The k largest (smallest with ``ascending``) along ``axis``, sorted; on ties the first index wins."""
+    order = torch.sort(x, dim=int(axis), descending=not bool(ascending), stable=True).indices
+    idx = order.narrow(int(axis), 0, int(k))
+    return torch.gather(x, int(axis), idx), idx.to(torch.int32)
+
+
 @kernel("tile")
 def _tile(x, reps, **_):
     return x.repeat([int(r) for r in reps])
