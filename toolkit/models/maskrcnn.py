@@ -10,7 +10,8 @@ exportable is that every shape is fixed and no op needs torchvision's C++ extens
   it dropped still suppresses), and it is one matrix expression instead of a data-dependent loop. The top
   ``PROPOSALS`` survivors go on, suppressed ones with score 0.
 - **RoIAlign** as two matrix products: along each axis, a RoI's bins sample the map at ``SAMPLING`` points
-  per bin with bilinear weights (a triangle kernel), averaged, so pooling is ``Wy @ F @ Wx^T``. The maths is
+  per bin with bilinear weights (a triangle kernel), averaged, so pooling is ``Wy @ F @ Wx^T``. (No constant
+  averaging matrix: coremltools' 8-bit k-means palettization turned its two values, 0 and 0.5, into one.) The maths is
   RoIAlign's (``aligned=True``: pixel centres at +0.5; samples outside the map weigh 0 rather than clamping).
   Every RoI is pooled from every pyramid level and a one-hot level choice (the FPN rule) selects one: static,
   and no tensor above rank 4.
@@ -128,7 +129,6 @@ class Constants(nn.Module):
             self.register_buffer(f"earlier_{n}", _BUILD["earlier"](n), persistent=False)
         for n in bins:
             self.register_buffer(f"steps_{n}", _BUILD["steps"](n), persistent=False)
-            self.register_buffer(f"average_{n}", _BUILD["average"](n), persistent=False)
         for n in sorted(set(index)):
             self.register_buffer(f"index_{n}", _BUILD["index"](n), persistent=False)
 
@@ -142,8 +142,6 @@ _BUILD = {
     "index": lambda n: torch.arange(n, dtype=torch.float32),
     # Sample positions across a RoI as fractions of its side: SAMPLING per bin, centred.
     "steps": lambda n: (torch.arange(n * SAMPLING, dtype=torch.float32) + 0.5) / (n * SAMPLING),
-    # (bins, bins * SAMPLING): the mean of each bin's samples.
-    "average": lambda n: torch.repeat_interleave(torch.eye(n), SAMPLING, dim=1) / SAMPLING,
 }
 
 
@@ -154,7 +152,7 @@ def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, bins: int, length: int, k:
     pixels, ``SAMPLING`` samples per bin averaged: (B, bins, length)."""
     at = (lo[:, None] + k.get("steps", bins)[None, :] * (hi - lo)[:, None]) * length - 0.5  # pixel units
     w = (1.0 - (at[:, :, None] - k.get("index", length)[None, None, :]).abs()).clamp(min=0.0)  # (B, bins*S, length)
-    return torch.matmul(k.get("average", bins), w)
+    return w.reshape(-1, bins, SAMPLING, length).mean(2)
 
 
 def roi_align(feature: torch.Tensor, boxes: torch.Tensor, size: int, k: Constants) -> torch.Tensor:
