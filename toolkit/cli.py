@@ -532,6 +532,9 @@ def _print_assessment(r: dict, console) -> None:
             console.print(f"  {name}: {v['label']} ({v['probability']:.2f})")
         elif "values" in v:
             console.print(f"  {name}: " + ", ".join(f"{k} {x:.3g}" for k, x in v["values"].items()) + f" {v['unit']}".rstrip())
+        elif "instances" in v:
+            found = ", ".join(f"{i['class']} {i['score']:.2f} ({i['fraction_of_picture']:.1%})" for i in v["instances"])
+            console.print(f"  {name}: {v['count']} found" + (f": {found}" if found else ""))
         elif isinstance(v.get("fraction_of_picture"), float):
             console.print(f"  {name}: {v['fraction_of_picture']:.1%} of the picture")
         elif "fraction_of_picture" in v:
