@@ -170,5 +170,7 @@ def test_skinkit_run_lists_and_draws_the_instances(instance_bundle, tmp_path):
     assert forehead["box"][3] < chin["box"][1]  # the forehead above the chin
     overlay = cv2.imread(rec["overlay"])
     assert overlay.shape[:2] == (480, 480) and not np.array_equal(overlay[..., ::-1], face)
-    text = " ".join(run_cli("run", str(instance_bundle), str(tmp_path / "face.png"), "--variant", "onnx_fp32").stdout.split())
+    plain = run_cli("run", str(instance_bundle), str(tmp_path / "face.png"), "--variant", "onnx_fp32")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    text = " ".join(plain.stderr.split())  # the human-readable report goes to the terminal (stderr)
     assert "instances: 5 found: " in text and "forehead 1.00 (" in text
