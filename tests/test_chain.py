@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_cli, write_recipe
 from toolkit.chain.recipe import load_chain_recipe
 from toolkit.errors import RecipeError
-from toolkit.glue import GlueError
+from toolkit.glue import GlueError, Value
 
 CHAIN = """
 name: gated_test
@@ -214,7 +214,7 @@ def test_run_takes_a_single_model_bundle_too(default_bundle, tmp_path):
     assert first["outputs"]["logits"]["label"] == logits["label"] and second["error"].startswith("photo not found")
 
 
-@pytest.mark.parametrize("name", ["acne_gated", "lesion_stats", "selfie_assessment"])
+@pytest.mark.parametrize("name", ["acne_gated", "lesion_stats", "selfie_assessment", "skin_texture_regions"])
 def test_shipped_assessment_recipes_connect(name, tmp_path):
     """Every link of the shipped chains checked on the real models (one forward pass each), nothing converted."""
     from pathlib import Path
@@ -232,6 +232,8 @@ def test_shipped_assessment_recipes_connect(name, tmp_path):
         value = graph.values[o.source]
         if o.truth and o.truth.startswith("lesion_"):
             assert value.names == ("melanin", "trouble", "wrinkle", "pore")
+        if o.truth == "regions":  # the pasted detections name the generator's regions, in its order
+            assert value == Value("labels", (320, 320), ("none", "forehead", "cheek_left", "cheek_right", "nose", "chin"))
 
 
 def test_a_variant_not_every_component_has_is_refused(tmp_path):
@@ -306,3 +308,27 @@ def test_an_output_judged_against_the_wrong_truth_is_refused_before_converting(t
     lesion = CHAIN.replace("judge: segmentation, truth: skin_mask", "judge: segmentation, truth: lesion_area")
     r = run_cli("export", str(write_recipe(tmp_path / "l.yaml", lesion)), "--out", str(tmp_path / "b"))
     assert r.returncode == 1 and "truth lesion_area holds one column per lesion class" in r.stderr
+
+
+@pytest.mark.slow
+def test_shipped_texture_then_regions_chain_passes_and_runs(tmp_path):
+    """The seed system: texture SR, then Mask R-CNN on the super-resolved face, its detections pasted as a label
+    map: every device chain judged against the float chain and the generator's regions (about 10 minutes)."""
+    from pathlib import Path
+
+    from toolkit.data.synthetic import make_sample
+
+    recipe = Path(__file__).resolve().parent.parent / "export_recipes" / "skin_texture_regions.yaml"
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "bundles"), timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = tmp_path / "bundles" / "skin_texture_regions"
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["verdict"]["passed"] is True
+    for v in m["variants"]:
+        regions = v["verification"]["outputs"]["regions"]["metrics"]["miou"]
+        assert regions["float"]["value"] > 0.8 and regions["drop"]["value"] < 0.05, (v["key"], regions)
+    cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(make_sample(0, "test", 7, size=320).image, cv2.COLOR_RGB2BGR))
+    rec = json.loads(run_cli("run", str(bundle), str(tmp_path / "face.png"), "--json", "--overlay", str(tmp_path / "ov")).stdout)
+    shares = rec["outputs"]["region_area"]["values"]
+    assert set(shares) == {"forehead", "cheek_left", "cheek_right", "nose", "chin"} and all(0.01 < s < 0.3 for s in shares.values())
+    assert Path(rec["overlay"]).is_file()

@@ -45,7 +45,7 @@ def test_every_registered_model_has_a_recipe_and_every_recipe_a_model():
     assert set(recipes) == names
     assert all(recipes[n] == n for n in names)
     # an assessment recipe is named after its file and runs registered models only
-    assert [p.stem for p in chains] == ["acne_gated", "lesion_stats", "selfie_assessment"]
+    assert [p.stem for p in chains] == ["acne_gated", "lesion_stats", "selfie_assessment", "skin_texture_regions"]
     for p in chains:
         chain = load_chain_recipe(p)
         assert chain.name == p.stem and {c.model.name for c in chain.components.values()} <= names

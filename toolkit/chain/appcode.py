@@ -244,6 +244,10 @@ ARGS: dict[str, Callable[[_Step, _Lang], list]] = {
     "region_stats": lambda s, L: [L.ref(s.inputs["labels"]), L.ref(s.inputs["image"]), _within(s, L), L.ints(_resolved(s, "indices"))],
     "count_regions": lambda s, L: [L.ref(s.inputs["labels"]), _within(s, L), *_hw(s.reads["labels"], s.id),
                                    L.ints(_resolved(s, "indices")), int(s.params["min_pixels"])],
+    "to_image": lambda s, L: [L.ref(s.inputs["x"]), *_hw(s.out, s.id), L.f32(s.params["scale"])],
+    "paste_instances": lambda s, L: [*(L.ref(s.inputs[p]) for p in ("boxes", "scores", "classes", "masks", "count")),
+                                     s.reads["scores"].shape[0], s.reads["masks"].shape[-1], *_hw(s.out, s.id),
+                                     L.f32(s.params["threshold"])],
 }
 
 

@@ -454,6 +454,55 @@ OPS: dict[str, str] = {
         }
         return Pair(area, intensity)
     }''',
+    "to_image": '''\
+    /** x: 3 x H x W (a model's [0, 1] RGB) -> H x W x 3 pixels: x * scale, clipped to 0-255. */
+    fun toImage(x: FloatArray, height: Int, width: Int, scale: Float): FloatArray {
+        require(x.size == 3 * height * width) { "toImage: a 3 x $height x $width picture has ${3 * height * width} values, not ${x.size}" }
+        val plane = height * width
+        return FloatArray(x.size) { i -> (x[(i % 3) * plane + i / 3] * scale).coerceIn(0f, 255f) }
+    }''',
+    "paste_instances": '''\
+    /**
+     * An instance segmenter's first round(count) detections as a height x width label map: 1 + the class of the
+     * highest-scoring detection whose pasted mask is >= threshold at the pixel (the first, on ties), 0 elsewhere.
+     * boxes: k x 4 [x1, y1, x2, y2] in 0-1; masks: k x m x m over each box. Pasting (toolkit.glue.paste_masks):
+     * pixel row i (centre (i + 0.5) / height) inside [y1, y2) reads mask row u = ((i + 0.5) / height - y1) /
+     * (y2 - y1) * m - 0.5, clamped to [0, m - 1], linear between floor(u) and floor(u) + 1 (the last row at
+     * the edge); columns the same; 0 outside the box.
+     */
+    fun pasteInstances(boxes: FloatArray, scores: FloatArray, classes: FloatArray, masks: FloatArray, count: FloatArray,
+                       k: Int, m: Int, height: Int, width: Int, threshold: Float): FloatArray {
+        require(boxes.size == 4 * k && scores.size == k && classes.size == k && masks.size == k * m * m) { "pasteInstances: sizes differ" }
+        val labels = FloatArray(height * width)
+        val best = FloatArray(height * width) { Float.NEGATIVE_INFINITY }
+        val valid = min(max(Math.round(count[0]), 0), k)
+        for (d in 0 until valid) {
+            val x1 = boxes[4 * d].toDouble(); val y1 = boxes[4 * d + 1].toDouble()
+            val x2 = boxes[4 * d + 2].toDouble(); val y2 = boxes[4 * d + 3].toDouble()
+            if (x2 <= x1 || y2 <= y1) continue
+            for (i in 0 until height) {
+                val cy = (i + 0.5) / height
+                if (cy < y1 || cy >= y2) continue
+                val u = min(max((cy - y1) / (y2 - y1) * m - 0.5, 0.0), (m - 1).toDouble())
+                val r0 = floor(u).toInt(); val r1 = min(r0 + 1, m - 1); val fy = (u - r0).toFloat()
+                for (j in 0 until width) {
+                    val cx = (j + 0.5) / width
+                    if (cx < x1 || cx >= x2) continue
+                    val v = min(max((cx - x1) / (x2 - x1) * m - 0.5, 0.0), (m - 1).toDouble())
+                    val c0 = floor(v).toInt(); val c1 = min(c0 + 1, m - 1); val fx = (v - c0).toFloat()
+                    val base = d * m * m
+                    val top = masks[base + r0 * m + c0] * (1 - fx) + masks[base + r0 * m + c1] * fx
+                    val bottom = masks[base + r1 * m + c0] * (1 - fx) + masks[base + r1 * m + c1] * fx
+                    val p = i * width + j
+                    if (top * (1 - fy) + bottom * fy >= threshold && scores[d] > best[p]) {
+                        best[p] = scores[d]
+                        labels[p] = Math.round(classes[d]) + 1f
+                    }
+                }
+            }
+        }
+        return labels
+    }''',
     "count_regions": '''\
     /**
      * labels: height x width class indices, within: a mask or null -> per class of classes the number of

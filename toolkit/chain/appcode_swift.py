@@ -557,6 +557,57 @@ OPS: dict[str, str] = {
         }
         return (area: area, intensity: intensity)
     }''',
+    "to_image": '''\
+    /// x: 3 x H x W (a model's [0, 1] RGB) -> H x W x 3 pixels: x * scale, clipped to 0-255.
+    func toImage(_ x: [Float], _ height: Int, _ width: Int, _ scale: Float) -> [Float] {
+        precondition(x.count == 3 * height * width, "toImage: a 3 x \\(height) x \\(width) picture has \\(3 * height * width) values")
+        let plane = height * width
+        var out = [Float](repeating: 0, count: x.count)
+        for i in 0..<x.count {
+            out[i] = min(max(x[(i % 3) * plane + i / 3] * scale, 0), 255)
+        }
+        return out
+    }''',
+    "paste_instances": '''\
+    /// An instance segmenter's first round(count) detections as a height x width label map: 1 + the class of the
+    /// highest-scoring detection whose pasted mask is >= threshold at the pixel (the first, on ties), 0 elsewhere.
+    /// boxes: k x 4 [x1, y1, x2, y2] in 0-1; masks: k x m x m over each box. Pasting (toolkit.glue.paste_masks):
+    /// pixel row i (centre (i + 0.5) / height) inside [y1, y2) reads mask row u = ((i + 0.5) / height - y1) /
+    /// (y2 - y1) * m - 0.5, clamped to [0, m - 1], linear between floor(u) and floor(u) + 1 (the last row at
+    /// the edge); columns the same; 0 outside the box.
+    func pasteInstances(_ boxes: [Float], _ scores: [Float], _ classes: [Float], _ masks: [Float], _ count: [Float],
+                        _ k: Int, _ m: Int, _ height: Int, _ width: Int, _ threshold: Float) -> [Float] {
+        precondition(boxes.count == 4 * k && scores.count == k && classes.count == k && masks.count == k * m * m,
+                     "pasteInstances: sizes differ")
+        var labels = [Float](repeating: 0, count: height * width)
+        var best = [Float](repeating: -Float.infinity, count: height * width)
+        let valid = min(max(Int(count[0].rounded()), 0), k)
+        for d in 0..<valid {
+            let x1 = Double(boxes[4 * d]), y1 = Double(boxes[4 * d + 1]), x2 = Double(boxes[4 * d + 2]), y2 = Double(boxes[4 * d + 3])
+            if x2 <= x1 || y2 <= y1 { continue }
+            for i in 0..<height {
+                let cy = (Double(i) + 0.5) / Double(height)
+                if cy < y1 || cy >= y2 { continue }
+                let u = min(max((cy - y1) / (y2 - y1) * Double(m) - 0.5, 0), Double(m - 1))
+                let r0 = Int(u.rounded(.down)), r1 = min(r0 + 1, m - 1), fy = Float(u - Double(r0))
+                for j in 0..<width {
+                    let cx = (Double(j) + 0.5) / Double(width)
+                    if cx < x1 || cx >= x2 { continue }
+                    let v = min(max((cx - x1) / (x2 - x1) * Double(m) - 0.5, 0), Double(m - 1))
+                    let c0 = Int(v.rounded(.down)), c1 = min(c0 + 1, m - 1), fx = Float(v - Double(c0))
+                    let base = d * m * m
+                    let top = masks[base + r0 * m + c0] * (1 - fx) + masks[base + r0 * m + c1] * fx
+                    let bottom = masks[base + r1 * m + c0] * (1 - fx) + masks[base + r1 * m + c1] * fx
+                    let p = i * width + j
+                    if top * (1 - fy) + bottom * fy >= threshold && scores[d] > best[p] {
+                        best[p] = scores[d]
+                        labels[p] = classes[d].rounded() + 1
+                    }
+                }
+            }
+        }
+        return labels
+    }''',
     "count_regions": '''\
     /// labels: height x width class indices, within: a mask or nil -> per class of classes the number of 8-connected
     /// regions of that class inside within (> 0.5) with at least minPixels pixels.
