@@ -1,6 +1,6 @@
 """Export the assessment recipes and print their chain figures as markdown.
 
-    python benchmarks/chains.py [--recipes acne_gated,lesion_stats,selfie_assessment] [--bundles DIR] [--json out.json]
+    python benchmarks/chains.py [--recipes acne_gated,lesion_stats,selfie_assessment,skin_texture_regions] [--bundles DIR] [--json out.json]
 
 Per recipe: each device chain (every component's artifact of one target key, glue in NumPy, as an app runs
 them) against the float chain on the recipe's held-out photos — each judged output's headline metric, float
@@ -91,7 +91,7 @@ def main() -> None:
     from toolkit._io import captured_quietly
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--recipes", default="acne_gated,lesion_stats,selfie_assessment")
+    ap.add_argument("--recipes", default="acne_gated,lesion_stats,selfie_assessment,skin_texture_regions")
     ap.add_argument("--bundles", type=Path, default=ROOT / "bundles")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
