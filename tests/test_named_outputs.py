@@ -119,3 +119,19 @@ def test_outputs_describe_only_a_users_model(tmp_path):
                                                "outputs: [a, a]}\ntargets: [{format: onnx}]\n")
     proc = run_cli("export", str(recipe), "--dry-run")
     assert proc.returncode == 1 and "model.outputs names a more than once" in proc.stderr
+
+
+def test_a_list_of_per_image_detection_dicts_is_named_for_what_it_is():
+    # torchvision's detection models in eval mode: one dict per image, as many detections as the picture has.
+    import torch
+
+    from toolkit.errors import BadInputError
+    from toolkit.outputs import name_outputs
+
+    result = [{"boxes": torch.zeros(3, 4), "labels": torch.zeros(3), "scores": torch.zeros(3), "masks": torch.zeros(3, 1, 8, 8)}]
+    with pytest.raises(BadInputError) as err:
+        name_outputs(result, ("boxes", "scores", "classes", "masks", "count"))
+    assert err.value.cause == ("the model returns a list of 1 dict(s) (boxes, labels, scores, masks), one per image, as torchvision's "
+                               "detection models do in eval mode: each holds as many detections as the picture has, a size no "
+                               "on-device format can hold")
+    assert err.value.fix.startswith("wrap the model so that it returns fixed-size tensors: the top K detections (torch.topk)")

@@ -42,6 +42,13 @@ def name_outputs(result: object, names: Sequence[str]) -> dict[str, "torch.Tenso
                                 f"outputs {', '.join(names)}", fix="declare the outputs under the dict's keys")
         items = [(n, result[n]) for n in names]
     elif isinstance(result, (tuple, list)):
+        if result and all(isinstance(r, Mapping) for r in result):
+            keys = ", ".join(map(str, result[0])) or "no keys"
+            raise BadInputError(f"the model returns a list of {len(result)} dict(s) ({keys}), one per image, as torchvision's "
+                                "detection models do in eval mode: each holds as many detections as the picture has, a size "
+                                "no on-device format can hold",
+                                fix="wrap the model so that it returns fixed-size tensors: the top K detections (torch.topk), "
+                                    "padding with score 0, and a count of the valid ones (as skin_regions_maskrcnn does)")
         if len(result) != len(names):
             raise BadInputError(f"the model returns {len(result)} values but declares {len(names)} outputs ({', '.join(names)})",
                                 fix="declare one output per returned value, in order, in the recipe's model.outputs")
