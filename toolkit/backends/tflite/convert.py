@@ -160,7 +160,7 @@ def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | 
         _fp16_weights(q)
         return q.quantize(enable_progress_report=False).quantized_model
     q.load_quantization_recipe(getattr(recipe, _RECIPES[precision])())
-    if spec.extra.get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+    if getattr(spec, "extra", {}).get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
         # The ops the network's own forward runs outside its layers are scoped "<…>_model;<n>": they stay float.
         q.update_quantization_recipe(regex=_TOP_LEVEL_OPS, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                      algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
@@ -273,7 +273,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         details.update(_check_applied(precision, details))
         if precision != "fp32" and options.get("keep_float"):
             details["kept_float"] = _kept_float(tmp, keep)
-        if spec.extra.get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+        if getattr(spec, "extra", {}).get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
             details["float_postprocess"] = "the network's own ops outside its layers kept float; its layers quantized"
         os.replace(tmp, path)
     finally:
