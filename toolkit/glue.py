@@ -56,6 +56,11 @@ class Value:
             return self.shape[1], self.shape[2]
         return None
 
+    @property
+    def drawable(self) -> bool:
+        """A mask, label map or dense class scores: what an overlay can draw on the photo."""
+        return self.kind in ("mask", "labels") or (self.kind == "scores" and len(self.shape) == 3)
+
     def describe(self) -> dict:
         return {"kind": self.kind, "shape": list(self.shape), "dtype": "int32" if self.kind == "labels" else "float32",
                 **({"names": list(self.names)} if self.names else {}), **({"unit": self.unit} if self.unit else {})}

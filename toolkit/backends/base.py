@@ -33,6 +33,20 @@ class Runner:
     timed: bool = True  # its latency means something (a real runtime, not a reference interpreter)
 
 
+def run_checked(runner: Runner, x: "np.ndarray", what: str, *, fix: str) -> Outputs:
+    """``runner.run(x)``; a runtime that refuses the graph while running it (an int8 kernel's own check, an op the
+    interpreter lacks) is a ``VerificationError`` naming ``what`` failed and the cause, never a traceback."""
+    from toolkit.errors import SkinkitError, VerificationError
+
+    try:
+        return runner.run(x)
+    except SkinkitError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise VerificationError(f"{what} fails while running in {runner.check}: {type(exc).__name__}: {first}", fix=fix) from None
+
+
 def per_sample(fn: Callable[[np.ndarray], Outputs]) -> Callable[[np.ndarray], Outputs]:
     """Run ``fn`` one sample at a time (artifacts are exported at batch 1, as phones run them) and stack
     each named output along the batch axis."""

@@ -64,6 +64,7 @@ def float_call(components: dict[str, Component]):
 
 def device_call(runners: dict, ios: dict[str, ComponentIO], fallback=None):
     """Each component's artifact (``runners``; components without one use ``fallback``), fed as its contract says."""
+    from toolkit.backends.base import run_checked
     from toolkit.verify.gate import to_nchw
 
     def call(name: str, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,14 +74,8 @@ def device_call(runners: dict, ios: dict[str, ComponentIO], fallback=None):
         x = x.astype(np.float32) / (255.0 if io.pixel_range == "0-1" else 1.0)
         if io.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
-        try:
-            out = runners[name].run(np.ascontiguousarray(x))
-        except SkinkitError:
-            raise
-        except Exception as exc:  # the runtime refuses the graph while running it: this chain is not verified
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise VerificationError(f"component {name} fails while running in {runners[name].check}: {type(exc).__name__}: {first}",
-                                    fix="drop that target from the component, or keep the failing layers float (targets[].keep_float)") from None
+        out = run_checked(runners[name], np.ascontiguousarray(x), f"component {name}",  # fails: the chain is not verified
+                          fix="drop that target from the component, or keep the failing layers float (targets[].keep_float)")
         return to_nchw(out, io.layout)
 
     return call

@@ -110,17 +110,12 @@ def build(recipe, components: dict[str, ComponentIO]) -> ChainGraph:
             makes = {f"{s.id}.{name}": v for name, v in io.outputs.items()}
             steps.append(Step(s.id, refs, component=s.run, kinds={"image": "image"}, makes=makes))
         else:
-            op = get_op(s.op)
-            where = f"step {s.id!r} ({op.name}: " + ", ".join(f"{p} ← {r}" for p, r in refs.items()) + ")"
-            params = resolve_params(op, s.params, where)
-            made = infer(op, {p: values[r] for p, r in refs.items()}, params, where)
-            makes = {(f"{s.id}.{o}" if o else s.id): v for o, v in made.items()}
-            steps.append(Step(s.id, refs, op=op, params=params, kinds={p: values[r].kind for p, r in refs.items()}, makes=makes))
+            steps.append(op_step(s.id, s.op, refs, s.params, values))
         values.update(steps[-1].makes)
     for o in recipe.outputs:
         if o.source not in values:
             raise GlueError(f"output {o.name!r} is {o.source!r}, which the chain does not make", fix=f"name one of: {', '.join(values)}")
-    drawable = [r for r, v in values.items() if v.kind in ("mask", "labels") or (v.kind == "scores" and len(v.shape) == 3)]
+    drawable = [r for r, v in values.items() if v.drawable]
     for ref in recipe.overlay or ():
         if ref not in drawable:
             raise GlueError(f"overlay names {ref!r}, which is not a mask, label map or dense class scores the chain makes",
@@ -128,12 +123,22 @@ def build(recipe, components: dict[str, ComponentIO]) -> ChainGraph:
     return ChainGraph(values[INPUT], tuple(steps), values)
 
 
+def op_step(sid: str, op_name: str, refs: dict[str, str], given: dict, values: dict[str, Value]) -> Step:
+    """A glue-op step reading ``refs`` (port -> value reference) of ``values``: its parameters resolved and the values it
+    makes inferred (``sid`` for its one output, ``sid.<output>`` for several); one GlueError naming the step if not."""
+    op = get_op(op_name)
+    where = f"step {sid!r} ({op.name}: " + ", ".join(f"{p} ← {r}" for p, r in refs.items()) + ")"
+    params = resolve_params(op, given, where)
+    made = infer(op, {p: values[r] for p, r in refs.items()}, params, where)
+    makes = {(f"{sid}.{o}" if o else sid): v for o, v in made.items()}
+    return Step(sid, refs, op=op, params=params, kinds={p: values[r].kind for p, r in refs.items()}, makes=makes)
+
+
 def overlay_values(recipe, graph: ChainGraph) -> list[str]:
     """What ``skinkit run --overlay`` draws: the recipe's ``overlay``, or the outputs that are masks or maps."""
     if recipe.overlay is not None:
         return list(recipe.overlay)
-    return [o.source for o in recipe.outputs if graph.values[o.source].kind in ("mask", "labels")
-            or (graph.values[o.source].kind == "scores" and len(graph.values[o.source].shape) == 3)]
+    return [o.source for o in recipe.outputs if graph.values[o.source].drawable]
 
 
 Call = Callable[[str, np.ndarray], dict[str, np.ndarray]]  # component, pictures (N x H x W x 3, 0–255) -> its outputs

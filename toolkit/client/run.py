@@ -116,7 +116,7 @@ def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
                         "names": list(values[f"model.{o['name']}"].names)})
     step = Step("model", {"image": INPUT}, component="model", kinds={"image": "image"}, makes={k: v for k, v in values.items() if k != INPUT})
     steps = [step]
-    dense = tuple(o["from"] for o in outputs if o["kind"] == "scores" and len(values[o["from"]].shape) == 3)
+    dense = tuple(o["from"] for o in outputs if values[o["from"]].drawable)
     post = manifest.get("postprocess") or {}
     if post.get("kind") == "instances":  # the detections pasted onto the picture, as the manifest's contract says
         steps.append(_instance_step(values, labels, (h, w), post))
@@ -130,19 +130,16 @@ def _single(bundle: Path, manifest: dict, variant: str | None) -> Loaded:
 
 def _instance_step(values: dict, labels: tuple[str, ...], size: tuple[int, int], post: dict):
     """The step that makes an instance segmenter's label map: paste_instances of its five outputs."""
-    from toolkit.chain.graph import Step
-    from toolkit.glue import OPS, infer, resolve_params
+    from toolkit.chain.graph import op_step
+    from toolkit.glue import OPS
 
-    op = OPS["paste_instances"]
-    refs = {port: f"model.{port}" for port, _ in op.ports()}
+    refs = {port: f"model.{port}" for port, _ in OPS["paste_instances"].ports()}
     missing = [r for r in refs.values() if r not in values]
     if missing:
         raise BadInputError(f"the bundle's postprocess is for instances, but its model has no output {missing[0].split('.', 1)[1]!r}",
                             fix="re-export the bundle; never edit its manifest by hand")
-    params = resolve_params(op, {"size": list(size), "classes": list(labels), "threshold": post.get("mask_threshold", 0.5)},
-                            "instances")
-    made = infer(op, {p: values[r] for p, r in refs.items()}, params, "instances")
-    return Step("instances", refs, op=op, params=params, kinds={p: values[r].kind for p, r in refs.items()}, makes={"instances": made[""]})
+    return op_step("instances", "paste_instances", refs,
+                   {"size": list(size), "classes": list(labels), "threshold": post.get("mask_threshold", 0.5)}, values)
 
 
 def assess(loaded: Loaded, photo_path: Path, *, overlay_dir: Path | None = None) -> dict:

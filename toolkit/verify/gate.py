@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from toolkit.backends import get_backend
-from toolkit.backends.base import Runner
+from toolkit.backends.base import Runner, run_checked
 from toolkit.backends.precisions import PRECISIONS
 from toolkit.convert.base import Artifact
 from toolkit.data.records import TaskData
@@ -203,28 +203,14 @@ def numeric_criteria(spec: ModelSpec, by_output: dict[str, dict], tolerance: Tol
     return criteria
 
 
-def run_artifact(artifact: Artifact, runner: Runner, x: np.ndarray) -> Outputs:
-    """The artifact's outputs on ``x``; a runtime that refuses the graph while running it (an int8 kernel's own
-    check, an op the interpreter lacks) is a ``VerificationError`` naming the artifact and the cause: the artifact
-    fails its gate, the export goes on."""
-    from toolkit.errors import SkinkitError, VerificationError
-
-    try:
-        return runner.run(x)
-    except SkinkitError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise VerificationError(f"{artifact.filename} fails while running in {runner.check}: {type(exc).__name__}: {first}",
-                                fix="drop this target from the recipe, or keep the failing layers float (targets[].keep_float)") from None
-
-
 def verify_artifact(artifact: Artifact, runner: Runner, *, spec: ModelSpec, data: TaskData, x: np.ndarray,
                     ref: Outputs, tolerance: Tolerance, layout: str, tone: SkinTone, boot: Bootstrap,
                     noninferiority: str = "ci", min_group_size: int = 10) -> dict:
     """Run the artifact on ``x`` and gate its outputs against the float reference's ``ref``."""
     task = get_task(spec.task)
-    out = run_artifact(artifact, runner, x)
+    # A runtime that fails while running the graph fails this artifact's gate; the export goes on.
+    out = run_checked(runner, x, artifact.filename,
+                      fix="drop this target from the recipe, or keep the failing layers float (targets[].keep_float)")
     # A Core ML classifier returns probabilities: compare them with the softmax of the float logits.
     probabilities = artifact.details.get("output_transform") == "softmax"
     if probabilities:

@@ -35,6 +35,11 @@ _TOP_LEVEL_OPS = r"_model;\d*;"  # litert-torch names an op of the network's own
 _FLOAT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def _float_postprocess(spec, precision: str) -> bool:
+    """Whether this full-integer target keeps the network's post-processing float (``ModelSpec.extra``)."""
+    return bool(getattr(spec, "extra", {}).get(FLOAT_POSTPROCESS)) and precision in ("int8", "int16x8")
+
+
 def signature_key(spec) -> str:
     return spec.task
 
@@ -160,7 +165,7 @@ def _quantize(float_path: Path, precision: str, spec, calibration: np.ndarray | 
         _fp16_weights(q)
         return q.quantize(enable_progress_report=False).quantized_model
     q.load_quantization_recipe(getattr(recipe, _RECIPES[precision])())
-    if getattr(spec, "extra", {}).get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+    if _float_postprocess(spec, precision):
         # The ops the network's own forward runs outside its layers are scoped "<…>_model;<n>": they stay float.
         q.update_quantization_recipe(regex=_TOP_LEVEL_OPS, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                      algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
@@ -273,7 +278,7 @@ def convert(module, sample, spec, *, precision: str, path: Path, options: dict) 
         details.update(_check_applied(precision, details))
         if precision != "fp32" and options.get("keep_float"):
             details["kept_float"] = _kept_float(tmp, keep)
-        if getattr(spec, "extra", {}).get(FLOAT_POSTPROCESS) and precision in ("int8", "int16x8"):
+        if _float_postprocess(spec, precision):
             details["float_postprocess"] = "the network's own ops outside its layers kept float; its layers quantized"
         os.replace(tmp, path)
     finally:
