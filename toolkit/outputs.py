@@ -42,7 +42,7 @@ def name_outputs(result: object, names: Sequence[str]) -> dict[str, "torch.Tenso
                                 f"outputs {', '.join(names)}", fix="declare the outputs under the dict's keys")
         items = [(n, result[n]) for n in names]
     elif isinstance(result, (tuple, list)):
-        if result and all(isinstance(r, Mapping) for r in result):
+        if result and len(result) != len(names) and all(isinstance(r, Mapping) for r in result):
             keys = ", ".join(map(str, result[0])) or "no keys"
             raise BadInputError(f"the model returns a list of {len(result)} dict(s) ({keys}), one per image, as torchvision's "
                                 "detection models do in eval mode: each holds as many detections as the picture has, a size "
