@@ -228,6 +228,14 @@ class Upscale3(nn.Module):
         return torch.sigmoid(nn.functional.pixel_shuffle(self.conv(x), 3))
 
 
+def raises():
+    raise ValueError("build() needs a config file")
+
+
+def not_a_module():
+    return {"conv.weight": torch.zeros(2, 3, 3, 3)}
+
+
 class Fixed(nn.Module):
     """Takes 24 x 24 inputs only (a flatten into a fixed Linear)."""
 
@@ -248,7 +256,8 @@ def _misfit(tmp_path: Path, factory: str, model_yaml: str) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     torch.manual_seed(0)  # untrained on purpose: these models only have to be refused
-    save_file(getattr(module, factory)().state_dict(), str(tmp_path / f"{factory}.safetensors"))
+    built = getattr(module, factory)() if factory not in ("raises", "not_a_module") else torch.nn.Conv2d(3, 2, 3)
+    save_file(built.state_dict(), str(tmp_path / f"{factory}.safetensors"))
     return write_recipe(tmp_path / f"{factory}.yaml", f"""
 name: misfit
 model: {{name: 'misfits.py:{factory}', checkpoint: {factory}.safetensors, {model_yaml}}}
@@ -277,6 +286,12 @@ REFUSALS = {
     "input_size": ("Fixed", f"{ACNE}, input_size: 32",
                    "the model fails on one input of the declared size [1, 3, 32, 32]: RuntimeError: mat1 and mat2 shapes cannot "
                    "be multiplied"),
+    "factory_raises": ("raises", f"{ACNE}, input_size: 32",
+                       "the model factory misfits.py:raises raised ValueError: build() needs a config file — "
+                       "fix: make the factory build the model with no arguments"),
+    "factory_not_module": ("not_a_module", f"{ACNE}, input_size: 32",
+                           "the model factory misfits.py:not_a_module returned dict, not a torch.nn.Module — "
+                           "fix: return the network itself (an nn.Module), not its class, weights or outputs"),
     "synthetic_labels": ("Fixed", "task: classification, labels: [a, b, c, d], normalization: {}, input_size: 24",
                          "evaluation uses the synthetic generator, but the synthetic images are labelled with the acne grades "
                          "clear, mild, moderate, severe, not a, b, c, d — fix: evaluate on your own labelled images"),

@@ -338,6 +338,9 @@ def test_training_is_the_models_own_loss_and_targets_batch_as_tensors():
     import torch
 
     class Detector:
+        def __call__(self, x):
+            return None
+
         def detection_loss(self, out, targets):
             return torch.tensor(0.0)
 
@@ -345,6 +348,10 @@ def test_training_is_the_models_own_loss_and_targets_batch_as_tensors():
     assert TASK.loss(_spec(), model) == model.detection_loss
     with pytest.raises(BadInputError, match="trains only models that define detection_loss"):
         TASK.loss(_spec(), object())
+    # the loss learns from training_outputs where the model has it; forward stays the post-processed graph
+    assert TASK.training_outputs(model, 1) is None and TASK.training_outputs(lambda x: x + 1, 1) == 2
+    model.training_outputs = lambda x: {"raw": x}
+    assert TASK.training_outputs(model, 1) == {"raw": 1}
     batches = TASK.targets_tensor(_truth(TRUTH))
     assert isinstance(batches, TargetBatches) and len(batches) == 3
     got = batches[np.array([1, 0])]

@@ -74,7 +74,7 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
         for b in range(0, n_train, cfg.batch_size):
             idx = order[b:b + cfg.batch_size]
             x = to_network_input(train_set.inputs[idx], spec)
-            loss = loss_fn(model(x), targets[idx])
+            loss = loss_fn(task.training_outputs(model, x), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -52,14 +52,14 @@ def untrained(ref: ModelRef, base_dir) -> ModelSpec:
     factory imported, the model probed once against the description."""
     from pathlib import Path
 
-    from toolkit.load.loader import _import_factory
+    from toolkit.load.loader import _import_factory, build_module
 
     if not ref.is_user_model or ref.name.endswith(".pt2"):
         raise BadInputError(f"model {ref.name!r} is not a 'file.py:factory' of yours",
                             fix="train a registered model by name (skinkit train MODEL), or name your factory in model.name")
     factory = _import_factory(ref.name, Path(base_dir))
     spec = replace(user_spec(ref, Path(ref.name.rpartition(":")[0]).stem), factory=factory)
-    return probe(factory(), spec)
+    return probe(build_module(factory, ref.name), spec)
 
 
 def probe(module, spec: ModelSpec) -> ModelSpec:

@@ -47,12 +47,29 @@ def _import_factory(ref: str, base: Path):
     return factory
 
 
+def build_module(factory, ref: str):
+    """``factory()``, checked: whatever it raises, or anything other than a ``torch.nn.Module`` it returns, is one
+    line naming the factory (``ref``) and the cause."""
+    import torch
+
+    try:
+        with torch.device("cpu"):
+            module = factory()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise BadInputError(f"the model factory {ref} raised {type(exc).__name__}: {first}".rstrip(": "),
+                            fix="make the factory build the model with no arguments") from None
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(f"the model factory {ref} returned {type(module).__name__}, not a torch.nn.Module",
+                            fix="return the network itself (an nn.Module), not its class, weights or outputs")
+    return module
+
+
 def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | None = None, base_dir: Path = Path("."),
                spec: ModelSpec | None = None) -> LoadedModel:
     """Load a registered model (shipped weights unless ``checkpoint``) or a user's ``file.py:factory``
     / ``.pt2`` program, whose contract is ``spec`` (``toolkit.load.describe.user_spec``) or borrowed from
     the registered ``spec_from``."""
-    import torch
 
     if name.endswith(".pt2") or ":" in name:
         if spec is None and spec_from is None:
@@ -86,8 +103,7 @@ def load_model(name: str, *, checkpoint: Path | None = None, spec_from: str | No
 
     path = checkpoint if checkpoint.is_absolute() else (base_dir / checkpoint).resolve()
     state = ckpt.read_state_dict(path)
-    with torch.device("cpu"):
-        module = factory()
+    module = build_module(factory, name)
     ckpt.load_into(module, state, path)
     module.eval()
     return LoadedModel(module, spec, {"source": source, "checkpoint": str(path), "checkpoint_sha256": ckpt.sha256(path),

@@ -21,8 +21,9 @@ exportable is that every shape is fixed and no op needs torchvision's C++ extens
 
 Outputs, per image: ``boxes`` (K, 4) [x1, y1, x2, y2] in [0, 1] of the input, ``scores`` (K,), ``classes`` (K,)
 (index into the labels, as floats), ``masks`` (K, 28, 28) probabilities covering each box
-(``toolkit.glue.paste_masks`` puts them back on the picture), ``count`` (1,). In training mode ``forward``
-returns the pyramid and the proposal network's raw outputs, which ``detection_loss`` turns into the loss.
+(``toolkit.glue.paste_masks`` puts them back on the picture), ``count`` (1,), in training mode as in eval mode
+(quantizers and distillation run the network in training mode and must see the same outputs). Training calls
+``training_outputs``: the pyramid and the proposal network's raw outputs, which ``detection_loss`` turns into the loss.
 """
 
 from __future__ import annotations
@@ -253,12 +254,16 @@ class MaskRCNN(nn.Module):
         n, k = boxes.shape[:2]
         return self.mask_head(pyramid_roi_align(features, boxes, MASK_POOL, self.k)).reshape(n, k, self.num_classes, MASK, MASK)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.pyramid(x)
         logits, deltas = self.rpn(features)
-        if self.training:
-            return {"features": features, "rpn_logits": logits, "rpn_deltas": deltas}
         return self.detect(features, self.proposals(logits, deltas))
+
+    def training_outputs(self, x: torch.Tensor) -> dict:
+        """What ``detection_loss`` learns from: the pyramid and the proposal network's raw outputs."""
+        features = self.pyramid(x)
+        logits, deltas = self.rpn(features)
+        return {"features": features, "rpn_logits": logits, "rpn_deltas": deltas}
 
     def detect(self, features: list[torch.Tensor], rois: torch.Tensor) -> dict[str, torch.Tensor]:
         """The RoI heads: each RoI's best class and its box, class-aware fast NMS, the top ``DETECTIONS``, their masks."""

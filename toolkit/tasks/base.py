@@ -134,6 +134,10 @@ class Task(ABC):
     @abstractmethod
     def targets_tensor(self, targets: np.ndarray): ...
 
+    def training_outputs(self, model, x):
+        """What ``loss`` is computed on during training: the network's outputs, unless the task says otherwise."""
+        return model(x)
+
     # --- metrics ---------------------------------------------------------------------------------------
     @abstractmethod
     def quick_metrics(self, out: np.ndarray, targets: np.ndarray, *, num_classes: int = 0,

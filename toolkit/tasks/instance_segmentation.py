@@ -195,6 +195,12 @@ class InstanceSegmentation(Task):
                                 "returning a scalar tensor (targets: a dict of boxes, classes, masks tensors), or train it elsewhere")
         return fn
 
+    def training_outputs(self, model, x):
+        """A detector's loss needs what comes before its post-processing (proposals, the pyramid): the model's
+        ``training_outputs(x)`` where it has one; its forward stays the deployed, post-processed graph."""
+        fn = getattr(model, "training_outputs", None)
+        return fn(x) if callable(fn) else model(x)
+
     def targets_tensor(self, targets: np.ndarray) -> TargetBatches:
         return TargetBatches(targets)
 
