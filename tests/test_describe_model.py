@@ -228,6 +228,17 @@ class Upscale3(nn.Module):
         return torch.sigmoid(nn.functional.pixel_shuffle(self.conv(x), 3))
 
 
+class NaNs(nn.Module):
+    """A classifier whose weights diverged: every score is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) * float("nan")
+
+
 def raises():
     raise ValueError("build() needs a config file")
 
@@ -306,6 +317,17 @@ def test_a_model_that_does_not_fit_its_description_is_refused_at_load_in_one_lin
     with pytest.raises(BadInputError) as info:
         load_stage.run(ctx, ctx.recipe.model)
     assert message in info.value.one_line()
+
+
+def test_a_float_model_that_outputs_nan_is_named_as_such_before_anything_converts(tmp_path):
+    recipe = _misfit(tmp_path, "NaNs", f"{ACNE}, input_size: 32")
+    proc = run_cli("export", str(recipe), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "skinkit: error: the float PyTorch model itself outputs NaN or Inf in 'logits' on 8 of 8 images (first: image 0); "
+        "no artifact can be judged against it — fix: check the checkpoint (did training diverge?) and the input contract "
+        "(normalization, pixel range) with `skinkit describe RECIPE`")
+    assert not (tmp_path / "out" / "misfit").exists()
 
 
 def test_the_task_reads_the_output_task_output_names(tmp_path):

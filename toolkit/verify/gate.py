@@ -20,6 +20,7 @@ from toolkit.backends.precisions import PRECISIONS
 from toolkit.convert.base import Artifact
 from toolkit.data.records import TaskData
 from toolkit.data.skin_tone import GROUP_ORDER, UNKNOWN, SkinTone
+from toolkit.errors import BadInputError
 from toolkit.load.stage import contract_images
 from toolkit.outputs import Outputs, name_outputs
 from toolkit.registry import ModelSpec, Tolerance
@@ -55,7 +56,15 @@ def reference_outputs(wrapped, x: np.ndarray, batch_size: int = 16) -> Outputs:
     with torch.inference_mode():
         batches = [name_outputs(wrapped(torch.from_numpy(x[i:i + batch_size])), wrapped.output_names)
                    for i in range(0, len(x), batch_size)]
-    return {n: np.concatenate([b[n].numpy() for b in batches]) for n in wrapped.output_names}
+    out = {n: np.concatenate([b[n].numpy() for b in batches]) for n in wrapped.output_names}
+    for name, v in out.items():
+        bad = ~np.isfinite(v.reshape(len(v), -1)).all(1) if v.size else np.zeros(len(v), bool)
+        if bad.any():
+            raise BadInputError(f"the float PyTorch model itself outputs NaN or Inf in {name!r} on {int(bad.sum())} of {len(v)} "
+                                f"images (first: image {int(np.argmax(bad))}); no artifact can be judged against it",
+                                fix="check the checkpoint (did training diverge?) and the input contract (normalization, "
+                                    "pixel range) with `skinkit describe RECIPE`")
+    return out
 
 
 def to_nchw(outputs: Outputs, layout: str) -> Outputs:
