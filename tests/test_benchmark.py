@@ -4,6 +4,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 import torch
 
@@ -162,6 +163,7 @@ def test_bench_cli_on_the_default_bundle(default_bundle):
     tfl = arts["artifacts/acne_mobilenetv2_fp32.tflite"]["host"]["1"]
     assert tfl["p50_ms"] > 0 and tfl["ratio_to_torch_fp32"] == pytest.approx(tfl["p50_ms"] / res["host"]["reference"]["1"]["p50_ms"], rel=1e-2)
     assert "ratio_to_onnxruntime" in tfl and tfl["ratio_to_roofline"] >= 1.0
+    assert tfl["p10_ms"] <= tfl["p50_ms"] <= tfl["p90_ms"] and tfl["cv"] >= 0
     assert any(a.startswith("(baseline)") and a.endswith("_ort_int8.onnx") for a in arts)
     est = {e["profile"]: e for e in arts["artifacts/acne_mobilenetv2_fp16.mlpackage"]["estimates"]}
     assert est["apple_a17pro_ane"]["estimated"] is True and est["apple_a17pro_ane"]["ms"] > 0
@@ -170,3 +172,26 @@ def test_bench_cli_on_the_default_bundle(default_bundle):
     assert res["phones"]["android"]["available"] in (True, False) and res["phones"]["android"]["reason"] is not None
     bad = run_cli("bench", str(out / "acne_test"), "--threads", "two")
     assert bad.returncode == 1 and "--threads 'two' is not a comma-separated list of integers" in bad.stderr
+
+
+def test_host_timings_give_their_spread_and_say_when_they_cannot_be_trusted():
+    from toolkit.benchmark.host import latency_summary
+    from toolkit.benchmark.render import render_bench
+
+    steady = latency_summary(np.array([10.0, 10.0, 10.0, 10.0]), load=0.5)
+    assert steady == {"p10_ms": 10.0, "p50_ms": 10.0, "p90_ms": 10.0, "mean_ms": 10.0, "cv": 0.0, "load_per_cpu": 0.5}
+    spread = latency_summary(np.array([10.0, 10.0, 20.0, 20.0]), load=0.5)  # std 5, mean 15
+    assert (spread["p10_ms"], spread["p50_ms"], spread["p90_ms"], spread["cv"]) == (10.0, 15.0, 20.0, 0.333)
+    assert spread["noisy"] == ("runs vary by 33% (coefficient of variation > 15%): compare ratios measured side by side, "
+                               "or re-run on an idle machine")
+    busy = latency_summary(np.array([10.0, 10.0]), load=1.7)
+    assert busy["noisy"].startswith("the machine is busy (load 1.70 per CPU > 1.0)")
+    result = {"bundle": "b", "model": "m", "threads": [1], "seconds": 1.0, "failed_targets": [],
+              "phones": {"android": {"available": False, "reason": "no adb"}, "ios": {"available": False, "reason": "no mac"}},
+              "host": {"machine": "cpu", "roofline": {"threads": 1, "fp32_gmacs": 1.0, "bandwidth_gb_s": 1.0},
+                       "reference": {"1": {**steady, "repeats": 4}}},
+              "artifacts": [{"artifact": "a.tflite", "size_bytes": 1e6, "cost": {"macs": 1e6}, "estimates": [],
+                             "host": {"1": {**spread, "ratio_to_torch_fp32": 1.5}}}]}
+    text = render_bench(result)
+    assert "warning: 1 host timing(s) are too noisy to trust as absolute figures:" in text
+    assert "  a.tflite at 1 threads: p10–p90 10.0–20.0 ms around p50 15.0; runs vary by 33%" in text

@@ -1,4 +1,5 @@
-"""Host latency: warm-up, repeats, p50/p90 — never a single run — and peak memory; the host's roofline."""
+"""Host latency: warm-up, repeats, p10/p50/p90 and the spread — never a single run — and peak memory; the
+host's roofline. A measurement whose spread or machine load says it cannot be trusted says so."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from pathlib import Path
 import numpy as np
 
 
+# A timing is flagged noisy when its runs spread more than this (coefficient of variation, std / mean) or when
+# more processes wanted the CPUs than there are (1-minute load average over the logical CPU count).
+NOISY_CV = 0.15
+NOISY_LOAD = 1.0
+
+
 def measure_latency(fn: Callable[[np.ndarray], object], x: np.ndarray, *, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
         fn(x)
@@ -19,9 +26,31 @@ def measure_latency(fn: Callable[[np.ndarray], object], x: np.ndarray, *, warmup
         t0 = time.perf_counter()
         fn(x)
         times.append((time.perf_counter() - t0) * 1e3)
-    t = np.array(times)
-    return {"p50_ms": round(float(np.percentile(t, 50)), 3), "p90_ms": round(float(np.percentile(t, 90)), 3),
-            "mean_ms": round(float(t.mean()), 3), "repeats": repeats, "warmup": warmup}
+    return {**latency_summary(np.array(times)), "repeats": repeats, "warmup": warmup}
+
+
+def latency_summary(t: np.ndarray, load: float | None = None) -> dict:
+    """p10 / p50 / p90 / mean of run times ``t`` (ms), their coefficient of variation, the machine's load per CPU
+    (``load``: measured now unless given) and, when either says the figure cannot be trusted, ``noisy`` with why."""
+    import os
+
+    p10, p50, p90 = (float(np.percentile(t, q)) for q in (10, 50, 90))
+    cv = float(t.std() / t.mean()) if len(t) > 1 and t.mean() > 0 else 0.0
+    if load is None:
+        try:
+            load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        except OSError:  # no load average on this platform
+            load = None
+    why = []
+    if cv > NOISY_CV:
+        why.append(f"runs vary by {cv:.0%} (coefficient of variation > {NOISY_CV:.0%})")
+    if load is not None and load > NOISY_LOAD:
+        why.append(f"the machine is busy (load {load:.2f} per CPU > {NOISY_LOAD:.1f})")
+    out = {"p10_ms": round(p10, 3), "p50_ms": round(p50, 3), "p90_ms": round(p90, 3), "mean_ms": round(float(t.mean()), 3),
+           "cv": round(cv, 3), "load_per_cpu": None if load is None else round(load, 2)}
+    if why:
+        out["noisy"] = "; ".join(why) + ": compare ratios measured side by side, or re-run on an idle machine"
+    return out
 
 
 def _status_kb(field: str) -> int | None:

@@ -29,6 +29,12 @@ def render_bench(r: dict) -> str:
         h = a["host"].get(top, {})
         cells += [f"{h['ratio_to_roofline']}×" if "ratio_to_roofline" in h else "—", str(h.get("peak_memory_mb", "—"))]
         lines.append("| " + " | ".join(cells) + " |")
+    noisy = [(a["artifact"], t, h) for a in r["artifacts"] for t, h in a["host"].items() if h.get("noisy")]
+    noisy += [("PyTorch fp32 reference", t, h) for t, h in host["reference"].items() if h.get("noisy")]
+    if noisy:
+        lines += ["", f"warning: {len(noisy)} host timing(s) are too noisy to trust as absolute figures:"]
+        lines += [f"  {name} at {t} threads: p10–p90 {_ms(h['p10_ms'])}–{_ms(h['p90_ms'])} ms around p50 {_ms(h['p50_ms'])}; "
+                  f"{h['noisy']}" for name, t, h in noisy]
     skipped = {h.get("skipped") for a in r["artifacts"] for h in a["host"].values() if h.get("skipped")}
     lines += [f"not run: {s}" for s in sorted(skipped)]
     profiles = sorted({e["profile"] for a in r["artifacts"] for e in a["estimates"] if e["ms"] is not None})
