@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # A timing is flagged noisy when its runs spread more than this (coefficient of variation, std / mean) or when
 # more processes wanted the CPUs than there are (1-minute load average over the logical CPU count).
 NOISY_CV = 0.15
