@@ -36,7 +36,8 @@ def _export(recipe_path: Path, out: Path, n: int = 100) -> dict:
 
 def _check(manifest: dict) -> None:
     model = manifest["model"]["name"]
-    unexpected = [f"{(model, f['format'], f['precision'])} does not convert: {f['error']}" for f in manifest["failed_targets"]]
+    unexpected = [f"{(model, f['format'], f['precision'])} does not convert: {f['error']}" for f in manifest["failed_targets"]
+                  if (model, f["format"], f["precision"]) not in EXPECTED_FAILURES]
     for a in manifest["artifacts"]:
         key = (model, a["format"], a["precision"])
         v = a["verification"]
