@@ -30,7 +30,7 @@ class EvaluationSet:
 def run(context: Context, compressed: Compressed) -> EvaluationSet:
     from toolkit.data import skin_tone
     from toolkit.load.stage import contract_images
-    from toolkit.tasks import get_task, headline
+    from toolkit.tasks import get_task
     from toolkit.verify.gate import reference_outputs, task_view, to_nchw
     from toolkit.verify.stats import Bootstrap
 
@@ -44,22 +44,29 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     view = task_view(spec, reference, inp.layout)
     if not labelled:  # the float model's decisions stand for the truth
         data = replace(data, targets=task.targets_from(view))
-    if headline(spec) != task.headline:  # a metric the recipe (or spec) names must be one the task computes
-        _check_headline(spec, view, data.targets)
+    _check_metric_names(context, spec, view, data.targets)
     return EvaluationSet(data=data, x=x, reference=reference, tone=skin_tone.measure(data.inputs, data.skin_masks),
                          boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))
 
 
-def _check_headline(spec, ref: np.ndarray, targets: np.ndarray) -> None:
-    """The metric the gate judges by is one the task computes for this model: refused before anything converts."""
+def _check_metric_names(context: Context, spec, ref: np.ndarray, targets: np.ndarray) -> None:
+    """The metrics the gate judges by (the headline, every target's margins) are ones the task computes for
+    this model: a misspelt one is refused here, before anything converts, rather than after conversion."""
     from toolkit.errors import RecipeError
-    from toolkit.tasks import headline
+    from toolkit.tasks import get_task, headline
+    from toolkit.verify.gate import check_margin_names, resolve_tolerance
     from toolkit.verify.stats import Bootstrap, compare
 
+    recipe = context.recipe
+    tolerances = {t.key: resolve_tolerance(spec, t.precision, recipe.tolerances.get(t.precision), t.tolerance) for t in recipe.targets}
+    if headline(spec) == get_task(spec.task).headline and not any(tol.margins for tol in tolerances.values()):
+        return
     # The metric names, not their intervals: two replicates are enough.
     rows = compare(spec.task, ref, ref, targets, Bootstrap.draw(len(targets), replicates=2),
                    labels=spec.labels, output_names=tuple(o.name for o in spec.outputs))["metrics"]
+    known = sorted(k for k, v in rows.items() if "drop" in v)
     if headline(spec) not in rows:
-        known = sorted(k for k, v in rows.items() if "drop" in v)
         raise RecipeError(f"model.metric {headline(spec)!r} is not a metric of the {spec.task} task for this model",
                           fix=f"use one of: {', '.join(known)}")
+    for key, tol in tolerances.items():
+        check_margin_names(tol, rows, target=key)

@@ -109,13 +109,15 @@ def error_histogram(ref: Outputs, out: Outputs, bins: int = 41) -> dict:
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def check_margin_names(tolerance: Tolerance, rows: dict) -> None:
-    from toolkit.errors import RecipeError
+def check_margin_names(tolerance: Tolerance, rows: dict, *, target: str | None = None) -> None:
+    """Every metric ``tolerance.margins`` names is one of ``rows`` (a comparison's metrics) with a drop."""
+    from toolkit.errors import RecipeError, did_you_mean
 
     known = sorted(k for k, v in rows.items() if "drop" in v)
     unknown = [k for k in tolerance.margins if k not in known]
     if unknown:
-        raise RecipeError(f"tolerance margins name unknown metrics: {', '.join(unknown)}",
+        raise RecipeError(f"{f'target {target}: ' if target else ''}tolerance margins name unknown metrics: "
+                          f"{', '.join(f'{k!r}{did_you_mean(k, known)}' for k in unknown)}",
                           fix=f"use metrics of this task that have a float counterpart: {', '.join(known)}")
 
 
