@@ -1,10 +1,12 @@
 """What a recipe gets wrong is refused early, in one line, with the closest thing it may have meant: a key
 given twice (both lines), a misspelt key, choice, model, metric or device profile."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli, write_recipe
 from toolkit.errors import BadInputError, RecipeError
 from toolkit.recipe import load_recipe, parse_recipe
 
@@ -101,3 +103,81 @@ def test_an_unknown_device_profile_names_the_closest():
         load_profiles(["tensor_g3_cpus"])
     assert e.value.cause == "unknown device profile 'tensor_g3_cpus' (did you mean 'tensor_g3_cpu'?)"
     assert "snapdragon_8gen3_npu" in e.value.fix
+
+
+# --- skinkit export --dry-run: everything checkable, nothing converted ---------------------------------------
+
+def _dry_run_error(recipe: Path, message: str) -> None:
+    proc = run_cli("export", str(recipe), "--dry-run", "--out", str(recipe.parent / "out"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"skinkit: error: {message}"]
+    assert not (recipe.parent / "out").exists()
+
+
+def test_dry_run_refuses_an_unknown_model(tmp_path):
+    r = write_recipe(tmp_path / "r.yaml", "name: x\nmodel: {name: acne_mobilenetv3}\ntargets: [{format: onnx}]\n")
+    _dry_run_error(r, "unknown model 'acne_mobilenetv3' (did you mean 'acne_mobilenetv2'?) — fix: use one of: acne_efficientnet_b0, "
+                      "acne_gated_mobilenetv2, acne_mobilenetv2, acne_resnet50, hydration_vit, lesion_unet, skin_regions_maskrcnn, "
+                      "skin_segmenter, texture_sr, or 'path/to/file.py:factory'")
+
+
+def test_dry_run_refuses_a_missing_checkpoint(tmp_path):
+    r = write_recipe(tmp_path / "r.yaml", "name: x\nmodel: {name: acne_mobilenetv2, checkpoint: gone.safetensors}\ntargets: [{format: onnx}]\n")
+    _dry_run_error(r, f"checkpoint not found: {tmp_path / 'gone.safetensors'} — fix: check the path in the recipe's model.checkpoint "
+                      "(relative paths are resolved against the recipe's folder)")
+
+
+def test_dry_run_refuses_a_missing_data_folder(tmp_path):
+    r = write_recipe(tmp_path / "r.yaml", "name: x\nmodel: {name: skin_segmenter}\ntargets: [{format: onnx}]\n"
+                                         "evaluation: {source: folder, folder: nowhere}\n")
+    _dry_run_error(r, f"evaluation folder not found: {tmp_path / 'nowhere'} — fix: set evaluation.folder to an existing folder, "
+                      "or use source: synthetic")
+
+
+def test_dry_run_refuses_a_misspelt_margin_metric(tmp_path):
+    r = write_recipe(tmp_path / "r.yaml", "name: x\nmodel: {name: acne_mobilenetv2}\n"
+                                         "targets: [{format: onnx}, {format: tflite, precision: int8, "
+                                         "tolerance: {margins: {recall.sever: 0.02}}}]\nevaluation: {n: 20}\ncalibration: {n: 8}\n")
+    _dry_run_error(r, "target tflite_int8: tolerance margins name unknown metrics: 'recall.sever' (did you mean 'recall.severe'?) "
+                      "— fix: use metrics of this task that have a float counterpart: accuracy, calibration_error, macro_f1, "
+                      "recall.clear, recall.mild, recall.moderate, recall.severe")
+
+
+def test_dry_run_refuses_calibration_that_is_the_evaluation_set(tmp_path):
+    from toolkit.registry import get_spec
+    from toolkit.tasks.data import task_data, write_folder
+
+    spec = get_spec("acne_mobilenetv2")
+    write_folder(task_data(spec, 6, split="test", seed=0), spec, tmp_path / "photos")
+    r = write_recipe(tmp_path / "r.yaml", "name: x\nmodel: {name: acne_mobilenetv2}\ntargets: [{format: tflite, precision: int8}]\n"
+                                         "evaluation: {source: folder, folder: photos}\n"
+                                         "calibration: {source: folder, folder: photos}\n")
+    proc = run_cli("export", str(r), "--dry-run")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("skinkit: error: 6 image(s) are in both the calibration and the evaluation set")
+
+
+def test_dry_run_plans_the_artifacts_and_their_criteria():
+    proc = run_cli("export", "export_recipes/acne_mobilenetv2.yaml", "--dry-run", "--out", "/nonexistent/bundles")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "dry run: export_recipes/acne_mobilenetv2.yaml resolves; nothing converted or written"
+    assert "evaluation: 200 images (synthetic, test split, seed 0; ground truth: labels)" in lines
+    assert "calibration: 64 images (synthetic), none shared with evaluation" in lines
+    assert "bundle: /nonexistent/bundles/acne_mobilenetv2/: manifest.json, report.md, labels.txt, and 5 artifact(s):" in lines
+    i = lines.index("  artifacts/acne_mobilenetv2_int8.tflite  (tflite_int8)")
+    assert lines[i + 1:i + 4] == ["    cosine vs float >= 0.98", "    top-1 agreement with float >= 0.95",
+                                  "    macro_f1 drop vs float (upper 95 % CI) <= 0.03"]
+
+    proc = run_cli("export", "export_recipes/acne_mobilenetv2.yaml", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)
+    assert [a["path"] for a in plan["artifacts"]] == [
+        "artifacts/acne_mobilenetv2_fp32.onnx", "artifacts/acne_mobilenetv2_fp32.tflite", "artifacts/acne_mobilenetv2_fp16.tflite",
+        "artifacts/acne_mobilenetv2_int8.tflite", "artifacts/acne_mobilenetv2_fp16.mlpackage"]
+    int8 = plan["artifacts"][3]
+    assert int8["tolerance"] == {"min_cosine": 0.98, "min_agreement": 0.95, "max_metric_drop": 0.03, "noninferiority": "ci"}
+    assert plan["model"]["checkpoint"].endswith("acne_mobilenetv2.safetensors") and plan["calibration"]["disjoint_from_evaluation"]
+    assert plan["files"] == ["manifest.json", "report.md", "labels.txt"]

@@ -141,6 +141,23 @@ def worst_group_criterion(key: str, groups: dict, bound: float | None, min_group
                       gated[worst], bound, op="<=", group=worst)
 
 
+def planned_criteria(spec: ModelSpec, tolerance: Tolerance, tier: str, *, noninferiority: str, min_group_size: int) -> list[dict]:
+    """The criteria an artifact of ``tier`` will be judged by, named as ``verify_artifact`` names them, with their
+    bounds and no values (``skinkit export --dry-run``); the backend's structural checks come on top."""
+    task, key = get_task(spec.task), headline(spec)
+    exact = {o.name: {"max_abs_error": 0.0, "cosine": 1.0} for o in spec.outputs}
+    no_drop = {"drop": {"value": 0.0, "ci95": [0.0, 0.0]}}
+    criteria = numeric_criteria(spec, exact, tolerance, tier) + [c for c in (
+        _criterion(task.agreement_label, 1.0, tolerance.min_agreement, op=">=") if task.agreement_label else None,
+        drop_criterion(key, no_drop, tolerance.max_metric_drop, noninferiority),
+        *(drop_criterion(name, no_drop, margin, noninferiority) for name, margin in sorted(tolerance.margins.items())),
+    ) if c is not None]
+    if tolerance.max_group_drop is not None:
+        criteria.append({"name": f"worst skin-tone group {key} drop vs float (groups of {min_group_size}+ images)",
+                         "bound": tolerance.max_group_drop, "op": "<="})
+    return [{"name": c["name"], "op": c["op"], "bound": c["bound"]} for c in criteria]
+
+
 def by_group(spec: ModelSpec, out: Outputs, ref: Outputs, targets: np.ndarray, tone: SkinTone,
              boot: Bootstrap, *, layout: str, probabilities: bool) -> dict[str, dict]:
     """Every metric, with its float value and drop, within each measured skin-tone group."""
