@@ -181,3 +181,67 @@ def test_dry_run_plans_the_artifacts_and_their_criteria():
     assert int8["tolerance"] == {"min_cosine": 0.98, "min_agreement": 0.95, "max_metric_drop": 0.03, "noninferiority": "ci"}
     assert plan["model"]["checkpoint"].endswith("acne_mobilenetv2.safetensors") and plan["calibration"]["disjoint_from_evaluation"]
     assert plan["files"] == ["manifest.json", "report.md", "labels.txt"]
+
+
+# --- any file given as a recipe: a Recipe or one skinkit error, never another exception ---------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+KEYS = ["name", "version", "model", "checkpoint", "spec_from", "outputs", "task", "labels", "input_size", "normalization",
+        "mean", "std", "pixel_range", "input", "layout", "targets", "format", "precision", "tolerance", "margins", "keep_float",
+        "calibration", "evaluation", "source", "folder", "manifest", "n", "seed", "tolerances", "int8", "fp16", "benchmark",
+        "compress", "pruning", "sparsity", "overrides", "components", "recipe", "chain", "id", "run", "from", "shape"]
+SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True)
+           | st.sampled_from(["onnx", "tflite", "int8", "fp32", "acne_mobilenetv2", "folder", "synthetic", "m.py:f", "x.pt2", "auto"])
+           | st.text(max_size=12))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6) | st.integers(), inner, max_size=5), max_leaves=25)
+YAML_ISH = st.lists(st.sampled_from([*(f"{k}:" for k in KEYS), " ", "  ", "- ", "\n", "{", "}", "[", "]", ",", "&a ", "*a",
+                                     "<<: ", "!!binary ", "!!python/name:os.system", "? ", "'", '"', "#", "2024-13-01", "1e999",
+                                     "~", "|", ">", "%YAML 1.1", "---", "...", "\t", "\\x00", "onnx", "0x1F"]), max_size=40).map("".join)
+
+
+def _read_any(text: str | bytes):
+    """What `skinkit export` does with a file before it converts anything."""
+    import tempfile
+
+    from toolkit.chain.recipe import is_chain_recipe, parse_chain_recipe
+    from toolkit.errors import SkinkitError
+    from toolkit.recipe import read_yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "r.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        try:
+            data = read_yaml(path)
+            if is_chain_recipe(data):
+                return parse_chain_recipe(data, source=str(path), base=path.parent)
+            return parse_recipe(data, source=str(path))
+        except SkinkitError as exc:
+            assert exc.cause and "\n" not in exc.one_line()
+            return exc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200) | YAML_ISH | st.binary(max_size=64))
+def test_any_text_is_a_recipe_or_a_skinkit_error(text):
+    _read_any(text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(VALUES)
+def test_any_yaml_document_is_a_recipe_or_a_skinkit_error(value):
+    import yaml
+
+    _read_any(yaml.safe_dump(value))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6))
+def test_a_recipe_with_any_keys_changed_is_a_recipe_or_a_skinkit_error(changes):
+    import yaml
+
+    _read_any(yaml.safe_dump({**MINIMAL, **changes}))
+    _read_any(yaml.safe_dump({**MINIMAL, "model": {**MINIMAL["model"], **changes}}))
+    _read_any(yaml.safe_dump({**MINIMAL, "targets": [{"format": "tflite", **changes}]}))

@@ -400,12 +400,12 @@ class Recipe(_Strict):
 def format_error(err: dict, root: type[BaseModel] | None = None) -> str:
     """One pydantic error as one phrase; a misspelt key or choice with the closest one it may have meant
     (keys as ``root``, the recipe's schema, allows them where the error is)."""
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r} at {loc}" + did_you_mean(err["loc"][-1], _keys_at(root or Recipe, err["loc"][:-1]))
     if err["type"] == "missing":
         return f"missing required key {loc}"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ").replace("\n", "\\n")  # one line, whatever the recipe's values hold
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
     if err["type"] == "literal_error":
@@ -461,7 +461,8 @@ def read_yaml(path: str | Path) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", fix="fix the YAML syntax") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}", fix="fix the YAML syntax") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
