@@ -92,9 +92,9 @@ def test_gate_failure_exits_3_and_keeps_report(tmp_path):
 
 
 def test_dry_run_prints_resolved_recipe():
-    proc = run_cli("export", "export_recipes/acne_mobilenetv2.yaml", "--dry-run")
+    proc = run_cli("export", "export_recipes/acne_mobilenetv2.yaml", "--dry-run", "--json")
     assert proc.returncode == 0
-    assert json.loads(proc.stdout)["evaluation"] == {"source": "synthetic", "n": 200, "seed": 0, "split": "test", "folder": None,
+    assert json.loads(proc.stdout)["recipe"]["evaluation"] == {"source": "synthetic", "n": 200, "seed": 0, "split": "test", "folder": None,
                                                      "bootstrap": 1000, "noninferiority": "ci", "min_group_size": 10,
                                                      "culprits": "failed", "culprit_images": 16,
                                                      "ground_truth": "labels"}

@@ -150,6 +150,6 @@ def test_margins_on_named_metrics_and_unknown_names():
     crit = {c["name"]: c for c in res["criteria"]}
     assert crit["recall.severe drop vs float (point estimate)"]["value"] == 1.0 and not crit["recall.severe drop vs float (point estimate)"]["passed"]
     assert crit["recall.clear drop vs float (point estimate)"]["passed"]
-    with pytest.raises(RecipeError, match="unknown metrics: recall.severest$") as err:
+    with pytest.raises(RecipeError, match=r"unknown metrics: 'recall.severest' \(did you mean 'recall.severe'\?\)$") as err:
         _gate_on_known_ita(4, never_severe, Tolerance(margins={"recall.severest": 0.1}), noninferiority="point")
     assert "recall.severe" in err.value.fix and "macro_f1" in err.value.fix and "agreement" not in err.value.fix

@@ -5,9 +5,12 @@ clean and the user sees skinkit's own progress only."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from pathlib import Path
+
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -59,3 +62,48 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def yaml_load(text: str) -> object:
+    """``yaml.safe_load``, but a key given twice in one mapping is refused (``yaml.safe_load`` keeps the last
+    and drops the first without a word), and a scalar that looks like a date but is none (``2024-13-01``) is a
+    YAML error with its line rather than a ValueError. Both raise ``yaml.YAMLError`` subclasses."""
+    return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 — a SafeLoader subclass
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names a key twice; ``line`` and ``first_line`` are 1-based."""
+
+    def __init__(self, key: object, line: int, first_line: int):
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+@functools.cache
+def _unique_key_loader():
+    from yaml.constructor import ConstructorError
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' keys may be overridden on purpose
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:  # unhashable: the base constructor refuses it with its line
+                        continue
+                    if first is not key_node:
+                        raise DuplicateKeyError(key, key_node.start_mark.line + 1, first.start_mark.line + 1)
+            return super().construct_mapping(node, deep=deep)
+
+        def construct_yaml_timestamp(self, node):
+            try:
+                return super().construct_yaml_timestamp(node)
+            except (ValueError, OverflowError) as exc:
+                raise ConstructorError(None, None, f"{node.value!r} is not a date ({exc})", node.start_mark) from None
+
+    UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", UniqueKeyLoader.construct_yaml_timestamp)
+    return UniqueKeyLoader

@@ -60,7 +60,8 @@ def export(
     recipe: Path = typer.Argument(..., help="export recipe (YAML), e.g. export_recipes/acne_mobilenetv2.yaml"),
     out: Path = typer.Option(Path("bundles"), "--out", "-o", help="folder the bundle is written into"),
     force: bool = typer.Option(False, "--force", help="replace an existing bundle of the same name"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved recipe and stop"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check everything an export can check without converting (model, checkpoint, data, metric "
+                                 "names), print the artifacts it would write and the criteria of each, and stop"),
     as_json: bool = typer.Option(False, "--json", help="print a machine summary on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     strict: bool = typer.Option(False, "--strict", help="all or nothing: the first target that fails to convert stops "
@@ -78,7 +79,13 @@ def export(
                              dry_run=dry_run, as_json=as_json, quiet=quiet)
     r = parse_recipe(data, source=str(recipe))
     if dry_run:
-        print(json.dumps(r.model_dump(mode="json"), indent=2))
+        from toolkit.pipeline import plan
+
+        resolved = plan(r, recipe_path=recipe, out_dir=out)
+        if as_json:
+            print(json.dumps(resolved.summary(), indent=2))
+        elif not quiet:
+            print("\n".join([f"dry run: {recipe} resolves; nothing converted or written", *resolved.lines()]), file=sys.stderr)
         return
     from toolkit.pipeline import export as run_export
 

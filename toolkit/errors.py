@@ -81,3 +81,13 @@ class VerificationError(SkinkitError):
     The export records it as a failed check; on its own it exits 2."""
 
     exit_code = 2
+
+
+def did_you_mean(word: object, choices) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``word``; empty when none is close."""
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

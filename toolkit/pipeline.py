@@ -174,3 +174,88 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
                                not_converted=not_converted, bundle_dir=str(final), summary=result.summary(),
                                fix=f"fix or drop the failed targets (below; backend log: {log_path}), or pass --strict for all or nothing")
     return result
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an export of ``recipe`` would do, resolved and checked without converting (``skinkit export
+    --dry-run``): the model, checkpoint and data it reads, the files it writes and what each artifact is judged by."""
+
+    recipe: Recipe
+    bundle_dir: Path
+    bundle_exists: bool
+    model: dict
+    evaluation: dict
+    calibration: dict | None  # None: no target is calibrated
+    compression: dict | None  # None: the recipe compresses nothing
+    files: tuple[str, ...]  # beside the artifacts, in the bundle
+    artifacts: tuple[dict, ...]  # per target: its file, tolerance and criteria
+
+    def summary(self) -> dict:
+        return {"bundle": str(self.bundle_dir), "bundle_exists": self.bundle_exists, "model": self.model,
+                "evaluation": self.evaluation, "calibration": self.calibration, "compression": self.compression,
+                "files": list(self.files), "artifacts": list(self.artifacts), "recipe": self.recipe.model_dump(mode="json")}
+
+    def lines(self) -> list[str]:
+        m, ev, cal = self.model, self.evaluation, self.calibration
+        where = f"folder {ev['folder']}" if ev["folder"] else f"synthetic, {ev['split']} split, seed {ev['seed']}"
+        out = [f"model: {m['name']} ({m['task']}, {m['input_size'][0]}x{m['input_size'][1]}, judged by {m['metric']}); "
+               f"checkpoint {m['checkpoint']}",
+               f"evaluation: {ev['n']} images ({where}; ground truth: {ev['ground_truth']})"]
+        if cal is not None:
+            out.append(f"calibration: {cal['images']} images ({cal.get('folder') or cal['source']}), none shared with evaluation")
+        if self.compression is not None:
+            c = self.compression
+            out.append(f"compression: {c['method']} pruning, sparsity {c['sparsity']} (not run by --dry-run)"
+                       + "".join(f"; {k['name']} {k['op']} {k['bound']}" for k in c["criteria"]))
+        exists = " (exists: export replaces it only with --force)" if self.bundle_exists else ""
+        out.append(f"bundle: {self.bundle_dir}/{exists}: {', '.join(self.files)}, and {len(self.artifacts)} artifact(s):")
+        for a in self.artifacts:
+            out.append(f"  {a['path']}  ({a['target']})")
+            out += [f"    {c['name']} {c['op']} {c['bound']}" for c in a["criteria"]]
+        return out
+
+
+def plan(recipe: Recipe, *, recipe_path: Path, out_dir: Path) -> Plan:
+    """Every check an export makes before converting, with the export's own functions, and what it would write:
+    the model loads (a registered name, or a factory that builds a network) with its checkpoint and runs on its
+    contract, the evaluation and calibration images load and share none, the metrics the gate names are the
+    task's. Compression is not run (its budget is listed). Seconds; nothing is written."""
+    from dataclasses import asdict
+
+    from toolkit.backends.precisions import PRECISIONS
+    from toolkit.convert.base import artifact_filename
+    from toolkit.tasks import headline
+    from toolkit.verify.gate import planned_criteria
+
+    context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=Path(tempfile.gettempdir()), log_path=Path(os.devnull))
+    loaded = load.run(context, recipe.model)
+    images = evaluation.check(context, compress.uncompressed(context, loaded))
+    spec, ev = loaded.spec, recipe.evaluation
+    _, calibration = convert.calibration_inputs(context, spec, images.inputs)
+    artifacts = []
+    for t in recipe.targets:
+        tol, judged = verify.tolerance_of(recipe, spec, t.precision, t)
+        artifacts.append({
+            "target": t.key, "format": t.format, "precision": t.precision,
+            "path": f"artifacts/{artifact_filename(spec.name, t.format, t.variant)}",
+            "tolerance": {**{k: v for k, v in asdict(tol).items() if v not in (None, {})}, "noninferiority": judged},
+            "criteria": planned_criteria(spec, tol, PRECISIONS[t.precision].tier, noninferiority=judged,
+                                         min_group_size=ev.min_group_size)})
+    p = recipe.compress.pruning
+    compression = None if p is None else {
+        "method": p.method, "sparsity": p.sparsity,
+        "criteria": [c for c in (
+            {"name": f"{headline(spec)} drop vs original float", "op": "<=", "bound": p.max_metric_drop},
+            {"name": f"worst skin-tone group {headline(spec)} drop vs original float", "op": "<=", "bound": p.max_group_drop},
+        ) if c["bound"] is not None]}
+    final = out_dir / recipe.name
+    return Plan(
+        recipe=recipe, bundle_dir=final, bundle_exists=final.exists(),
+        model={"name": spec.name, "task": spec.task, "metric": headline(spec), "input_size": list(spec.input_size),
+               "outputs": [o.name for o in spec.outputs], **loaded.provenance},
+        evaluation={"source": ev.source, "n": len(images), "folder": str(context.resolve(ev.folder)) if ev.folder else None,
+                    "split": ev.split, "seed": ev.seed, "ground_truth": ev.ground_truth},
+        calibration=calibration, compression=compression,
+        files=("manifest.json", "report.md", *(("labels.txt",) if spec.labels else ())),
+        artifacts=tuple(artifacts))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from toolkit.backends import BACKENDS
 from toolkit.backends.precisions import PRECISIONS
-from toolkit.errors import RecipeError
+from toolkit.errors import RecipeError, did_you_mean
 from toolkit.tasks import TASKS
 
 Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
@@ -396,16 +397,37 @@ class Recipe(_Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def format_error(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+def format_error(err: dict, root: type[BaseModel] | None = None) -> str:
+    """One pydantic error as one phrase; a misspelt key or choice with the closest one it may have meant
+    (keys as ``root``, the recipe's schema, allows them where the error is)."""
+    loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        return f"unknown key {err['loc'][-1]!r} at {loc}"
+        return f"unknown key {err['loc'][-1]!r} at {loc}" + did_you_mean(err["loc"][-1], _keys_at(root or Recipe, err["loc"][:-1]))
     if err["type"] == "missing":
         return f"missing required key {loc}"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ").replace("\n", "\\n")  # one line, whatever the recipe's values hold
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    if err["type"] == "literal_error":
+        shown += did_you_mean(got, re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", "")))
     return f"{loc}: {msg}{shown}"
+
+
+def _keys_at(root: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys the schema allows in the mapping at ``loc`` (list indices and dict keys pass through)."""
+    models = [root]
+    for part in loc:
+        inner = [m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)]
+        if inner:
+            models = inner
+    return sorted({k for m in models for k in m.model_fields})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``X | None``, ``tuple[X, ...]``, ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def parse_recipe(data: object, *, source: str = "<recipe>") -> Recipe:
@@ -420,18 +442,27 @@ def parse_recipe(data: object, *, source: str = "<recipe>") -> Recipe:
 
 
 def read_yaml(path: str | Path) -> object:
-    """A recipe file's YAML; one error for a missing file or bad syntax (line and column)."""
+    """A recipe file's YAML; one error for a missing file, bad syntax (line and column) or a key given twice."""
     import yaml
+
+    from toolkit._io import DuplicateKeyError, yaml_load
 
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}", fix="pass a YAML file such as export_recipes/acne_mobilenetv2.yaml")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot be read as UTF-8 text ({exc})", fix="save the recipe as a UTF-8 YAML file") from None
+    try:
+        return yaml_load(text)
+    except DuplicateKeyError as exc:
+        raise RecipeError(f"{path}: {exc}", fix=f"keep one {exc.key!r}: YAML would silently drop all but the last") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", fix="fix the YAML syntax") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}", fix="fix the YAML syntax") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -141,12 +141,13 @@ def _ensure_loaded() -> None:
 
 
 def get_spec(name: str) -> ModelSpec:
-    from toolkit.errors import BadInputError
+    from toolkit.errors import BadInputError, did_you_mean
 
     _ensure_loaded()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
-        raise BadInputError(f"unknown model {name!r}", fix=f"use one of: {known}, or 'path/to/file.py:factory'")
+        raise BadInputError(f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}",
+                            fix=f"use one of: {known}, or 'path/to/file.py:factory'")
     return _REGISTRY[name]
 
 

@@ -22,9 +22,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from toolkit._io import yaml_load
 from toolkit.backends import BACKENDS, get_backend, op_support
 from toolkit.backends.base import Cost
-from toolkit.errors import BadInputError
+from toolkit.errors import BadInputError, did_you_mean
 
 DEVICES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "devices"
 ComputeDtype = Literal["fp32", "fp16", "int16", "int8"]
@@ -82,7 +83,7 @@ class AnchorFile(_Strict):
 
 def load_profile(path: Path) -> DeviceProfile:
     try:
-        return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
+        return DeviceProfile.model_validate(yaml_load(path.read_text()))
     except (ValidationError, yaml.YAMLError) as exc:
         raise BadInputError(f"device profile {path} is invalid: {exc}".splitlines()[0],
                             fix="compare it with benchmarks/devices/snapdragon_8gen3_npu.yaml") from None
@@ -118,12 +119,12 @@ def load_profiles(names: list[str] | None = None, directory: Path = DEVICES_DIR)
         elif n in known:
             paths.append(known[n])
         else:
-            raise BadInputError(f"unknown device profile {n!r}", fix=f"use one of: {', '.join(known)}, or a path to a profile YAML")
+            raise BadInputError(f"unknown device profile {n!r}{did_you_mean(n, known)}", fix=f"use one of: {', '.join(known)}, or a path to a profile YAML")
     return [_resolve(load_profile(p), known) for p in paths]
 
 
 def load_anchors(directory: Path = DEVICES_DIR) -> AnchorFile:
-    return AnchorFile.model_validate(yaml.safe_load((directory / "anchors.yaml").read_text()))
+    return AnchorFile.model_validate(yaml_load((directory / "anchors.yaml").read_text()))
 
 
 def compute_dtype(profile: DeviceProfile, fmt: str, precision: str) -> tuple[ComputeDtype | None, str]:

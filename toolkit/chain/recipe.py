@@ -228,7 +228,7 @@ def parse_chain_recipe(data: dict, *, source: str, base: Path) -> ChainRecipe:
     try:
         return ChainRecipe.model_validate({**data, "components": components})
     except ValidationError as exc:
-        problems = [format_error(e) for e in exc.errors()]
+        problems = [format_error(e, ChainRecipe) for e in exc.errors()]
         raise RecipeError(f"{source}: " + "; ".join(problems), fix="correct the key(s) named; see export_recipes/acne_gated.yaml") from None
 
 

@@ -44,6 +44,16 @@ def run(context: Context, loaded: LoadedModel) -> Compressed:
     return Compressed(loaded=loaded, model=model, wrapped=wrapped, report=report)
 
 
+def uncompressed(context: Context, loaded: LoadedModel) -> Compressed:
+    """The device contract around the loaded network as it is, compression not run: what ``skinkit export
+    --dry-run`` checks the data and the metric names with (pruning with distillation takes minutes)."""
+    from toolkit.load.contract import DeviceContract
+    from toolkit.load.stage import input_contract
+
+    wrapped = DeviceContract(loaded.module, loaded.spec, input_contract(context.recipe)).eval()
+    return Compressed(loaded=loaded, model=loaded.module, wrapped=wrapped, report=None)
+
+
 def _prune_channels(context: Context, loaded: LoadedModel, p: PruningConfig):
     """Remove channels, then (optionally) distil from the float model on unlabeled images."""
     import torch

@@ -87,7 +87,7 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     check_static_outputs(compressed.wrapped, sample, spec.name)
     out_dir = context.staging / "artifacts"
     out_dir.mkdir(exist_ok=True)
-    calibration, calibration_report = _calibration_inputs(context, spec, evaluation_images)
+    calibration, calibration_report = calibration_inputs(context, spec, evaluation_images)
     meta = artifact_metadata(recipe, spec)
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
@@ -133,7 +133,7 @@ def _none_converted(failed: list[FailedTarget]) -> ConversionError:
                            module="; ".join(dict.fromkeys(f.module for f in failed if f.module)) or None)
 
 
-def _calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
+def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
     """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
     no image with the evaluation set; and what they were (for the manifest)."""
     from toolkit.backends.precisions import PRECISIONS

@@ -118,13 +118,15 @@ def error_histogram(ref: Outputs, out: Outputs, bins: int = 41) -> dict:
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def check_margin_names(tolerance: Tolerance, rows: dict) -> None:
-    from toolkit.errors import RecipeError
+def check_margin_names(tolerance: Tolerance, rows: dict, *, target: str | None = None) -> None:
+    """Every metric ``tolerance.margins`` names is one of ``rows`` (a comparison's metrics) with a drop."""
+    from toolkit.errors import RecipeError, did_you_mean
 
     known = sorted(k for k, v in rows.items() if "drop" in v)
     unknown = [k for k in tolerance.margins if k not in known]
     if unknown:
-        raise RecipeError(f"tolerance margins name unknown metrics: {', '.join(unknown)}",
+        raise RecipeError(f"{f'target {target}: ' if target else ''}tolerance margins name unknown metrics: "
+                          f"{', '.join(f'{k!r}{did_you_mean(k, known)}' for k in unknown)}",
                           fix=f"use metrics of this task that have a float counterpart: {', '.join(known)}")
 
 
@@ -146,6 +148,23 @@ def worst_group_criterion(key: str, groups: dict, bound: float | None, min_group
     worst = max(gated, key=lambda g: gated[g])
     return _criterion(f"worst skin-tone group {key} drop vs {versus} ({worst}, n={groups[worst]['n']})",
                       gated[worst], bound, op="<=", group=worst)
+
+
+def planned_criteria(spec: ModelSpec, tolerance: Tolerance, tier: str, *, noninferiority: str, min_group_size: int) -> list[dict]:
+    """The criteria an artifact of ``tier`` will be judged by, named as ``verify_artifact`` names them, with their
+    bounds and no values (``skinkit export --dry-run``); the backend's structural checks come on top."""
+    task, key = get_task(spec.task), headline(spec)
+    exact = {o.name: {"max_abs_error": 0.0, "cosine": 1.0} for o in spec.outputs}
+    no_drop = {"drop": {"value": 0.0, "ci95": [0.0, 0.0]}}
+    criteria = numeric_criteria(spec, exact, tolerance, tier) + [c for c in (
+        _criterion(task.agreement_label, 1.0, tolerance.min_agreement, op=">=") if task.agreement_label else None,
+        drop_criterion(key, no_drop, tolerance.max_metric_drop, noninferiority),
+        *(drop_criterion(name, no_drop, margin, noninferiority) for name, margin in sorted(tolerance.margins.items())),
+    ) if c is not None]
+    if tolerance.max_group_drop is not None:
+        criteria.append({"name": f"worst skin-tone group {key} drop vs float (groups of {min_group_size}+ images)",
+                         "bound": tolerance.max_group_drop, "op": "<="})
+    return [{"name": c["name"], "op": c["op"], "bound": c["bound"]} for c in criteria]
 
 
 def by_group(spec: ModelSpec, out: Outputs, ref: Outputs, targets: np.ndarray, tone: SkinTone,

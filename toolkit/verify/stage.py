@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from toolkit.convert.base import Artifact
     from toolkit.convert.stage import FailedTarget
     from toolkit.data.records import TaskData
-    from toolkit.recipe import Target
+    from toolkit.recipe import Recipe, Target
+    from toolkit.registry import ModelSpec, Tolerance
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,28 @@ def gate(context: Context, compressed: Compressed, artifact: Artifact, runner: R
     """The gate on one artifact: its precision tier's tolerance with the recipe's overrides (the tier's,
     then the target's own; the target is found from the artifact's file name unless given)."""
     from toolkit.convert.stage import target_of
-    from toolkit.verify.gate import resolve_tolerance, verify_artifact
+    from toolkit.verify.gate import verify_artifact
 
     recipe, spec, g = context.recipe, compressed.spec, evaluation
     target = target or target_of(recipe, spec, artifact)
-    overrides = (recipe.tolerances.get(artifact.precision), target.tolerance if target is not None else None)
-    tol = resolve_tolerance(spec, artifact.precision, *overrides)
+    tol, judged = tolerance_of(recipe, spec, artifact.precision, target)
     ev = recipe.evaluation
-    judged = next((o.noninferiority for o in reversed(overrides) if o is not None and o.noninferiority), ev.noninferiority)
     res = verify_artifact(artifact, runner, spec=spec, data=g.data, x=g.x, ref=g.reference, tolerance=tol,
                           layout=recipe.input.layout, tone=g.tone, boot=g.boot, noninferiority=judged,
                           min_group_size=ev.min_group_size)
     res["tolerance"] = {**{k: v for k, v in tol.__dict__.items() if v not in (None, {})}, "noninferiority": judged}
     return res
+
+
+def tolerance_of(recipe: Recipe, spec: ModelSpec, precision: str, target: Target | None) -> tuple[Tolerance, str]:
+    """What an artifact of ``precision`` built for ``target`` is judged by: its tier's tolerance with the recipe's
+    overrides (``tolerances.<precision>``, then the target's own), and how drops are judged ('ci' or 'point')."""
+    from toolkit.verify.gate import resolve_tolerance
+
+    overrides = (recipe.tolerances.get(precision), target.tolerance if target is not None else None)
+    judged = next((o.noninferiority for o in reversed(overrides) if o is not None and o.noninferiority),
+                  recipe.evaluation.noninferiority)
+    return resolve_tolerance(spec, precision, *overrides), judged
 
 
 def mixed_precision_search(context: Context, compressed: Compressed, evaluation: EvaluationSet) -> MixedPrecisionSearch:
