@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from toolkit.errors import BadInputError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -59,3 +61,25 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def output_error(path: Path, exc: OSError, *, option: str = "--out") -> BadInputError:
+    """An ``OSError`` met writing the output ``path`` the user named (``option``) as one ``BadInputError``: what
+    stands in the way, naming the path, and the fix."""
+    import errno
+
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == path:
+        return BadInputError(f"{option} {path} is a file, not a folder", fix=f"remove it, or pass {option} a folder")
+    if blocker is not None:
+        return BadInputError(f"{option} {path} cannot be a folder: {blocker} is a file", fix=f"pass {option} a path that is not under a file")
+    where = exc.filename or path
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return BadInputError(f"{option} {path} is not writable ({exc.strerror}: {where})",
+                             fix=f"make it writable (chmod u+w; chattr -i if immutable), or pass {option} a folder you can write to")
+    if exc.errno == errno.EROFS:
+        return BadInputError(f"{option} {path} is on a read-only file system", fix=f"pass {option} a folder on a writable disk")
+    if exc.errno == errno.ENOSPC:
+        return BadInputError(f"no space left on the disk of {option} {path}", fix=f"free some space, or pass {option} a folder on another disk")
+    return BadInputError(f"cannot write {option} {path}: {exc.strerror or exc} ({where})", fix=f"pass {option} a folder you can write to")
