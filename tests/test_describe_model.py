@@ -460,7 +460,7 @@ benchmark: {{enabled: false}}
     proc = run_cli("train", str(recipe), "--epochs", "3", "--n-train", "320")
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((tmp_path / "weights" / "small.json").read_text())
-    assert card["command"] == f"skinkit train {recipe} --epochs 3 --n-train 320 --lr 0.001 --batch-size 32 --seed 0"
+    assert card["command"] == "skinkit train small.yaml --epochs 3 --n-train 320 --lr 0.001 --batch-size 32 --seed 0"
     assert card["data"]["train"]["n"] == 320
     assert len(card["training"]["loss_per_epoch"]) == 3 and card["training"]["loss_per_epoch"][-1] < card["training"]["loss_per_epoch"][0]
     assert set(load_file(str(tmp_path / "weights" / "small.safetensors"))) == set(_small_state_keys(tmp_path))

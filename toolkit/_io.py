@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from toolkit.errors import BadInputError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -107,3 +109,42 @@ def _unique_key_loader():
 
     UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", UniqueKeyLoader.construct_yaml_timestamp)
     return UniqueKeyLoader
+def output_error(path: Path, exc: OSError, *, option: str = "--out") -> BadInputError:
+    """An ``OSError`` met writing the output ``path`` the user named (``option``) as one ``BadInputError``: what
+    stands in the way, naming the path, and the fix."""
+    import errno
+
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None and blocker == path and exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return BadInputError(f"{option} {path} is a file, not a folder", fix=f"remove it, or pass {option} a folder")
+    if blocker is not None and blocker != path:
+        return BadInputError(f"{option} {path} cannot be written: {blocker} is a file, not a folder",
+                             fix=f"pass {option} a path that is not under a file")
+    where = exc.filename or path
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return BadInputError(f"{option} {path} is not writable ({exc.strerror}: {where})",
+                             fix=f"make it writable (chmod u+w; chattr -i if immutable), or pass {option} a folder you can write to")
+    if exc.errno == errno.EROFS:
+        return BadInputError(f"{option} {path} is on a read-only file system", fix=f"pass {option} a folder on a writable disk")
+    if exc.errno == errno.ENOSPC:
+        return BadInputError(f"no space left on the disk of {option} {path}", fix=f"free some space, or pass {option} a folder on another disk")
+    return BadInputError(f"cannot write {option} {path}: {exc.strerror or exc} ({where})", fix=f"pass {option} a folder you can write to")
+
+
+def writable_folder(folder: Path, *, option: str = "--out", named: Path | None = None) -> Path:
+    """``folder`` created if need be and tried with a throwaway file, so that an output the user named (``named``, a
+    file in it; default the folder) that cannot be written fails at once as one ``BadInputError`` (``output_error``)
+    rather than after the work."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".skinkit-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        exc.filename = str(folder)  # not the probe's name
+        raise output_error(named or folder, exc, option=option) from None
+    return folder

@@ -18,6 +18,8 @@ import typer
 
 from toolkit.errors import IncompleteBundle, SkinkitError, VerificationFailed
 
+TRAINED_DIR = Path("trained")  # where `skinkit train MODEL` writes unless --out says otherwise
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn trained PyTorch skin-analysis models into verified on-device bundles.")
 
@@ -146,39 +148,41 @@ def train(
     seed: int = typer.Option(0, help="random seed (data, init, order)"),
     epochs: int | None = typer.Option(None, help="override the model's epoch count (your model: default 3)"),
     n_train: int | None = typer.Option(None, help="override the number of training images (your model: default 1200)"),
-    out: Path | None = typer.Option(None, help="weights folder (default: the package's shipped weights; your model: "
-                                               "the recipe's model.checkpoint)"),
+    out: Path | None = typer.Option(None, help="weights folder (default: trained/ in the current folder; your model: the "
+                                               "recipe's model.checkpoint); the package's shipped weights are replaced only "
+                                               "when --out names their folder, with --force"),
     threads: int | None = typer.Option(None, help="CPU threads (default: all)"),
     lr: float = typer.Option(1e-3, help="your model: peak learning rate (AdamW, one-cycle)"),
     batch_size: int = typer.Option(32, help="your model: images per step"),
-    force: bool = typer.Option(False, "--force", help="your model: replace the weights model.checkpoint already names"),
+    force: bool = typer.Option(False, "--force", help="replace weights that already exist where training writes"),
 ) -> None:
     """Train a reference model, or your own model described by a recipe, on synthetic skin images (CPU) and
-    write its checkpoint and card (for your model: where the recipe's model.checkpoint says)."""
-    from toolkit.train import WEIGHTS_DIR
+    write its checkpoint and card: into trained/ (for your model: where the recipe's model.checkpoint says)."""
+    from toolkit._io import writable_folder
+    from toolkit.errors import BadInputError
     from toolkit.train import train as run_train
 
     console = _console()
     if model.endswith((".yaml", ".yml")):
         spec, checkpoint = _recipe_model_to_train(Path(model), epochs=epochs, n_train=n_train, lr=lr, batch_size=batch_size)
         checkpoint = out / checkpoint.name if out else checkpoint
-        if checkpoint.exists() and not force:
-            from toolkit.errors import BadInputError
-
-            raise BadInputError(f"{checkpoint} exists: training would replace those weights",
-                                fix="pass --force to replace them, or --out DIR to write elsewhere")
         passed = {"--epochs": epochs, "--n-train": n_train, "--lr": lr, "--batch-size": batch_size}
-        command = f"skinkit train {model} " + " ".join(f"{k} {v}" for k, v in passed.items() if v is not None)
+        # the recipe by file name: the card travels into bundles, which name no folder of this machine
+        command = f"skinkit train {Path(model).name} " + " ".join(f"{k} {v}" for k, v in passed.items() if v is not None)
     else:
         from toolkit.registry import get_spec
 
-        spec, checkpoint, command = get_spec(model), None, None
+        spec, command = get_spec(model), None
+        checkpoint = (out or TRAINED_DIR) / f"{spec.name}.safetensors"  # never the shipped weights unless --out says so
+    if checkpoint.exists() and not force:
+        raise BadInputError(f"{checkpoint} exists: training would replace those weights",
+                            fix="pass --force to replace them, or --out DIR to write elsewhere")
+    writable_folder(checkpoint.parent, option="--out" if out or command is None else "model.checkpoint's folder")
     console.print(f"training {spec.name} ({spec.architecture}) on synthetic data …")
-    card = run_train(spec, out_dir=out or WEIGHTS_DIR, seed=seed, threads=threads, epochs=epochs, n_train=n_train,
+    card = run_train(spec, seed=seed, threads=threads, epochs=epochs, n_train=n_train,
                      progress=lambda e, n, loss: console.print(f"  epoch {e}/{n}: loss {loss:.4f}"),
                      checkpoint=checkpoint, command=command)
-    if checkpoint:
-        console.print(f"weights: {checkpoint}")
+    console.print(f"weights: {checkpoint}")
     console.print(f"held-out float metrics: {json.dumps(card['held_out_float_metrics'])} ({card['seconds']['total']} s)")
 
 
@@ -404,6 +408,7 @@ def calibration(
     """Write a calibration-set manifest: every image by id with its sha256, provenance and consent."""
     import hashlib
 
+    from toolkit._io import writable_folder
     from toolkit.data.calibration import write_manifest
     from toolkit.data.folder import IMAGE_SUFFIXES
     from toolkit.errors import BadInputError
@@ -412,6 +417,9 @@ def calibration(
         raise BadInputError("give exactly one of --folder DIR and --synthetic N", fix="e.g. --folder photos/ or --synthetic 64")
     if crop not in ("none", "skin"):
         raise BadInputError(f"--crop {crop!r} is not one of none, skin", fix="--crop none or --crop skin")
+    if out.is_dir():
+        raise BadInputError(f"--out {out} is a folder, but calibration writes one manifest file", fix="e.g. --out calibration/my_set.yaml")
+    writable_folder(out.parent, named=out)
     if synthetic is not None:
         from toolkit.data.calibration import pixel_sha256
         from toolkit.data.synthetic import make_sample
@@ -512,6 +520,10 @@ def run(
     from toolkit.errors import BadInputError
 
     loaded = load_bundle(bundle, variant=variant)
+    if overlay is not None:
+        from toolkit._io import writable_folder
+
+        writable_folder(overlay, option="--overlay")
     console = None if as_json else _console()
     records, failed = [], 0
     for photo in photos:  # a bad photo is reported and the others still run; the exit code says some failed
@@ -585,11 +597,12 @@ def data(
     seed: int = typer.Option(0),
 ) -> None:
     """Write synthetic evaluation data in the folder format `evaluation.folder` reads."""
+    from toolkit._io import writable_folder
     from toolkit.registry import get_spec
     from toolkit.tasks.data import task_data, write_folder
 
     spec = get_spec(model)
-    write_folder(task_data(spec, n, split=split, seed=seed), spec, out)
+    write_folder(task_data(spec, n, split=split, seed=seed), spec, writable_folder(out))
     print(f"wrote {n} images and labels.csv to {out}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,3 +36,29 @@ class Context:
         if section.source == "folder":
             return load_folder(spec, self.resolve(section.folder), limit=section.n, labelled=labelled)
         return task_data(spec, section.n, split=split, seed=section.seed, labelled=labelled)
+
+
+def portable(path: Path, base: Path) -> str:
+    """``path`` as a manifest records it: relative to ``base`` when it lies under it, else its file name only, so a
+    bundle never names the folders of the machine it was built on."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def recipe_record(recipe_path: Path, bundle: Path) -> str:
+    """Where a bundle's manifest says its recipe is: relative to the bundle, so that ``skinkit verify`` finds the
+    recipe's model files from the bundle without the build machine's absolute paths; its file name only when the two
+    share no folder below the root."""
+    recipe_path, bundle = Path(recipe_path).resolve(), Path(bundle).resolve()
+    if os.path.commonpath([recipe_path, bundle]) == recipe_path.anchor:
+        return recipe_path.name
+    return Path(os.path.relpath(recipe_path, bundle)).as_posix()
+
+
+def recorded_recipe(bundle: Path, recorded: str) -> Path:
+    """The recipe path a manifest records, absolute: relative to the bundle (manifests before that named it absolute)."""
+    path = Path(recorded)
+    return path if path.is_absolute() else (Path(bundle) / path).resolve()

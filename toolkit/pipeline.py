@@ -138,23 +138,22 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
     ``VerificationFailed`` (bundle written, gate failed; it also names targets that did not convert) or
     ``IncompleteBundle`` (bundle written, some targets did not convert, the others pass the gate).
     """
-    from toolkit.bundle.writer import commit_bundle, discard, staging_dir
+    from toolkit.bundle.writer import commit_bundle, staged_bundle
     from toolkit.verify.gate import failed_criteria
 
     final = out_dir / recipe.name
-    staging = staging_dir(out_dir, recipe.name, force=force)
-    log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
-    os.close(log_fd)
-    log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
-    context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
-    try:
-        bundled = run_stages(context, console=console, strict=strict)
-        commit_bundle(staging, final)
-    except BaseException as exc:
-        discard(staging)
-        if isinstance(exc, ConversionError) and exc.fix:
-            exc.fix += f" (backend log: {log_path})"
-        raise
+    with staged_bundle(out_dir, recipe.name, force=force) as staging:  # locked: one export of this bundle at a time
+        log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
+        os.close(log_fd)
+        log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
+        context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
+        try:
+            bundled = run_stages(context, console=console, strict=strict)
+            commit_bundle(staging, final, force=force)
+        except ConversionError as exc:
+            if exc.fix:
+                exc.fix += f" (backend log: {log_path})"
+            raise
     if bundled.complete:
         log_path.unlink(missing_ok=True)
     result = ExportResult(final, bundled.manifest, log_path)

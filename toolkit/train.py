@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit._io import output_error
 from toolkit.registry import ModelSpec
 from toolkit.tasks import get_task
 
@@ -36,11 +37,11 @@ def evaluate(model, spec: ModelSpec, data, batch_size: int = 32) -> dict[str, fl
     return task.quick_metrics(task.read(outputs, spec), data.targets, num_classes=len(spec.labels), output_names=names)
 
 
-def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = None, threads: int | None = None,
+def train(spec: ModelSpec, *, out_dir: Path = Path("trained"), seed: int | None = None, threads: int | None = None,
           epochs: int | None = None, n_train: int | None = None, progress=None, checkpoint: Path | None = None,
           command: str | None = None) -> dict:
     """Train ``spec``'s network from scratch; the weights go to ``checkpoint`` (default ``out_dir/<name>.safetensors``)
-    with a JSON card beside them."""
+    with a JSON card beside them. The shipped weights (``WEIGHTS_DIR``) are written only when named."""
     import torch
     from safetensors.torch import save_file
 
@@ -87,12 +88,15 @@ def train(spec: ModelSpec, *, out_dir: Path = WEIGHTS_DIR, seed: int | None = No
     elapsed = time.perf_counter() - t0
 
     checkpoint = checkpoint or out_dir / f"{spec.name}.safetensors"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tmp = checkpoint.with_name(f".{checkpoint.name}.tmp")
-    save_file(state, str(tmp), metadata={"model": spec.name, "seed": str(seed)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, checkpoint)
+    try:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(tmp), metadata={"model": spec.name, "seed": str(seed)})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, checkpoint)
+    except OSError as exc:
+        raise output_error(checkpoint.parent, exc) from None
     card = {
         "model": spec.name,
         "architecture": spec.architecture,

@@ -33,6 +33,7 @@ class Bundled:
 def run(context: Context, benchmarked: Benchmarked) -> Bundled:
     from toolkit.bundle.manifest import ArtifactEntry, FailedTargetEntry, Manifest
     from toolkit.bundle.report import render
+    from toolkit.context import portable, recipe_record
     from toolkit.convert.base import file_sha256, tree_size
     from toolkit.load.stage import input_contract
     from toolkit.verify.stage import compression_passed, compression_record
@@ -62,6 +63,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         created_utc=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         model={"name": spec.name, "architecture": spec.architecture, "task": spec.task, "description": spec.description,
                "licence": spec.licence, "metric": spec.metric, **loaded.provenance,
+               "checkpoint": portable(loaded.provenance["checkpoint"], context.recipe_dir),
                "training_card": training},
         input=input_contract(r).describe(spec),
         outputs=[{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
@@ -80,7 +82,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
                  "complete": not benchmarked.failed, "artifact_count": len(entries),
                  "passed_count": len(passed), **({"compression_passed": within_budget} if compression else {})},
         tools=tool_versions(),
-        recipe={"path": str(context.recipe_path), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
+        recipe={"path": recipe_record(context.recipe_path, context.staging), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
     )
     data = manifest.model_dump(mode="json")
     (context.staging / "manifest.json").write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")

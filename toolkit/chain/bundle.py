@@ -101,6 +101,7 @@ def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: di
     from toolkit.bundle.stage import tool_versions
     from toolkit.chain.graph import overlay_values
     from toolkit.chain.report import render
+    from toolkit.context import recipe_record
     from toolkit.convert.base import artifact_key, file_sha256
     from toolkit.glue import table
 
@@ -139,7 +140,7 @@ def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: di
         verdict={"passed": comps_ok and chains_ok and fused_ok, "components_passed": comps_ok, "chains_passed": chains_ok,
                  "fused_passed": fused_ok, "components": len(entries), "variants": len(variants), "fused": len(fused)},
         app_code=[], tools=tool_versions(),
-        recipe={"path": str(recipe_path.resolve()), "sha256": recipe.sha256(), "resolved": json.loads(recipe.canonical_json())},
+        recipe={"path": recipe_record(recipe_path, staging), "sha256": recipe.sha256(), "resolved": json.loads(recipe.canonical_json())},
     )
     data_out = manifest.model_dump(mode="json", by_alias=True)
     data_out["app_code"] = _app_code(staging, data_out, variants)

@@ -93,7 +93,7 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
     Raises ``BadInputError`` (a link that does not connect: nothing written), ``ConversionError`` (a component
     converted nothing), ``VerificationFailed`` (bundle written; a component's or a chain's gate failed) or
     ``IncompleteBundle`` (bundle written; some targets did not convert, everything else passes)."""
-    from toolkit.bundle.writer import commit_bundle, discard, staging_dir
+    from toolkit.bundle.writer import commit_bundle, staged_bundle
     from toolkit.chain.bundle import write_bundle
     from toolkit.pipeline import export
     from toolkit.verify.bundle import read_manifest
@@ -104,58 +104,55 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
             console.print(text)
 
     final = out_dir / recipe.name
-    staging = staging_dir(out_dir, recipe.name, force=force)
-    fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
-    os.close(fd)
-    t0 = time.perf_counter()
-    try:
-        say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; every link of the chain, its outputs' metrics "
-            "and truths checked on the float chain …")
-        components = load_components(recipe, recipe_path, Path(log_name))
-        graph = build(recipe, {k: c.io for k, c in components.items()})
-        chain_keys(recipe)
-        if recipe.fused and not graph.fusable:
-            from toolkit.glue import GlueError
+    with staged_bundle(out_dir, recipe.name, force=force) as staging:  # locked: one export of this bundle at a time
+        fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
+        os.close(fd)
+        t0 = time.perf_counter()
+        try:
+            say(f"[bold]1/6[/bold] load: {len(recipe.components)} components; every link of the chain, its outputs' metrics "
+                "and truths checked on the float chain …")
+            components = load_components(recipe, recipe_path, Path(log_name))
+            graph = build(recipe, {k: c.io for k, c in components.items()})
+            chain_keys(recipe)
+            if recipe.fused and not graph.fusable:
+                from toolkit.glue import GlueError
 
-            raise GlueError(f"fused targets need a chain of tensor ops, but {', '.join(graph.host_only())} run on the host only",
-                            fix="drop fused: (the components still ship with the glue contract), or replace those steps")
+                raise GlueError(f"fused targets need a chain of tensor ops, but {', '.join(graph.host_only())} run on the host only",
+                                fix="drop fused: (the components still ship with the glue contract), or replace those steps")
 
-        ev = recipe.evaluation
-        data = chain_data(ev.n, recipe.input.size, seed=ev.seed)
-        fcall, wrappers = float_call(components)
-        floats = run_chain(graph, data, fcall)
-        check_judging(recipe, graph, floats, data)
+            ev = recipe.evaluation
+            data = chain_data(ev.n, recipe.input.size, seed=ev.seed)
+            fcall, wrappers = float_call(components)
+            floats = run_chain(graph, data, fcall)
+            check_judging(recipe, graph, floats, data)
 
-        say("[bold]2/6[/bold] export: each component as its own verified bundle …")
-        comp_results = {}
-        for name, r in recipe.components.items():
-            say(f"    {name} ({r.model.name}) …")
-            problem = None
-            try:
-                export(r, recipe_path=recipe_path, out_dir=staging / "components", force=True)
-            except (VerificationFailed, IncompleteBundle) as exc:  # the bundle is written: judged below, listed in the verdict
-                problem = exc.one_line()
-            comp_results[name] = {"manifest": read_manifest(staging / "components" / name), "problem": problem}
+            say("[bold]2/6[/bold] export: each component as its own verified bundle …")
+            comp_results = {}
+            for name, r in recipe.components.items():
+                say(f"    {name} ({r.model.name}) …")
+                problem = None
+                try:
+                    export(r, recipe_path=recipe_path, out_dir=staging / "components", force=True)
+                except (VerificationFailed, IncompleteBundle) as exc:  # the bundle is written: judged below, listed in the verdict
+                    problem = exc.one_line()
+                comp_results[name] = {"manifest": read_manifest(staging / "components" / name), "problem": problem}
 
-        say(f"[bold]3/6[/bold] float chain on {ev.n} held-out photos (run in step 1) …")
-        boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
+            say(f"[bold]3/6[/bold] float chain on {ev.n} held-out photos (run in step 1) …")
+            boot = Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed)
 
-        say("[bold]4/6[/bold] device chains, run as an app runs them …")
-        manifests = {k: v["manifest"] for k, v in comp_results.items()}
-        variants = judge_variants(recipe, manifests, staging, components, graph, data, floats, fcall, boot, say)
+            say("[bold]4/6[/bold] device chains, run as an app runs them …")
+            manifests = {k: v["manifest"] for k, v in comp_results.items()}
+            variants = judge_variants(recipe, manifests, staging, components, graph, data, floats, fcall, boot, say)
 
-        say("[bold]5/6[/bold] fused graphs …")
-        fused = _fused(recipe, graph, wrappers, data, floats, boot, staging, Path(log_name), say)
+            say("[bold]5/6[/bold] fused graphs …")
+            fused = _fused(recipe, graph, wrappers, data, floats, boot, staging, Path(log_name), say)
 
-        say("[bold]6/6[/bold] bundle: manifest, report, app code …")
-        manifest = write_bundle(staging, recipe, recipe_path, graph, components, comp_results, variants, fused, data,
-                                seconds=time.perf_counter() - t0)
-        commit_bundle(staging, final)
-    except BaseException:
-        discard(staging)
-        raise
-    finally:
-        Path(log_name).unlink(missing_ok=True)
+            say("[bold]6/6[/bold] bundle: manifest, report, app code …")
+            manifest = write_bundle(staging, recipe, recipe_path, graph, components, comp_results, variants, fused, data,
+                                    seconds=time.perf_counter() - t0)
+            commit_bundle(staging, final, force=force)
+        finally:
+            Path(log_name).unlink(missing_ok=True)
     _raise_verdict(manifest, final)
     return manifest
 

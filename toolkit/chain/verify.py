@@ -57,6 +57,7 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
     from toolkit.chain.graph import build
     from toolkit.chain.judge import chain_data
     from toolkit.chain.recipe import ChainRecipe
+    from toolkit.context import recorded_recipe
     from toolkit.convert.base import Artifact
     from toolkit.errors import BadInputError, VerificationError
     from toolkit.verify.bundle import check_checkpoint, verify_bundle
@@ -72,7 +73,7 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
     fd, log_name = tempfile.mkstemp(prefix="skinkit-verify-", suffix=".log")
     os.close(fd)
     try:
-        components = load_components(recipe, Path(manifest["recipe"]["path"]), Path(log_name))
+        components = load_components(recipe, recorded_recipe(bundle, manifest["recipe"]["path"]), Path(log_name))
         manifests = {c["name"]: read_manifest(bundle / c["bundle"]) for c in manifest["components"]}
         for name, c in components.items():
             check_checkpoint(manifests[name], c.compressed.loaded)

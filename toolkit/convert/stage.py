@@ -137,6 +137,7 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
     """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
     no image with the evaluation set; and what they were (for the manifest)."""
     from toolkit.backends.precisions import PRECISIONS
+    from toolkit.context import portable
     from toolkit.data.calibration import check_disjoint, load_calibration
     from toolkit.load.stage import contract_images
 
@@ -146,6 +147,7 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
     cfg = recipe.calibration
     if cfg.source == "manifest":
         images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
+        report["manifest"] = portable(context.resolve(cfg.manifest), context.recipe_dir)  # no build-machine path in the bundle
     else:
         images = context.images(spec, cfg, split="calib", labelled=False).inputs
         report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}

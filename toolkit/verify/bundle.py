@@ -79,7 +79,7 @@ def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path |
                    culprits: str | None = None) -> Context:
     """The context a bundle was exported with, from its manifest's resolved recipe; ``data``, ``n`` and
     ``culprits`` replace the evaluation images, their number and the culprit setting (the gate's settings stay)."""
-    from toolkit.context import Context
+    from toolkit.context import Context, recorded_recipe
     from toolkit.recipe import Recipe
 
     recipe = Recipe.model_validate(manifest["recipe"]["resolved"])
@@ -91,7 +91,7 @@ def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path |
     if culprits is not None:
         ev = ev.model_copy(update={"culprits": culprits})
     recipe = recipe.model_copy(update={"evaluation": ev})
-    return Context(recipe=recipe, recipe_path=Path(manifest["recipe"]["path"]), staging=bundle, log_path=log_path)
+    return Context(recipe=recipe, recipe_path=recorded_recipe(bundle, manifest["recipe"]["path"]), staging=bundle, log_path=log_path)
 
 
 def reference(context: Context) -> Compressed:
