@@ -94,6 +94,13 @@ def test_compression_recipes_parse_and_name_existing_files(path):
     assert any(t.precision in ("int8", "palettize4") for t in r.targets)
 
 
+# Reference models without a 50 %-channels recipe, and why.
+NO_CHANNEL_PRUNING = {
+    "skin_regions_maskrcnn": "label-free distillation matches the network's outputs, which for a detector are the "
+                             "top-K detections after NMS: on 1024 images it ran out of 24 GB (December 2026)",
+}
+
+
 def test_every_reference_model_has_the_four_compression_recipes():
     import toolkit.models  # noqa: F401  (registers the models)
     from toolkit.registry import list_models
@@ -105,6 +112,9 @@ def test_every_reference_model_has_the_four_compression_recipes():
         assert {"tflite_fp32", "tflite_int8", "tflite_int8_mixed", "coreml_palettize4"} <= set(keys), spec.name
         budget = keys["tflite_int8_mixed"].tolerance
         assert keys["tflite_int8_mixed"].keep_float == "auto" and budget.max_group_drop is not None, spec.name
+        if spec.name in NO_CHANNEL_PRUNING:
+            assert not (folder / f"{spec.name}_channels50_int8.yaml").exists(), f"{spec.name}: remove it from NO_CHANNEL_PRUNING"
+            continue
         pruned = load_recipe(folder / f"{spec.name}_channels50_int8.yaml")
         assert (pruned.compress.pruning.method, pruned.compress.pruning.sparsity) == ("channels", 0.5), spec.name
         assert {"tflite_fp32", "tflite_int8"} <= {t.key for t in pruned.targets}, spec.name
