@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from toolkit.client.overlay import PALETTE, Layer, ascii_text, draw_overlay, write_overlay
-from toolkit.data import photo
 from toolkit.data.photo import FIT_MODES, Fit, fit, load_photo
 from toolkit.errors import BadInputError
 
@@ -161,7 +160,7 @@ def test_tiny_image(tmp_path):
 def test_decompression_bomb(tmp_path, monkeypatch, pixels):
     side = int(pixels**0.5)
     path = _save(tmp_path / "bomb.png", np.zeros((side, side, 3), np.uint8))
-    monkeypatch.setattr(photo, "MAX_PIXELS", 2000)
+    monkeypatch.setenv("SKINKIT_MAX_PIXELS", "2000")
     before = Image.MAX_IMAGE_PIXELS
     _bad(path, "more than 2,000 pixels (skinkit's decompression-bomb limit)", "downscale")
     assert before == Image.MAX_IMAGE_PIXELS  # Pillow's own limit is left as it was

@@ -410,8 +410,9 @@ def calibration(
 
     from toolkit._io import writable_folder
     from toolkit.data.calibration import write_manifest
-    from toolkit.data.folder import IMAGE_SUFFIXES
-    from toolkit.errors import BadInputError
+    from toolkit.data.folder import IMAGE_SUFFIXES, image_files
+    from toolkit.data.image import check_image, read_file
+    from toolkit.errors import BadInputError, DataError
 
     if (folder is None) == (synthetic is None):
         raise BadInputError("give exactly one of --folder DIR and --synthetic N", fix="e.g. --folder photos/ or --synthetic 64")
@@ -431,12 +432,23 @@ def calibration(
     else:
         if not folder.is_dir():
             raise BadInputError(f"folder not found: {folder}", fix="pass the folder holding the calibration images")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if not files:
             raise BadInputError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})", fix="add calibration images to it")
+        hashes, bad = [], []
+        for p in files:  # every file is checked as loading will check it, so a manifest never lists an unusable image
+            try:
+                data = read_file(p, what="calibration image")
+                check_image(p, data, what="calibration image")
+                hashes.append(hashlib.sha256(data).hexdigest())
+            except DataError as exc:
+                bad.append(exc.cause)
+        if bad:
+            raise DataError(f"{len(bad)} of {len(files)} images in {folder} cannot be used: " + "; ".join(bad),
+                            fix="re-export those images or remove them from the folder, then write the manifest again (nothing was written)")
         rel = os.path.relpath(folder.resolve(), out.resolve().parent)
         write_manifest(out, name=name, provenance=provenance, consent=consent, source="folder", ids=[p.name for p in files],
-                       hashes=[hashlib.sha256(p.read_bytes()).hexdigest() for p in files], folder=rel, crop=crop)
+                       hashes=hashes, folder=rel, crop=crop)
     print(f"wrote {out}")
 
 

@@ -12,8 +12,9 @@ A manifest (YAML, ``calibration/*.yaml``) lists every image by id with the sha25
     images:
       - {id: "0", sha256: …}      # folder: id = file name; sha256 of the file's bytes
 
-Loading checks every hash, so a calibration set cannot drift silently. An unreadable, missing or changed
-image is an error naming it, or — with ``allow_unreadable`` — skipped and listed in the report. Images go
+Loading checks every hash, so a calibration set cannot drift silently. An unreadable (empty, truncated, corrupt,
+over the pixel limit: ``toolkit.data.image``), missing or changed image is an error naming it, or — with
+``allow_unreadable`` — skipped and listed in the report. Images go
 through the model's own preprocessing: OpenCV decoding (EXIF orientation applied), BGR→RGB, optional
 crop, INTER_AREA resize to the model input. ``check_disjoint`` refuses a calibration set that shares an
 image (the same model-input pixels) with the evaluation set.
@@ -22,14 +23,16 @@ image (the same model-input pixels) with the evaluation set.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from toolkit.data.image import read_file, read_image
 from toolkit.errors import DataError
 
 
@@ -39,8 +42,8 @@ class _Strict(BaseModel):
 
 class Generator(_Strict):
     split: Literal["calib", "train", "val", "test"] = "calib"
-    seed: int = 0
-    size: int = Field(224, ge=32)
+    seed: int = Field(0, ge=0)
+    size: int = Field(224, ge=32, le=1024)  # a synthetic face above 1024 px takes seconds to render and adds nothing
 
 
 class Preprocessing(_Strict):
@@ -75,8 +78,13 @@ def read_manifest(path: Path) -> CalibrationManifest:
     if not path.is_file():
         raise DataError(f"calibration manifest not found: {path}", fix="pass a manifest from calibration/, or `skinkit calibration DIR` to write one")
     try:
-        m = CalibrationManifest.model_validate(yaml.safe_load(path.read_text()))
-    except (ValidationError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read calibration manifest {path}: {exc}", fix="give the YAML manifest `skinkit calibration` wrote") from None
+    try:
+        m = CalibrationManifest.model_validate(yaml.safe_load(text))
+    # ValidationError is a ValueError; PyYAML raises ValueError too (a date such as 2020-02-30), and RecursionError on deep nesting
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
         first = str(exc).splitlines()
         raise DataError(f"{path} is not a valid calibration manifest: {' '.join(first[:3])}",
                         fix="compare it with calibration/acne_synthetic_calib.yaml") from None
@@ -133,24 +141,19 @@ def load_calibration(path: Path, spec, *, allow_unreadable: bool = False, limit:
     for e in entries:
         try:
             if m.source == "synthetic":
-                try:
-                    index = int(e.id)
-                except ValueError:
-                    raise DataError(f"{path}: synthetic image id {e.id!r} is not an index", fix="ids of synthetic sets are 0, 1, 2, …") from None
-                img = make_sample(m.generator.seed, m.generator.split, index, m.generator.size).image
+                if not (e.id.isascii() and e.id.isdigit()):
+                    raise DataError(f"{path}: synthetic image id {e.id!r} is not an index", fix="ids of synthetic sets are 0, 1, 2, …")
+                img = make_sample(m.generator.seed, m.generator.split, int(e.id), m.generator.size).image
                 _check_hash(path, e, pixel_sha256(img))
             else:
                 folder = m.folder if m.folder.is_absolute() else path.parent / m.folder
                 file = folder / e.id
-                if not file.is_file():
+                if not os.path.lexists(file):
                     raise DataError(f"calibration image missing: {file}", fix="restore it, or remove it from the manifest")
-                data = file.read_bytes()
-                got = hashlib.sha256(data).hexdigest()
-                _check_hash(path, e, got)
-                decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # EXIF orientation applied
-                if decoded is None:
-                    raise DataError(f"unreadable calibration image: {file} (not an image OpenCV can decode)",
-                                    fix="replace it, remove it from the manifest, or set calibration.allow_unreadable: true")
+                fix = "re-export it, remove it from the manifest, or set calibration.allow_unreadable: true"
+                data = read_file(file, what="calibration image", fix=fix)
+                _check_hash(path, e, hashlib.sha256(data).hexdigest())
+                decoded = read_image(file, data, what="calibration image", fix=fix)  # EXIF orientation applied
                 img = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
             images.append(_prepare(img, spec, m.preprocessing.crop))
         except DataError as exc:

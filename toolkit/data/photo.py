@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.image import ENV_MAX_PIXELS, max_pixels
 from toolkit.errors import BadInputError
 
 FIT_MODES = ("center_crop", "stretch")
 MIN_SIDE = 16
-# The most pixels a photo may have: a 200-megapixel phone camera's full frame reads; beyond is treated as a
-# decompression bomb (Pillow's own default, 89 MP, would refuse such photos).
-MAX_PIXELS = 250_000_000
 FORMATS = "JPEG, PNG, WebP, BMP, TIFF or HEIC"
 # ISO-BMFF brands (bytes 8:12, after b"ftyp" at 4:8) of HEIF/HEIC stills and sequences.
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
@@ -33,7 +31,8 @@ def load_photo(path: str | Path) -> np.ndarray:
       scaled to 8 bits with rounding (65535 -> 255, 32896 -> 128).
 
     Every problem (missing, a folder, empty, not an image, truncated or corrupt, smaller than 16 px on a
-    side, more than ``MAX_PIXELS`` (a decompression bomb; 200-megapixel phone photos read), HEIC without
+    side, more than ``max_pixels()`` (a decompression bomb; 250 megapixels unless ``SKINKIT_MAX_PIXELS`` says
+    otherwise: 200-megapixel phone photos read; Pillow's own default, 89 MP, would refuse them), HEIC without
     pillow-heif) raises one ``BadInputError`` naming the file, with a ``fix``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,17 +52,18 @@ def load_photo(path: str | Path) -> np.ndarray:
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         _register_heif(path)
 
+    limit = max_pixels()
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above it (an error here) and refuses above twice it
+            Image.MAX_IMAGE_PIXELS = limit  # Pillow warns above it (an error here) and refuses above twice it
             with Image.open(path) as img:
                 img.load()
                 img = ImageOps.exif_transpose(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadInputError(f"photo {path} has more than {MAX_PIXELS:,} pixels (skinkit's decompression-bomb limit)",
-                            fix=f"downscale the photo below {MAX_PIXELS // 1_000_000} megapixels") from None
+        raise BadInputError(f"photo {path} has more than {limit:,} pixels (skinkit's decompression-bomb limit)",
+                            fix=f"downscale the photo below {limit / 1e6:g} megapixels, or raise the limit with {ENV_MAX_PIXELS}=<pixels>") from None
     except UnidentifiedImageError:
         raise BadInputError(f"{path} is not an image (its bytes are no format Pillow reads)",
                             fix=f"give a {FORMATS} photo; a renamed file keeps its old format") from None

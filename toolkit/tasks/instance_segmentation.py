@@ -151,11 +151,16 @@ class InstanceSegmentation(Task):
     def folder_target(self, row: dict, *, spec, folder: Path, where: str) -> np.ndarray:
         import cv2
 
+        from toolkit.data.image import read_image
+
         path = folder / "instances" / (Path(row["file"]).stem + ".png")
         fix = "add instances/<image stem>.png: one channel, 8- or 16-bit, 1 + class index per pixel (0: none)"
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
+        if not path.exists():
             raise DataError(f"{where}: missing or unreadable instance map {path}", fix=fix)
+        try:
+            raw = read_image(path, flags=cv2.IMREAD_UNCHANGED, what="instance map", fix=fix)
+        except DataError as e:
+            raise DataError(f"{where}: {e.cause}", fix=fix) from None
         if raw.ndim != 2:
             raise DataError(f"{where}: instance map {path} has {raw.shape[2]} channels", fix=fix)
         if int(raw.max()) > len(spec.labels):

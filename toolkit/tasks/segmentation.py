@@ -44,10 +44,13 @@ class Segmentation(Task):
     def folder_target(self, row: dict, *, spec, folder: Path, where: str) -> np.ndarray:
         import cv2
 
+        from toolkit.data.image import read_image
+
         mask_path = folder / "masks" / (Path(row["file"]).stem + ".png")
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise DataError(f"missing or unreadable mask {mask_path}", fix="add masks/<image stem>.png with class indices")
+        fix = "add masks/<image stem>.png with class indices"
+        if not mask_path.exists():
+            raise DataError(f"missing or unreadable mask {mask_path}", fix=fix)
+        mask = read_image(mask_path, flags=cv2.IMREAD_GRAYSCALE, what="mask", fix=fix)
         oh, ow = spec.output_size
         return cv2.resize(mask, (ow, oh), interpolation=cv2.INTER_NEAREST)
 
