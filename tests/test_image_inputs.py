@@ -274,6 +274,25 @@ def test_manifest_naming_a_folder_or_an_oversized_image_is_refused(tmp_path, mon
         load_calibration(manifest, SPEC, limit=1)
 
 
+@pytest.mark.parametrize("bad_id", ["../outside.png", "/etc/passwd", "sub/../../x.png", "C:/x.png", ""])
+def test_manifest_image_ids_stay_inside_its_folder(tmp_path, bad_id):
+    manifest = _hashed_manifest(tmp_path, {"ok.png": _encoded(".png")})
+    doc = yaml.safe_load(manifest.read_text())
+    doc["images"].append({"id": bad_id, "sha256": "0" * 64})
+    manifest.write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=re.escape(f"image id {bad_id!r} must be a path inside the manifest's folder")):
+        load_calibration(manifest, SPEC)
+
+
+def test_manifest_with_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    manifest = _hashed_manifest(tmp_path, {"ok.png": _encoded(".png")})
+    manifest.write_text(manifest.read_text() + "consent: none\n")
+    first = next(i for i, line in enumerate(manifest.read_text().splitlines(), 1) if line.startswith("consent:"))
+    last = len(manifest.read_text().splitlines())
+    with pytest.raises(DataError, match=re.escape(f"duplicate key 'consent' at line {last} (first at line {first})")):
+        load_calibration(manifest, SPEC)
+
+
 # --- property tests: any input gives a result or a skinkit error --------------------------------------------
 
 _REAL = {".jpg": _encoded(".jpg"), ".png": _encoded(".png")}

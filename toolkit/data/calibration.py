@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import cv2
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from toolkit._io import yaml_load
 from toolkit.data.image import read_file, read_image
 from toolkit.errors import DataError
 
@@ -53,6 +54,14 @@ class Preprocessing(_Strict):
 class ImageEntry(_Strict):
     id: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("id")
+    @classmethod
+    def _inside_the_folder(cls, v: str) -> str:
+        parts = PurePosixPath(v.replace("\\", "/")).parts
+        if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:  # empty, absolute, escaping, a drive
+            raise ValueError(f"image id {v!r} must be a path inside the manifest's folder (relative, no '..')")
+        return v
 
 
 class CalibrationManifest(_Strict):
@@ -82,7 +91,7 @@ def read_manifest(path: Path) -> CalibrationManifest:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read calibration manifest {path}: {exc}", fix="give the YAML manifest `skinkit calibration` wrote") from None
     try:
-        m = CalibrationManifest.model_validate(yaml.safe_load(text))
+        m = CalibrationManifest.model_validate(yaml_load(text))
     # ValidationError is a ValueError; PyYAML raises ValueError too (a date such as 2020-02-30), and RecursionError on deep nesting
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         first = str(exc).splitlines()
