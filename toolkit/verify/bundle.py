@@ -128,8 +128,9 @@ def unlisted_files(bundle: Path, listed: set[str]) -> list[str]:
 
 def sign_bundle(bundle: Path, key: Path) -> dict:
     """Check the bundle's integrity, then sign its manifest with the Ed25519 private key in ``key``."""
-    from toolkit.verify.signing import sign_manifest
+    from toolkit.verify.signing import load_private_key, sign_manifest
 
+    load_private_key(key)  # a wrong key fails before a large bundle is read
     manifest = read_manifest(bundle)
     (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
     return sign_manifest(bundle, key)

@@ -111,7 +111,7 @@ def load_private_key(path: Path):
         raise BadInputError(f"{path} holds a public key; signing needs the private key",
                             fix=f"pass the {PRIVATE_KEY} that `skinkit keygen` wrote beside it")
     if not isinstance(key, Ed25519PrivateKey):
-        raise BadInputError(f"{path} holds a {_kind(key)} key; skinkit signs with Ed25519",
+        raise BadInputError(f"{path} is not an Ed25519 key ({_kind(key)}); skinkit signs with Ed25519",
                             fix="make a key pair with `skinkit keygen --out DIR`")
     return key
 
@@ -124,7 +124,7 @@ def load_public_key(path: Path):
         raise BadInputError(f"{path} holds a private key; verify with the public one (never ship the private key)",
                             fix=f"pass the {PUBLIC_KEY} that `skinkit keygen` wrote beside it")
     if not isinstance(key, Ed25519PublicKey):
-        raise BadInputError(f"{path} holds a {_kind(key)} key; skinkit bundles are signed with Ed25519",
+        raise BadInputError(f"{path} is not an Ed25519 key ({_kind(key)}); skinkit bundles are signed with Ed25519",
                             fix="pass the Ed25519 public.pem of whoever signed the bundle")
     return key
 
