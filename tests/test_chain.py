@@ -55,7 +55,7 @@ def chain_bundle(tmp_path_factory):
 
 def test_export_gates_components_device_chain_and_fused_graph(chain_bundle):
     m = json.loads((chain_bundle / "manifest.json").read_text())
-    assert m["schema_version"] == "pipeline-1.0" and m["verdict"]["passed"] is True
+    assert m["schema_version"] == "pipeline-1.1" and m["verdict"]["passed"] is True
     assert [c["name"] for c in m["components"]] == ["skin", "acne"] and all(c["passed"] for c in m["components"])
     assert (chain_bundle / "components" / "skin" / "manifest.json").is_file()
     [variant] = m["variants"]

@@ -295,24 +295,26 @@ def verify(
     html: Path | None = typer.Option(None, "--html", help="also write a self-contained HTML report with plots"),
     culprits: str | None = typer.Option(None, "--culprits", help="rank degraded layers for: failed (recipe default), all, off"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON (strict: NaN as null)"),
+    public_key: Path | None = typer.Option(None, "--public-key", help="also check the bundle's signature (`skinkit sign`) "
+                                                                     "with this Ed25519 public key PEM"),
 ) -> None:
-    """Check a bundle's integrity and re-run its verification gate (exit 3 if an artifact fails; 4 if they
+    """Check a bundle's integrity (and signature, with --public-key) and re-run its verification gate (exit 3 if an artifact fails; 4 if they
     pass but the bundle is incomplete: some recipe targets did not convert at export).
 
     Reports (JUnit, HTML) are written whether the gate passes or fails."""
     from toolkit._io import captured_quietly, write_atomically
     from toolkit.errors import BadInputError
-    from toolkit.verify.bundle import json_safe, junit_xml, verify_bundle
+    from toolkit.verify.bundle import json_safe, junit_xml, read_manifest, verify_bundle
 
     if culprits not in (None, "failed", "all", "off"):
         raise BadInputError(f"--culprits {culprits!r} is not one of failed, all, off", fix="pass --culprits failed|all|off")
-    if (bundle / "manifest.json").is_file() and json.loads((bundle / "manifest.json").read_text()).get("kind") == "pipeline":
+    if (bundle / "manifest.json").is_file() and read_manifest(bundle).get("kind") == "pipeline":
         if data is not None or html is not None:
             raise BadInputError("an assessment bundle is verified on its own held-out photos, with report.md",
                                 fix="drop --data and --html (--n, --junit and --json apply)")
-        return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json)
+        return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json, public_key=public_key)
     with captured_quietly():
-        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits)
+        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
     if html is not None:
@@ -326,6 +328,7 @@ def verify(
         ev = summary["evaluation"]
         print(f"{summary['bundle']}: integrity ok ({len(summary['integrity'])} artifacts); "
               f"{ev['n']} images ({ev['source']}), {summary['seconds']} s")
+        _signature_lines(summary)
         for a in summary["artifacts"]:
             tm = a.get("task_metric")
             figure = (f"; {tm['name']} {tm['float']:.4f} → {tm['artifact']:.4f}, drop 95 % CI "
@@ -358,14 +361,14 @@ def verify(
         raise typer.Exit(IncompleteBundle.exit_code)
 
 
-def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool) -> None:
+def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool, public_key: Path | None) -> None:
     from toolkit._io import captured_quietly, write_atomically
     from toolkit.chain.verify import junit_xml, verify_pipeline
     from toolkit.verify.bundle import json_safe
     from toolkit.verify.gate import failed_criteria
 
     with captured_quietly():
-        summary = verify_pipeline(bundle, n=n)
+        summary = verify_pipeline(bundle, n=n, public_key=public_key)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
     failures = [line for comp in summary["components"] for a in comp["artifacts"] for line in failed_criteria(a["path"], a["criteria"])]
@@ -377,6 +380,7 @@ def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json
     else:
         print(f"{summary['bundle']}: integrity ok ({len(summary['integrity'])} files); {summary['evaluation']['n']} photos, "
               f"{summary['seconds']} s")
+        _signature_lines(summary)
         for comp in summary["components"]:
             print(f"  {'pass' if comp['passed'] else 'FAIL'}  component {comp['name']} ({len(comp['artifacts'])} artifacts)")
         for kind, rows in (("chain", summary["variants"]), ("fused", summary["fused"])):
@@ -387,6 +391,37 @@ def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json
             print(f"  - {line}", file=sys.stderr)
         print("skinkit: assessment gate failed", file=sys.stderr)
         raise typer.Exit(VerificationFailed.exit_code)
+
+
+def _signature_lines(summary: dict) -> None:
+    if summary["signature"]["checked"]:
+        print(f"  signature ok ({summary['signature']['algorithm']}, key {summary['signature']['public_key_fingerprint'][:23]}…)")
+    for note in summary["notes"]:
+        print(f"  note: {note}")
+
+
+@app.command()
+@_errors_to_exit
+def keygen(out: Path = typer.Option(..., "--out", help="folder for private.pem and public.pem"),
+           force: bool = typer.Option(False, "--force", help="replace keys already there")) -> None:
+    """Make an Ed25519 key pair to sign bundles: private.pem (owner-only: keep it secret) and public.pem (ship it)."""
+    from toolkit.verify.signing import generate_keys
+
+    private, public, fingerprint = generate_keys(out, force=force)
+    print(f"wrote {private} (secret: signs bundles) and {public} (verifies them); key {fingerprint}", file=sys.stderr)
+
+
+@app.command()
+@_errors_to_exit
+def sign(bundle: Path = typer.Argument(..., help="a bundle folder (single model or assessment)"),
+         key: Path = typer.Option(..., "--key", help="the Ed25519 private key PEM (`skinkit keygen`)")) -> None:
+    """Sign a bundle: signature.json over manifest.json, which holds every file's sha256 (integrity is checked first)."""
+    from toolkit.verify.bundle import sign_bundle
+    from toolkit.verify.signing import SIGNATURE_FILE
+
+    signature = sign_bundle(bundle, key)
+    print(f"wrote {bundle / SIGNATURE_FILE} (key {signature['public_key_fingerprint']}); check it with "
+          f"`skinkit verify {bundle} --public-key PUBLIC.pem`", file=sys.stderr)
 
 
 def _not_converted_lines(failed: list[dict]) -> str:

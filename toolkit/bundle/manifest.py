@@ -2,15 +2,19 @@
 
 1.1 adds ``failed_targets`` (recipe targets that did not convert) and ``verdict.complete``; a 1.0 manifest has
 neither and reads as complete. 1.2 adds ``postprocess``: what an app does with the outputs (an instance
-segmenter's: which detections are valid, how a mask goes back on the picture), from the task."""
+segmenter's: which detections are valid, how a mask goes back on the picture), from the task. 1.3 adds ``files``:
+every other file of the bundle (report.md, labels.txt, …) with its sha256, so that ``skinkit verify`` refuses any file
+the manifest does not account for (manifest.json itself and signature.json aside); a manifest without it is checked
+as before, its artifacts only."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-MANIFEST_SCHEMA_VERSION = "1.2"
+MANIFEST_SCHEMA_VERSION = "1.3"
 
 
 class _Strict(BaseModel):
@@ -57,10 +61,21 @@ class Manifest(_Strict):
     evaluation: dict[str, Any]
     artifacts: list[ArtifactEntry]
     failed_targets: list[FailedTargetEntry] = []  # non-empty: the bundle is incomplete (verdict.complete false)
+    files: dict[str, str] = {}  # every file besides the artifacts, manifest.json and signature.json: path → sha256
     reference_benchmark: dict[str, Any] | None
     verdict: dict[str, Any]
     tools: dict[str, str]
     recipe: dict[str, Any]
+
+
+def other_files(root: Path, listed: set[str]) -> dict[str, str]:
+    """Every file under ``root`` that is not in or under a ``listed`` path (nor manifest.json, nor signature.json),
+    with its sha256: a manifest's ``files``, so that verify accounts for every file of the bundle."""
+    from toolkit.convert.base import file_sha256
+    from toolkit.verify.bundle import unlisted_files
+    from toolkit.verify.signing import SIGNATURE_FILE
+
+    return {p: file_sha256(root / p) for p in unlisted_files(root, {*listed, "manifest.json", SIGNATURE_FILE})}
 
 
 def schema() -> dict:

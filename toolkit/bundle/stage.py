@@ -1,5 +1,5 @@
 """Stage 6, bundle: manifest.json, report.md and labels.txt beside the artifacts in the staging folder
-(the pipeline renames it into place). Targets that did not convert are listed in the manifest, which then
+(the pipeline renames it into place); the manifest lists every file with its sha256. Targets that did not convert are listed in the manifest, which then
 marks the bundle incomplete."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Bundled:
 
 
 def run(context: Context, benchmarked: Benchmarked) -> Bundled:
-    from toolkit.bundle.manifest import ArtifactEntry, FailedTargetEntry, Manifest
+    from toolkit.bundle.manifest import ArtifactEntry, FailedTargetEntry, Manifest, other_files
     from toolkit.bundle.report import render
     from toolkit.context import portable, recipe_record
     from toolkit.convert.base import file_sha256, tree_size
@@ -85,10 +85,11 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         recipe={"path": recipe_record(context.recipe_path, context.staging), "sha256": r.sha256(), "resolved": r.model_dump(mode="json")},
     )
     data = manifest.model_dump(mode="json")
-    (context.staging / "manifest.json").write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
     (context.staging / "report.md").write_text(render(data))
     if spec.labels:
         (context.staging / "labels.txt").write_text("\n".join(spec.labels) + "\n")
+    data["files"] = other_files(context.staging, {e.path for e in entries})  # written last: it lists the others
+    (context.staging / "manifest.json").write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
     return Bundled(path=context.staging, manifest=data, failed=benchmarked.failed)
 
 

@@ -2,8 +2,9 @@
 
 ```
 bundles/<name>/
-  manifest.json            schema pipeline-1.0: input, components, chain (steps = the glue contract, glue_ops), outputs,
-                           variants (device chains and their gates), fused, verdict, tools, recipe
+  manifest.json            schema pipeline-1.1: input, components, chain (steps = the glue contract, glue_ops), outputs,
+                           variants (device chains and their gates), fused, verdict, app_code, files (every other
+                           file with its sha256; new in pipeline-1.1), tools, recipe
   manifest.schema.json     the JSON Schema the manifest follows
   report.md
   components/<name>/       each component's own bundle (manifest, report, artifacts)
@@ -21,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PIPELINE_SCHEMA_VERSION = "pipeline-1.0"
+PIPELINE_SCHEMA_VERSION = "pipeline-1.1"
 
 
 class _Strict(BaseModel):
@@ -68,7 +69,7 @@ class OutputEntry(_Strict):
 
 
 class PipelineManifest(_Strict):
-    schema_version: Literal["pipeline-1.0"] = PIPELINE_SCHEMA_VERSION
+    schema_version: Literal["pipeline-1.0", "pipeline-1.1"] = PIPELINE_SCHEMA_VERSION  # 1.0: no files
     kind: Literal["pipeline"] = "pipeline"
     bundle: str
     version: str
@@ -84,6 +85,7 @@ class PipelineManifest(_Strict):
     evaluation: dict[str, Any]
     verdict: dict[str, Any]
     app_code: list[dict[str, Any]]
+    files: dict[str, str] = {}  # every file not listed above (report.md, manifest.schema.json): path → sha256
     tools: dict[str, str]
     recipe: dict[str, Any]  # path, sha256, resolved
 
@@ -98,6 +100,7 @@ def schema() -> dict:
 
 def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: dict, comp_results: dict, variants: list[dict],
                  fused: list[dict], data, *, seconds: float) -> dict:
+    from toolkit.bundle.manifest import other_files
     from toolkit.bundle.stage import tool_versions
     from toolkit.chain.graph import overlay_values
     from toolkit.chain.report import render
@@ -144,10 +147,12 @@ def write_bundle(staging: Path, recipe, recipe_path: Path, graph, components: di
     )
     data_out = manifest.model_dump(mode="json", by_alias=True)
     data_out["app_code"] = _app_code(staging, data_out, variants)
-    PipelineManifest.model_validate(data_out)
-    (staging / "manifest.json").write_text(json.dumps(data_out, indent=2) + "\n")
     (staging / "manifest.schema.json").write_text(json.dumps(schema(), indent=2) + "\n")
     (staging / "report.md").write_text(render(data_out))
+    listed = {e.bundle for e in entries} | {f["path"] for f in fused if "path" in f} | {a["path"] for a in data_out["app_code"]}
+    data_out["files"] = other_files(staging, listed)  # written last: it lists the others
+    PipelineManifest.model_validate(data_out)
+    (staging / "manifest.json").write_text(json.dumps(data_out, indent=2) + "\n")
     return data_out
 
 

@@ -9,50 +9,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from toolkit.verify.bundle import IntegrityError, check_integrity, read_manifest
+from toolkit.verify.bundle import check_pipeline_integrity, integrity_notes, read_manifest, signature_notes, signature_status
 
 
-def check_pipeline_integrity(bundle: Path, manifest: dict) -> list[dict]:
-    """Every file the manifest lists — each component's manifest and artifacts, the fused graphs, the app code —
-    against its sha256; a modified, missing or unlisted file is an error naming it."""
-    from toolkit.convert.base import file_sha256
-
-    rows, problems = [], []
-
-    def check(rel: str, want: str) -> None:
-        path = bundle / rel
-        if not path.exists():
-            problems.append(f"{rel} is missing")
-            return
-        got = file_sha256(path)
-        rows.append({"path": rel, "sha256": got, "matches": got == want})
-        if got != want:
-            problems.append(f"{rel} was modified (sha256 {got[:12]}…, manifest says {want[:12]}…)")
-
-    for c in manifest["components"]:
-        check(f"{c['bundle']}/manifest.json", c["manifest_sha256"])
-        if (bundle / c["bundle"] / "manifest.json").is_file() and not problems:
-            try:
-                rows += [{**r, "path": f"{c['bundle']}/{r['path']}"}
-                         for r in check_integrity(bundle / c["bundle"], read_manifest(bundle / c["bundle"]))]
-            except IntegrityError as exc:
-                problems.append(exc.cause.removeprefix("bundle integrity check failed: ") + f" (component {c['name']})")
-    listed = set()
-    for f in manifest["fused"]:
-        if "path" in f:
-            check(f["path"], f["sha256"])
-            listed.add(Path(f["path"]).name)
-    for a in manifest["app_code"]:
-        check(a["path"], a["sha256"])
-    extra = sorted(p.name for p in (bundle / "fused").iterdir() if p.name not in listed) if (bundle / "fused").is_dir() else []
-    problems += [f"fused/{name} is not listed in the manifest" for name in extra]
-    if problems:
-        raise IntegrityError("bundle integrity check failed: " + "; ".join(problems), fix="re-export the bundle; never edit its files by hand")
-    return rows
-
-
-def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
-    """Integrity, each component's gate, then every device chain and fused graph against the float chain."""
+def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Path | None = None) -> dict:
+    """The signature (with ``public_key``), integrity, each component's gate, then every device chain and fused graph
+    against the float chain."""
     from toolkit.chain.export import float_call, judge_fused, judge_variants, load_components, not_executed, run_chain
     from toolkit.chain.graph import build
     from toolkit.chain.judge import chain_data
@@ -65,6 +27,7 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
+    signature = signature_status(bundle, public_key)
     integrity = check_pipeline_integrity(bundle, manifest)
     t0 = time.perf_counter()
     recipe = ChainRecipe.model_validate(manifest["recipe"]["resolved"])
@@ -111,6 +74,7 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None) -> dict:
              "outputs": v["verification"]["outputs"], "loss_by_component": v["loss_by_component"]} for v in variants]
     passed = all(c["passed"] for c in component_rows) and all(r["passed"] for r in rows) and all(f["passed"] for f in fused)
     return {"bundle": str(bundle), "kind": "pipeline", "model": manifest["bundle"], "passed": passed, "integrity": integrity,
+            "signature": signature, "notes": integrity_notes(manifest) + signature_notes(signature),
             "evaluation": {"n": len(data), "seed": ev.seed, "bootstrap": ev.bootstrap},
             "components": component_rows, "variants": rows, "fused": fused, "seconds": round(time.perf_counter() - t0, 1)}
 

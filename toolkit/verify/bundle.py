@@ -1,8 +1,9 @@
 """``skinkit verify BUNDLE``: re-check a written bundle, the way CI gates a pull request.
 
-1. Integrity: every artifact's sha256 against the manifest (a tampered, missing or unlisted file is
-   an error naming it), and the reference checkpoint's sha256 against the one the bundle was built
-   from.
+1. Integrity: every file's sha256 against the manifest (a tampered, missing or unlisted file is an
+   error naming it; so is a manifest path leading outside the bundle, or a symbolic link in it), the
+   signature over manifest.json where a public key is given (``toolkit.verify.signing``), and the
+   reference checkpoint's sha256 against the one the bundle was built from.
 2. The gate: every artifact runs again on the evaluation set (the bundle's own, or ``--data DIR``)
    against the float PyTorch reference rebuilt from the manifest's recipe; the same criteria as at
    export. Nothing is rewritten in the bundle.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.errors import BadInputError
+from toolkit.verify.signing import SIGNATURE_FILE
 
 if TYPE_CHECKING:
     from toolkit.compress.stage import Compressed
@@ -34,15 +36,23 @@ class IntegrityError(BadInputError):
     """A bundle's files do not match its manifest."""
 
 
+_FIX = "re-export the bundle; never edit its files by hand"
+
+
 def read_manifest(bundle: Path) -> dict:
     path = bundle / "manifest.json"
     if not path.is_file():
         raise BadInputError(f"{bundle} is not a skinkit bundle (no manifest.json)",
                             fix="pass the folder `skinkit export` wrote, e.g. bundles/acne_mobilenetv2")
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
+        manifest = json.loads(path.read_text())
+    except (ValueError, RecursionError) as exc:
         raise IntegrityError(f"{path} is not valid JSON: {exc}", fix="re-export the bundle") from None
+    except OSError as exc:
+        raise IntegrityError(f"{path} cannot be read: {exc.strerror}", fix="check the bundle's permissions") from None
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{path} is not a manifest (a JSON object)", fix="re-export the bundle")
+    return manifest
 
 
 def not_converted(manifest: dict) -> list[dict]:
@@ -51,28 +61,202 @@ def not_converted(manifest: dict) -> list[dict]:
     return list(manifest.get("failed_targets") or [])
 
 
-def check_integrity(bundle: Path, manifest: dict) -> list[dict]:
-    """One entry per artifact file with its expected and actual sha256; raises naming every mismatch."""
-    from toolkit.convert.base import file_sha256
+def check_integrity(bundle: Path, manifest: dict, *, signature_allowed: bool = True) -> list[dict]:
+    """One entry per artifact with its expected and actual sha256; raises naming every problem: a modified, missing
+    or unlisted file, a manifest path that leads outside the bundle, a symbolic link.
 
-    rows, problems = [], []
-    listed = set()
-    for a in manifest["artifacts"]:
-        path = bundle / a["path"]
-        listed.add(path.name)
-        if not path.exists():
-            problems.append(f"{a['path']} is missing")
+    Since schema 1.3 ``files`` lists every other file with its sha256, and a file anywhere in the bundle that the
+    manifest does not list is refused; an older manifest lists only its artifacts, so only ``artifacts/`` is searched
+    for unlisted files (``integrity_notes`` says so). ``signature_allowed``: ``signature.json`` may sit beside the
+    manifest (a component of an assessment bundle is signed through the assessment's manifest instead)."""
+    checked = _Checked(bundle)
+    for a in _entries(manifest, "artifacts"):
+        checked.file(a.get("path"), a.get("sha256"), row=True)
+    files = _files(manifest)
+    for rel, sha in files.items():
+        checked.file(rel, sha)
+    checked.unlisted(extra={"manifest.json", *([SIGNATURE_FILE] if signature_allowed else [])},
+                     under=None if "files" in manifest else "artifacts")
+    return checked.result()
+
+
+def check_pipeline_integrity(bundle: Path, manifest: dict) -> list[dict]:
+    """Every file an assessment bundle's manifest lists — each component's manifest and artifacts (its own
+    ``check_integrity``), the fused graphs, the app code, the other files — against its sha256; a modified, missing or
+    unlisted file, a path leading outside the bundle or a symbolic link is an error naming it. A manifest before
+    pipeline-1.1 has no ``files``: then only ``fused/`` is searched for unlisted files."""
+    checked = _Checked(bundle)
+    for c in _entries(manifest, "components"):
+        root, problem = _inside(bundle, c.get("bundle"))
+        if problem:
+            checked.problems.append(problem)
             continue
-        actual = file_sha256(path)
-        rows.append({"path": a["path"], "sha256": actual, "matches": actual == a["sha256"]})
-        if actual != a["sha256"]:
-            problems.append(f"{a['path']} was modified (sha256 {actual[:12]}…, manifest says {a['sha256'][:12]}…)")
-    extra = sorted(p.name for p in (bundle / "artifacts").iterdir() if p.name not in listed) if (bundle / "artifacts").is_dir() else []
-    problems += [f"artifacts/{name} is not listed in the manifest" for name in extra]
-    if problems:
-        raise IntegrityError("bundle integrity check failed: " + "; ".join(problems),
-                             fix="re-export the bundle; never edit its files by hand")
-    return rows
+        checked.listed.add(root)  # what is inside, its own manifest lists
+        checked.file(f"{root}/manifest.json", c.get("manifest_sha256"), row=True)
+        if checked.problems:
+            continue
+        try:
+            checked.rows += [{**r, "path": f"{root}/{r['path']}"}
+                             for r in check_integrity(bundle / root, read_manifest(bundle / root), signature_allowed=False)]
+        except IntegrityError as exc:
+            checked.problems.append(exc.cause.removeprefix("bundle integrity check failed: ") + f" (component {c.get('name')})")
+    for f in _entries(manifest, "fused"):
+        if "path" in f:
+            checked.file(f["path"], f.get("sha256"), row=True)
+    for a in _entries(manifest, "app_code"):
+        checked.file(a.get("path"), a.get("sha256"), row=True)
+    for rel, sha in _files(manifest).items():
+        checked.file(rel, sha)
+    checked.unlisted(extra={"manifest.json", SIGNATURE_FILE}, under=None if "files" in manifest else "fused")
+    return checked.result()
+
+
+def integrity_notes(manifest: dict) -> list[str]:
+    """What the integrity check could not cover: files of a bundle written before the manifest listed them all."""
+    if "files" in manifest:
+        return []
+    return [f"manifest schema {manifest.get('schema_version', '?')} lists only the bundle's artifacts: they were checked, "
+            "but other files in the bundle were not (re-export the bundle for a manifest that lists every file)"]
+
+
+def unlisted_files(bundle: Path, listed: set[str]) -> list[str]:
+    """The files in ``bundle`` (relative POSIX paths, sorted) that are neither in ``listed`` nor inside a listed
+    folder: what a manifest must add to ``files`` so that ``check_integrity`` accounts for every file."""
+    files, _ = _tree(bundle)
+    return [p for p in files if not _covered(p, listed)]
+
+
+def sign_bundle(bundle: Path, key: Path) -> dict:
+    """Check the bundle's integrity, then sign its manifest with the Ed25519 private key in ``key``."""
+    from toolkit.verify.signing import load_private_key, sign_manifest
+
+    load_private_key(key)  # a wrong key fails before a large bundle is read
+    manifest = read_manifest(bundle)
+    (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
+    return sign_manifest(bundle, key)
+
+
+def signature_status(bundle: Path, public_key: Path | None) -> dict:
+    """The bundle's signature checked with ``public_key`` (raising ``SignatureError`` if it does not hold), or, without
+    a key, whether there is one to check."""
+    from toolkit.verify.signing import check_signature
+
+    if public_key is not None:
+        return {"present": True, "checked": True, **check_signature(bundle, public_key)}
+    return {"present": (bundle / SIGNATURE_FILE).is_file(), "checked": False}
+
+
+def signature_notes(signature: dict) -> list[str]:
+    """A signature that is there but was not checked is worth a line."""
+    if signature["present"] and not signature["checked"]:
+        return [f"the bundle is signed ({SIGNATURE_FILE}) but the signature was not checked: pass --public-key PUBLIC.pem"]
+    return []
+
+
+class _Checked:
+    """The files checked so far against a manifest's sha256s, and the problems found."""
+
+    def __init__(self, bundle: Path):
+        self.bundle = bundle
+        self.rows: list[dict] = []
+        self.problems: list[str] = []
+        self.listed: set[str] = set()
+
+    def file(self, rel, want, *, row: bool = False) -> str | None:
+        """Check one file (or folder artifact) the manifest lists; its normalised path, or None if it is not inside."""
+        from toolkit.convert.base import file_sha256
+
+        rel, problem = _inside(self.bundle, rel)
+        if problem:
+            self.problems.append(problem)
+            return None
+        self.listed.add(rel)
+        path = self.bundle / rel
+        try:
+            if not (path.is_file() or path.is_dir()):
+                self.problems.append(f"{rel} is {'not a regular file' if path.exists() else 'missing'}")
+                return rel
+            got = file_sha256(path)
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"{rel} cannot be read ({getattr(exc, 'strerror', None) or exc})")
+            return rel
+        if row:
+            self.rows.append({"path": rel, "sha256": got, "matches": got == want})
+        if got != want:
+            said = f"{want[:12]}…" if isinstance(want, str) else repr(want)
+            self.problems.append(f"{rel} was modified (sha256 {got[:12]}…, manifest says {said})")
+        return rel
+
+    def unlisted(self, *, extra: set[str], under: str | None) -> None:
+        """Every symbolic link in the bundle, and every file the manifest does not list (only those ``under`` a
+        folder, for a manifest that does not list every file)."""
+        files, links = _tree(self.bundle)
+        self.problems += [f"{p} is a symbolic link (a bundle holds plain files: a link's target lies outside what "
+                          "the manifest's sha256s and signature cover)" for p in links]
+        listed = self.listed | extra
+        self.problems += [f"{p} is not listed in the manifest" for p in files
+                          if not _covered(p, listed) and (under is None or p.startswith(under + "/"))]
+
+    def result(self) -> list[dict]:
+        if self.problems:
+            raise IntegrityError("bundle integrity check failed: " + "; ".join(self.problems), fix=_FIX)
+        return self.rows
+
+
+def _entries(manifest: dict, key: str) -> list[dict]:
+    """``manifest[key]``, a list of objects; anything else is a damaged manifest."""
+    value = manifest.get(key, [] if key in ("fused", "app_code") else None)
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise IntegrityError(f"manifest.json's {key} is not a list of entries", fix=_FIX)
+    return value
+
+
+def _files(manifest: dict) -> dict:
+    """``manifest["files"]`` (relative path → sha256), empty for a manifest from before schema 1.3."""
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise IntegrityError("manifest.json's files is not a map of path to sha256", fix=_FIX)
+    return files
+
+
+def _inside(bundle: Path, rel) -> tuple[str, str | None]:
+    """``rel`` normalised (``a/./b`` → ``a/b``), and the problem if it is not a relative path staying inside ``bundle``:
+    absolute, with ``..``, or through a symbolic link out of it."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not isinstance(rel, str) or not rel.strip("/. "):
+        return "", f"{rel!r} is not a file path"
+    if "\0" in rel or "\\" in rel:
+        return "", f"{rel!r} is not a portable relative path (NUL or backslash)"
+    if rel.startswith("/") or PureWindowsPath(rel).drive:
+        return "", f"{rel} is an absolute path (a manifest path must stay inside the bundle)"
+    norm = PurePosixPath(rel)
+    if ".." in norm.parts:
+        return "", f"{rel} leads outside the bundle (..)"
+    try:
+        inside = (bundle / norm).resolve().is_relative_to(bundle.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a name too long
+        inside = False
+    if not inside:
+        return "", f"{rel} leads outside the bundle (through a symbolic link)"
+    return norm.as_posix(), None
+
+
+def _tree(bundle: Path) -> tuple[list[str], list[str]]:
+    """Every file under ``bundle`` and every symbolic link (not followed), as sorted relative POSIX paths."""
+    files, links = [], []
+    for root, dirs, names in os.walk(bundle):
+        here = Path(root).relative_to(bundle)
+        links += [(here / d).as_posix() for d in dirs if os.path.islink(os.path.join(root, d))]
+        for n in names:
+            (links if os.path.islink(os.path.join(root, n)) else files).append((here / n).as_posix())
+    return sorted(files), sorted(links)
+
+
+def _covered(path: str, listed: set[str]) -> bool:
+    """Whether ``path`` is listed, or lies in a listed folder (a .mlpackage artifact, a component's bundle)."""
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in listed for i in range(1, len(parts) + 1))
 
 
 def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path | None = None, n: int | None = None,
@@ -126,13 +310,16 @@ def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> C
                      failed=tuple(FailedTarget(**f) for f in not_converted(manifest)))
 
 
-def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None) -> dict:
-    """Integrity, then the gate on every artifact. Returns a summary; never modifies the bundle."""
+def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None,
+                  public_key: Path | None = None) -> dict:
+    """The signature (with ``public_key``), integrity, then the gate on every artifact. Returns a summary; never
+    modifies the bundle."""
     from toolkit.verify import evaluation
     from toolkit.verify import stage as verify
 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
+    signature = signature_status(bundle, public_key)
     integrity = check_integrity(bundle, manifest)
     fd, log_name = tempfile.mkstemp(prefix="skinkit-verify-", suffix=".log")
     os.close(fd)
@@ -164,7 +351,8 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
                        "folder": str(data) if data else manifest["evaluation"].get("folder"),
                        "bootstrap": ev.bootstrap, "noninferiority": ev.noninferiority,
                        "skin_tone": verified.skin_tone},
-        "integrity": integrity, "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
+        "integrity": integrity, "signature": signature, "notes": integrity_notes(manifest) + signature_notes(signature),
+        "artifacts": results, "seconds": round(time.perf_counter() - t0, 1),
     }
 
 
