@@ -96,6 +96,22 @@ def bundle(built, tmp_path):
     return shutil.copytree(built / "components" / "grade", tmp_path / "a" / "grade")
 
 
+@pytest.fixture
+def recipe(built) -> str:
+    """The recipe the bundles were exported from: the copies below live elsewhere, so verify is told where it is."""
+    return str(built.parent.parent / "chain.yaml")
+
+
+def test_a_moved_bundle_of_a_users_model_names_its_recipe_and_the_fix(bundle, recipe):
+    proc = run_cli("verify", str(bundle), "--n", "4")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "skinkit: error: the recipe this bundle was exported from is not at " in proc.stderr
+    assert proc.stderr.strip().endswith("— fix: pass --recipe PATH to that recipe (the bundle was moved), or verify the "
+                                        "bundle where it was written")
+    missing = run_cli("verify", str(bundle), "--recipe", str(bundle / "nope.yaml"))
+    assert missing.returncode == 1 and f"--recipe {bundle / 'nope.yaml'} is not a file" in missing.stderr
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     """Two key pairs: (private, public) of the signer, and another public key."""
@@ -194,6 +210,32 @@ def test_an_unlisted_file_fails_verify_with_exit_1(bundle):
             "the bundle; never edit its files by hand") in proc.stderr
 
 
+def test_skinkit_run_refuses_a_bundle_that_fails_its_integrity_check(bundle, tmp_path):
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), np.full((64, 64, 3), 128, np.uint8))
+    (bundle / "artifacts" / "extra.onnx").write_bytes(b"x")
+    proc = run_cli("run", str(bundle), str(photo))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("skinkit: error: bundle integrity check failed: artifacts/extra.onnx is not listed in the manifest"
+            in proc.stderr)
+
+
+def test_a_folder_artifacts_hash_covers_each_files_length(tmp_path):
+    """Without lengths, one file's bytes could stand in for the next file's name: two different folders, one hash."""
+    one, two = tmp_path / "one.mlpackage", tmp_path / "two.mlpackage"
+    one.mkdir(), two.mkdir()
+    (one / "a").write_bytes(b"1")
+    (one / "b").write_bytes(b"2")
+    (two / "a").write_bytes(b"1b\x002")
+    assert file_sha256(one, legacy=True) == file_sha256(two, legacy=True)  # the old hash: forgeable
+    assert file_sha256(one) != file_sha256(two)
+    h = hashlib.sha256(b"a\0" + (1).to_bytes(8, "big") + b"1" + b"b\0" + (1).to_bytes(8, "big") + b"2")
+    assert file_sha256(one) == h.hexdigest()
+
+
 def test_a_changed_or_missing_listed_file_is_named(bundle):
     (bundle / "report.md").write_text((bundle / "report.md").read_text() + "\nall good, trust me\n")
     (bundle / "labels.txt").unlink()
@@ -219,7 +261,7 @@ def _old(m: dict, version: str) -> None:
     m["schema_version"] = version
 
 
-def test_a_manifest_without_files_is_checked_as_before_and_says_so(bundle):
+def test_a_manifest_without_files_is_checked_as_before_and_says_so(bundle, recipe):
     _rewrite(bundle, lambda m: _old(m, "1.2"))
     (bundle / "notes.txt").write_text("not covered by a 1.2 manifest")
     m = read_manifest(bundle)
@@ -227,7 +269,7 @@ def test_a_manifest_without_files_is_checked_as_before_and_says_so(bundle):
     note = ("manifest schema 1.2 lists only the bundle's artifacts: they were checked, but other files in the bundle "
             "were not (re-export the bundle for a manifest that lists every file)")
     assert integrity_notes(m) == [note]
-    proc = run_cli("verify", str(bundle), "--n", "4")
+    proc = run_cli("verify", str(bundle), "--n", "4", "--recipe", recipe)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"  note: {note}\n" in proc.stdout
     # what the old check covered still holds, and so does the path check
@@ -267,19 +309,19 @@ def test_keygen_writes_an_owner_only_private_key_and_refuses_to_overwrite(tmp_pa
     assert stat.S_IMODE((out / "private.pem").stat().st_mode) == 0o600
 
 
-def test_sign_then_verify_a_single_model_bundle(bundle, keys):
+def test_sign_then_verify_a_single_model_bundle(bundle, keys, recipe):
     private, public, _ = keys
     proc = run_cli("sign", str(bundle), "--key", str(private))
     assert proc.returncode == 0, proc.stderr
     sig = json.loads((bundle / SIGNATURE_FILE).read_text())
     assert (sig["algorithm"], sig["signed_file"]) == ("ed25519", "manifest.json")
     assert sig["manifest_sha256"] == file_sha256(bundle / "manifest.json")
-    checked = run_cli("verify", str(bundle), "--public-key", str(public), "--n", "4")
+    checked = run_cli("verify", str(bundle), "--public-key", str(public), "--n", "4", "--recipe", recipe)
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert f"  signature ok (ed25519, key {sig['public_key_fingerprint'][:23]}…)\n" in checked.stdout
     assert "note:" not in checked.stdout
     # without the key: integrity and the gate still run, and the signature is said to be there, unchecked
-    unchecked = run_cli("verify", str(bundle), "--n", "4", "--json")
+    unchecked = run_cli("verify", str(bundle), "--n", "4", "--json", "--recipe", recipe)
     assert unchecked.returncode == 0, unchecked.stderr[-2000:]
     summary = json.loads(unchecked.stdout)
     assert summary["signature"] == {"present": True, "checked": False}
@@ -287,10 +329,10 @@ def test_sign_then_verify_a_single_model_bundle(bundle, keys):
     assert [r["path"] for r in summary["integrity"]] == [ARTIFACT]
 
 
-def test_sign_then_verify_an_assessment_bundle(assessment, keys):
+def test_sign_then_verify_an_assessment_bundle(assessment, keys, recipe):
     private, public, other = keys
     assert run_cli("sign", str(assessment), "--key", str(private)).returncode == 0
-    proc = run_cli("verify", str(assessment), "--public-key", str(public), "--json")
+    proc = run_cli("verify", str(assessment), "--public-key", str(public), "--json", "--recipe", recipe)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["signature"]["checked"] and summary["passed"] and summary["notes"] == []

@@ -297,6 +297,8 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON (strict: NaN as null)"),
     public_key: Path | None = typer.Option(None, "--public-key", help="also check the bundle's signature (`skinkit sign`) "
                                                                      "with this Ed25519 public key PEM"),
+    recipe: Path | None = typer.Option(None, "--recipe", help="the recipe the bundle was exported from, when the bundle "
+                                                              "was moved away from it (its model and data are found beside it)"),
 ) -> None:
     """Check a bundle's integrity (and signature, with --public-key) and re-run its verification gate (exit 3 if an artifact fails; 4 if they
     pass but the bundle is incomplete: some recipe targets did not convert at export).
@@ -312,9 +314,9 @@ def verify(
         if data is not None or html is not None:
             raise BadInputError("an assessment bundle is verified on its own held-out photos, with report.md",
                                 fix="drop --data and --html (--n, --junit and --json apply)")
-        return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json, public_key=public_key)
+        return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json, public_key=public_key, recipe=recipe)
     with captured_quietly():
-        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key)
+        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key, recipe=recipe)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
     if html is not None:
@@ -361,14 +363,15 @@ def verify(
         raise typer.Exit(IncompleteBundle.exit_code)
 
 
-def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool, public_key: Path | None) -> None:
+def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool, public_key: Path | None,
+                     recipe: Path | None = None) -> None:
     from toolkit._io import captured_quietly, write_atomically
     from toolkit.chain.verify import junit_xml, verify_pipeline
     from toolkit.verify.bundle import json_safe
     from toolkit.verify.gate import failed_criteria
 
     with captured_quietly():
-        summary = verify_pipeline(bundle, n=n, public_key=public_key)
+        summary = verify_pipeline(bundle, n=n, public_key=public_key, recipe_path=recipe)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
     failures = [line for comp in summary["components"] for a in comp["artifacts"] for line in failed_criteria(a["path"], a["criteria"])]

@@ -58,7 +58,28 @@ def recipe_record(recipe_path: Path, bundle: Path) -> str:
     return Path(os.path.relpath(recipe_path, bundle)).as_posix()
 
 
-def recorded_recipe(bundle: Path, recorded: str) -> Path:
-    """The recipe path a manifest records, absolute: relative to the bundle (manifests before that named it absolute)."""
+def recorded_recipe(bundle: Path, recorded: str, *, override: Path | None = None, needed: bool = False) -> Path:
+    """The recipe path a manifest records, absolute: relative to the bundle (manifests before that named it absolute),
+    or ``override`` (``--recipe``: the bundle was moved away from its recipe). ``needed``: the recipe names files
+    beside it (a model factory, a checkpoint, data folders), so a recipe that is not there is an error."""
+    from toolkit.errors import BadInputError
+
+    if override is not None:
+        if not Path(override).is_file():
+            raise BadInputError(f"--recipe {override} is not a file", fix="pass the recipe the bundle was exported from")
+        return Path(override).resolve()
     path = Path(recorded)
-    return path if path.is_absolute() else (Path(bundle) / path).resolve()
+    path = path if path.is_absolute() else (Path(bundle) / path).resolve()
+    if needed and not path.is_file():
+        raise BadInputError(f"the recipe this bundle was exported from is not at {path} (the manifest records it as "
+                            f"{recorded!r}, relative to the bundle), and its model or data are found beside it",
+                            fix="pass --recipe PATH to that recipe (the bundle was moved), or verify the bundle where it was written")
+    return path
+
+
+def names_files(recipe, *, evaluation: bool = True) -> bool:
+    """Whether re-checking a bundle needs files its recipe names relative to itself: a user's model or checkpoint,
+    or (``evaluation``) the evaluation folder."""
+    m = recipe.model
+    return bool(":" in m.name or m.name.endswith(".pt2") or m.checkpoint
+                or (evaluation and recipe.evaluation.folder is not None))

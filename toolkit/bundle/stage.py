@@ -47,7 +47,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         v = verified.results[a.filename]
         entries.append(ArtifactEntry(
             path=f"artifacts/{a.filename}", format=a.format, precision=a.precision, sha256=file_sha256(a.path),
-            sha256_method="tree" if a.path.is_dir() else "file", size_bytes=tree_size(a.path),
+            sha256_method="tree-v2" if a.path.is_dir() else "file", size_bytes=tree_size(a.path),
             conversion_seconds=round(a.seconds, 2), structure=a.details,
             verification={"passed": v["passed"], **{k: val for k, val in v.items() if k != "passed"}},
             benchmark=benchmarked.artifacts.get(a.filename),

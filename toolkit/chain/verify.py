@@ -12,14 +12,14 @@ from pathlib import Path
 from toolkit.verify.bundle import check_pipeline_integrity, integrity_notes, read_manifest, signature_notes, signature_status
 
 
-def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Path | None = None) -> dict:
+def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Path | None = None, recipe_path: Path | None = None) -> dict:
     """The signature (with ``public_key``), integrity, each component's gate, then every device chain and fused graph
     against the float chain."""
     from toolkit.chain.export import float_call, judge_fused, judge_variants, load_components, not_executed, run_chain
     from toolkit.chain.graph import build
     from toolkit.chain.judge import chain_data
     from toolkit.chain.recipe import ChainRecipe
-    from toolkit.context import recorded_recipe
+    from toolkit.context import names_files, recorded_recipe
     from toolkit.convert.base import Artifact
     from toolkit.errors import BadInputError, VerificationError
     from toolkit.verify.bundle import check_checkpoint, verify_bundle
@@ -36,7 +36,9 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Pat
     fd, log_name = tempfile.mkstemp(prefix="skinkit-verify-", suffix=".log")
     os.close(fd)
     try:
-        components = load_components(recipe, recorded_recipe(bundle, manifest["recipe"]["path"]), Path(log_name))
+        recipe_path = recorded_recipe(bundle, manifest["recipe"]["path"], override=recipe_path,
+                                      needed=any(names_files(c, evaluation=False) for c in recipe.components.values()))
+        components = load_components(recipe, recipe_path, Path(log_name))
         manifests = {c["name"]: read_manifest(bundle / c["bundle"]) for c in manifest["components"]}
         for name, c in components.items():
             check_checkpoint(manifests[name], c.compressed.loaded)
@@ -46,7 +48,7 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Pat
                                 "(a component's outputs changed since export)", fix="re-export the bundle")
         component_rows = []
         for c in manifest["components"]:
-            s = verify_bundle(bundle / c["bundle"], n=n)
+            s = verify_bundle(bundle / c["bundle"], n=n, recipe=recipe_path if recipe_path.is_file() else None)
             component_rows.append({"name": c["name"], "passed": s["passed"], "artifacts": [
                 {"path": f"{c['bundle']}/{a['path']}", "passed": a["passed"], "criteria": a["criteria"], "check": a["check"]}
                 for a in s["artifacts"]], "failed_targets": s["failed_targets"]})

@@ -36,12 +36,16 @@ class Artifact:
         return self.path.name
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file; for a directory (``.mlpackage``), of every file's relative path and bytes in sorted order."""
+def file_sha256(path: Path, *, legacy: bool = False) -> str:
+    """sha256 of a file; for a directory (``.mlpackage``, ``.aimodel``), of every file's relative path, byte length and
+    bytes in sorted order (``sha256_method`` "tree-v2"): the lengths keep one file's bytes from standing in for the
+    next file's name. ``legacy``: the hash of manifests before schema 1.3 / pipeline-1.1 ("tree": no lengths)."""
     h = hashlib.sha256()
     if path.is_dir():
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(f.relative_to(path).as_posix().encode() + b"\0")
+            if not legacy:
+                h.update(f.stat().st_size.to_bytes(8, "big"))
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)

@@ -69,7 +69,7 @@ def check_integrity(bundle: Path, manifest: dict, *, signature_allowed: bool = T
     manifest does not list is refused; an older manifest lists only its artifacts, so only ``artifacts/`` is searched
     for unlisted files (``integrity_notes`` says so). ``signature_allowed``: ``signature.json`` may sit beside the
     manifest (a component of an assessment bundle is signed through the assessment's manifest instead)."""
-    checked = _Checked(bundle)
+    checked = _Checked(bundle, legacy="files" not in manifest)
     for a in _entries(manifest, "artifacts"):
         checked.file(a.get("path"), a.get("sha256"), row=True)
     files = _files(manifest)
@@ -85,7 +85,7 @@ def check_pipeline_integrity(bundle: Path, manifest: dict) -> list[dict]:
     ``check_integrity``), the fused graphs, the app code, the other files — against its sha256; a modified, missing or
     unlisted file, a path leading outside the bundle or a symbolic link is an error naming it. A manifest before
     pipeline-1.1 has no ``files``: then only ``fused/`` is searched for unlisted files."""
-    checked = _Checked(bundle)
+    checked = _Checked(bundle, legacy="files" not in manifest)
     for c in _entries(manifest, "components"):
         root, problem = _inside(bundle, c.get("bundle"))
         if problem:
@@ -156,8 +156,9 @@ def signature_notes(signature: dict) -> list[str]:
 class _Checked:
     """The files checked so far against a manifest's sha256s, and the problems found."""
 
-    def __init__(self, bundle: Path):
+    def __init__(self, bundle: Path, *, legacy: bool = False):
         self.bundle = bundle
+        self.legacy = legacy  # folder artifacts hashed as before schema 1.3 / pipeline-1.1 (no file lengths)
         self.rows: list[dict] = []
         self.problems: list[str] = []
         self.listed: set[str] = set()
@@ -176,7 +177,7 @@ class _Checked:
             if not (path.is_file() or path.is_dir()):
                 self.problems.append(f"{rel} is {'not a regular file' if path.exists() else 'missing'}")
                 return rel
-            got = file_sha256(path)
+            got = file_sha256(path, legacy=self.legacy)
         except (OSError, ValueError) as exc:
             self.problems.append(f"{rel} cannot be read ({getattr(exc, 'strerror', None) or exc})")
             return rel
@@ -260,13 +261,15 @@ def _covered(path: str, listed: set[str]) -> bool:
 
 
 def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path | None = None, n: int | None = None,
-                   culprits: str | None = None) -> Context:
+                   culprits: str | None = None, recipe_path: Path | None = None) -> Context:
     """The context a bundle was exported with, from its manifest's resolved recipe; ``data``, ``n`` and
     ``culprits`` replace the evaluation images, their number and the culprit setting (the gate's settings stay)."""
-    from toolkit.context import Context, recorded_recipe
+    from toolkit.context import Context, names_files, recorded_recipe
     from toolkit.recipe import Recipe
 
     recipe = Recipe.model_validate(manifest["recipe"]["resolved"])
+    recipe_path = recorded_recipe(bundle, manifest["recipe"]["path"], override=recipe_path,
+                                  needed=names_files(recipe, evaluation=data is None))
     ev = recipe.evaluation
     if data is not None:  # the recipe's gate settings stay; only the images change
         ev = ev.model_copy(update={"source": "folder", "folder": data.resolve(), "n": n or 100_000})
@@ -275,7 +278,7 @@ def bundle_context(bundle: Path, manifest: dict, log_path: Path, *, data: Path |
     if culprits is not None:
         ev = ev.model_copy(update={"culprits": culprits})
     recipe = recipe.model_copy(update={"evaluation": ev})
-    return Context(recipe=recipe, recipe_path=recorded_recipe(bundle, manifest["recipe"]["path"]), staging=bundle, log_path=log_path)
+    return Context(recipe=recipe, recipe_path=recipe_path, staging=bundle, log_path=log_path)
 
 
 def reference(context: Context) -> Compressed:
@@ -311,7 +314,7 @@ def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> C
 
 
 def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None,
-                  public_key: Path | None = None) -> dict:
+                  public_key: Path | None = None, recipe: Path | None = None) -> dict:
     """The signature (with ``public_key``), integrity, then the gate on every artifact. Returns a summary; never
     modifies the bundle."""
     from toolkit.verify import evaluation
@@ -325,7 +328,7 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        context = bundle_context(bundle, manifest, Path(log_name), data=data, n=n, culprits=culprits)
+        context = bundle_context(bundle, manifest, Path(log_name), data=data, n=n, culprits=culprits, recipe_path=recipe)
         compressed = reference(context)
         check_checkpoint(manifest, compressed.loaded)
         verified = verify.run(context, bundled_artifacts(bundle, manifest, compressed),
