@@ -258,6 +258,7 @@ def test_manifest_naming_a_truncated_file_is_refused_or_skipped_when_allowed(tmp
 
     images, report = load_calibration(manifest, SPEC, allow_unreadable=True)
     assert len(images) == 1 and [s["id"] for s in report["skipped"]] == ["cut.jpg"]
+    assert report["skipped"][0]["reason"].startswith("unreadable calibration image: cut.jpg (truncated or corrupt")
 
 
 def test_manifest_naming_a_folder_or_an_oversized_image_is_refused(tmp_path, monkeypatch):

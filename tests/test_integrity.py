@@ -511,3 +511,31 @@ def test_any_manifest_file_is_read_or_refused_with_a_skinkit_error(tmp_path_fact
         check_integrity(root, manifest)
     except SkinkitError:
         pass
+
+
+# -- found in review ----------------------------------------------------------------------------------------------
+
+def test_a_folder_named_like_the_signature_file_is_not_a_hiding_place(bundle):
+    (bundle / SIGNATURE_FILE).mkdir()
+    (bundle / SIGNATURE_FILE / "payload.sh").write_text("echo hi\n")
+    assert _refused(bundle) == f"bundle integrity check failed: {SIGNATURE_FILE}/payload.sh is not listed in the manifest"
+
+
+def test_an_old_manifest_can_be_neither_signed_nor_checked_against_a_key(bundle, keys):
+    private, public = keys[:2]
+    _rewrite(bundle, lambda m: _old(m, "1.2"))
+    for proc in (run_cli("sign", str(bundle), "--key", str(private)),
+                 run_cli("verify", str(bundle), "--public-key", str(public))):
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert ("(schema 1.2) does not list every file of the bundle, so a signature over it would not cover them — "
+                "fix: re-export the bundle with this skinkit, then sign it") in proc.stderr
+
+
+def test_a_recipe_path_pointing_inside_the_bundle_is_refused(bundle):
+    (bundle / "evil.py").write_text("raise SystemExit('ran code from the bundle')\n")
+    sha = hashlib.sha256((bundle / "evil.py").read_bytes()).hexdigest()
+    _rewrite(bundle, lambda m: (m["recipe"].update(path="report.md"), m["files"].update({"evil.py": sha})))
+    proc = run_cli("verify", str(bundle), "--n", "4")
+    assert proc.returncode == 1 and "ran code from the bundle" not in proc.stderr
+    assert ("skinkit: error: the manifest names a recipe inside the bundle ('report.md'); an export never puts its "
+            "recipe there, so the manifest was edited") in proc.stderr

@@ -115,7 +115,8 @@ def output_error(path: Path, exc: OSError, *, option: str = "--out") -> BadInput
     import errno
 
     path = Path(path)
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    # os.path's tests answer False where a parent cannot be searched; pathlib's raise PermissionError (Python 3.11)
+    blocker = next((p for p in (path, *path.parents) if os.path.exists(p) and not os.path.isdir(p)), None)
     if blocker is not None and blocker == path and exc.errno in (errno.EEXIST, errno.ENOTDIR):
         return BadInputError(f"{option} {path} is a file, not a folder", fix=f"remove it, or pass {option} a folder")
     if blocker is not None and blocker != path:

@@ -70,6 +70,10 @@ def recorded_recipe(bundle: Path, recorded: str, *, override: Path | None = None
         return Path(override).resolve()
     path = Path(recorded)
     path = path if path.is_absolute() else (Path(bundle) / path).resolve()
+    if path.is_relative_to(Path(bundle).resolve()):  # code and weights beside it would then come from the bundle
+        raise BadInputError(f"the manifest names a recipe inside the bundle ({recorded!r}); an export never puts its "
+                            "recipe there, so the manifest was edited", fix="re-export the bundle, or pass --recipe PATH "
+                                                                           "to the recipe it was exported from")
     if needed and not path.is_file():
         raise BadInputError(f"the recipe this bundle was exported from is not at {path} (the manifest records it as "
                             f"{recorded!r}, relative to the bundle), and its model or data are found beside it",

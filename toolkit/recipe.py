@@ -458,6 +458,8 @@ def read_yaml(path: str | Path) -> object:
         return yaml_load(text)
     except DuplicateKeyError as exc:
         raise RecipeError(f"{path}: {exc}", fix=f"keep one {exc.key!r}: YAML would silently drop all but the last") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to read", fix="a recipe is a few levels of keys and lists") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

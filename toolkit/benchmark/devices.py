@@ -83,8 +83,8 @@ class AnchorFile(_Strict):
 
 def load_profile(path: Path) -> DeviceProfile:
     try:
-        return DeviceProfile.model_validate(yaml_load(path.read_text()))
-    except (ValidationError, yaml.YAMLError) as exc:
+        return DeviceProfile.model_validate(yaml_load(path.read_text(encoding="utf-8")))
+    except (ValidationError, yaml.YAMLError, RecursionError, OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"device profile {path} is invalid: {exc}".splitlines()[0],
                             fix="compare it with benchmarks/devices/snapdragon_8gen3_npu.yaml") from None
 

@@ -55,11 +55,17 @@ def bundle_lock(out_dir: Path, name: str) -> Iterator[None]:
             os.close(fd)
             raise BadInputError(f"another export is writing {out_dir / name} (pid {holder} holds {lock})",
                                 fix="wait for it to finish, or export into another --out") from None
+        except OSError as exc:  # a file system without locks (ENOLCK on some network mounts)
+            os.close(fd)
+            raise output_error(out_dir, exc) from None
         try:  # the holder before us may have removed the file on release: then lock the new one
             if os.path.samestat(os.fstat(fd), os.stat(lock)):
                 break
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            os.close(fd)
+            raise output_error(out_dir, exc) from None
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
@@ -106,7 +112,7 @@ def _alive(pid: int) -> bool:
 
 def staging_dir(out_dir: Path, name: str, *, force: bool) -> Path:
     final = out_dir / name
-    if final.exists() and not force:
+    if (final.exists() or final.is_symlink()) and not force:
         raise BadInputError(f"bundle already exists: {final}", fix="choose another --out, remove it, or pass --force to replace it")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

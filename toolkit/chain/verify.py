@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from toolkit.verify.bundle import check_pipeline_integrity, integrity_notes, read_manifest, signature_notes, signature_status
+from toolkit.verify.bundle import check_pipeline_integrity, integrity_notes, manifest_bytes, read_manifest, signature_notes, signature_status
 
 
 def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Path | None = None, recipe_path: Path | None = None) -> dict:
@@ -26,8 +26,9 @@ def verify_pipeline(bundle: str | Path, *, n: int | None = None, public_key: Pat
     from toolkit.verify.stats import Bootstrap
 
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    signature = signature_status(bundle, public_key)
+    raw = manifest_bytes(bundle)
+    manifest = read_manifest(bundle, raw)
+    signature = signature_status(bundle, public_key, manifest, raw)
     integrity = check_pipeline_integrity(bundle, manifest)
     t0 = time.perf_counter()
     recipe = ChainRecipe.model_validate(manifest["recipe"]["resolved"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -59,7 +60,7 @@ class ImageEntry(_Strict):
     @classmethod
     def _inside_the_folder(cls, v: str) -> str:
         parts = PurePosixPath(v.replace("\\", "/")).parts
-        if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:  # empty, absolute, escaping, a drive
+        if not parts or parts[0] == "/" or ".." in parts or re.match(r"[A-Za-z]:", v):  # empty, absolute, escaping, a drive
             raise ValueError(f"image id {v!r} must be a path inside the manifest's folder (relative, no '..')")
         return v
 
@@ -168,7 +169,10 @@ def load_calibration(path: Path, spec, *, allow_unreadable: bool = False, limit:
         except DataError as exc:
             if not allow_unreadable:
                 raise
-            skipped.append({"id": e.id, "reason": exc.cause})
+            # the manifest holds no path of this machine: the image by its id, relative to the manifest's folder
+            where = m.folder if m.folder is None or m.folder.is_absolute() else path.parent / m.folder
+            reason = exc.cause if where is None else exc.cause.replace(str(Path(where) / e.id), e.id)
+            skipped.append({"id": e.id, "reason": reason.replace(str(path), path.name)})
     if not images:
         raise DataError(f"calibration set {path} has no usable images ({len(skipped)} skipped)", fix="fix or replace the images listed")
     report = {"manifest": str(path), "name": m.name, "provenance": m.provenance, "consent": m.consent, "source": m.source,

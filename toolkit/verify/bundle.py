@@ -39,20 +39,31 @@ class IntegrityError(BadInputError):
 _FIX = "re-export the bundle; never edit its files by hand"
 
 
-def read_manifest(bundle: Path) -> dict:
+def read_manifest(bundle: Path, raw: bytes | None = None) -> dict:
+    """The bundle's manifest; parsed from ``raw`` (its bytes, as read once for a signature check) when given."""
+    path = bundle / "manifest.json"
+    if raw is None:
+        raw = manifest_bytes(bundle)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{path} is not valid JSON: {exc}", fix="re-export the bundle") from None
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{path} is not a manifest (a JSON object)", fix="re-export the bundle")
+    return manifest
+
+
+def manifest_bytes(bundle: Path) -> bytes:
+    """manifest.json's bytes: read once, then parsed, checked against the files and against the signature alike (a
+    manifest swapped between two reads could otherwise pass one check as itself and the other as the original)."""
     path = bundle / "manifest.json"
     if not path.is_file():
         raise BadInputError(f"{bundle} is not a skinkit bundle (no manifest.json)",
                             fix="pass the folder `skinkit export` wrote, e.g. bundles/acne_mobilenetv2")
     try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{path} is not valid JSON: {exc}", fix="re-export the bundle") from None
+        return path.read_bytes()
     except OSError as exc:
         raise IntegrityError(f"{path} cannot be read: {exc.strerror}", fix="check the bundle's permissions") from None
-    if not isinstance(manifest, dict):
-        raise IntegrityError(f"{path} is not a manifest (a JSON object)", fix="re-export the bundle")
-    return manifest
 
 
 def not_converted(manifest: dict) -> list[dict]:
@@ -131,18 +142,31 @@ def sign_bundle(bundle: Path, key: Path) -> dict:
     from toolkit.verify.signing import load_private_key, sign_manifest
 
     load_private_key(key)  # a wrong key fails before a large bundle is read
-    manifest = read_manifest(bundle)
+    raw = manifest_bytes(bundle)
+    manifest = read_manifest(bundle, raw)
+    _signable(bundle, manifest)
     (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
-    return sign_manifest(bundle, key)
+    return sign_manifest(bundle, key, raw)
 
 
-def signature_status(bundle: Path, public_key: Path | None) -> dict:
-    """The bundle's signature checked with ``public_key`` (raising ``SignatureError`` if it does not hold), or, without
-    a key, whether there is one to check."""
+def _signable(bundle: Path, manifest: dict) -> None:
+    """Only a manifest that lists every file (schema 1.3 / pipeline-1.1) can stand for the whole bundle: an older
+    one leaves files outside ``artifacts/`` unchecked, and hashes folders without file lengths."""
+    if "files" not in manifest:
+        raise IntegrityError(f"{bundle / 'manifest.json'} (schema {manifest.get('schema_version')}) does not list every "
+                             "file of the bundle, so a signature over it would not cover them",
+                             fix="re-export the bundle with this skinkit, then sign it")
+
+
+def signature_status(bundle: Path, public_key: Path | None, manifest: dict, raw: bytes) -> dict:
+    """The bundle's signature over ``raw`` (the manifest's bytes, as parsed into ``manifest`` and checked against the
+    files) checked with ``public_key`` (raising ``SignatureError`` if it does not hold), or, without a key, whether
+    there is one to check."""
     from toolkit.verify.signing import check_signature
 
     if public_key is not None:
-        return {"present": True, "checked": True, **check_signature(bundle, public_key)}
+        _signable(bundle, manifest)
+        return {"present": True, "checked": True, **check_signature(bundle, public_key, raw)}
     return {"present": (bundle / SIGNATURE_FILE).is_file(), "checked": False}
 
 
@@ -194,9 +218,8 @@ class _Checked:
         files, links = _tree(self.bundle)
         self.problems += [f"{p} is a symbolic link (a bundle holds plain files: a link's target lies outside what "
                           "the manifest's sha256s and signature cover)" for p in links]
-        listed = self.listed | extra
-        self.problems += [f"{p} is not listed in the manifest" for p in files
-                          if not _covered(p, listed) and (under is None or p.startswith(under + "/"))]
+        self.problems += [f"{p} is not listed in the manifest" for p in files  # extra: files, never folders
+                          if p not in extra and not _covered(p, self.listed) and (under is None or p.startswith(under + "/"))]
 
     def result(self) -> list[dict]:
         if self.problems:
@@ -321,8 +344,9 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     from toolkit.verify import stage as verify
 
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    signature = signature_status(bundle, public_key)
+    raw = manifest_bytes(bundle)
+    manifest = read_manifest(bundle, raw)
+    signature = signature_status(bundle, public_key, manifest, raw)
     integrity = check_integrity(bundle, manifest)
     fd, log_name = tempfile.mkstemp(prefix="skinkit-verify-", suffix=".log")
     os.close(fd)

@@ -51,11 +51,11 @@ def generate_keys(out: Path, *, force: bool = False) -> tuple[Path, Path, str]:
     return private, public, fingerprint(key.public_key())
 
 
-def sign_manifest(bundle: Path, key_path: Path) -> dict:
-    """Write ``signature.json`` into ``bundle``, signing its manifest.json's bytes with the private key in ``key_path``;
-    returns what was written."""
+def sign_manifest(bundle: Path, key_path: Path, manifest: bytes | None = None) -> dict:
+    """Write ``signature.json`` into ``bundle``, signing its manifest.json's bytes (``manifest``: as read, and
+    checked, by the caller) with the private key in ``key_path``; returns what was written."""
     key = load_private_key(key_path)
-    manifest = _manifest_bytes(bundle)
+    manifest = _manifest_bytes(bundle) if manifest is None else manifest
     signature = {"algorithm": ALGORITHM, "signed_file": "manifest.json",
                  "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "public_key_fingerprint": fingerprint(key.public_key()),
                  "signature": base64.b64encode(key.sign(manifest)).decode("ascii"),
@@ -64,7 +64,7 @@ def sign_manifest(bundle: Path, key_path: Path) -> dict:
     return signature
 
 
-def check_signature(bundle: Path, public_key_path: Path) -> dict:
+def check_signature(bundle: Path, public_key_path: Path, manifest: bytes | None = None) -> dict:
     """The bundle's signature against the public key in ``public_key_path``: its algorithm and the key's fingerprint;
     raises ``SignatureError`` naming the file if it is missing, made by another key, or the manifest changed since."""
     from cryptography.exceptions import InvalidSignature
@@ -88,7 +88,7 @@ def check_signature(bundle: Path, public_key_path: Path) -> dict:
         raise SignatureError(f"{path} was made by another key ({str(signed_by)[:23]}…; --public-key {public_key_path} is "
                              f"{want[:23]}…)", fix="verify with the public key of whoever signed the bundle")
     try:
-        key.verify(raw, _manifest_bytes(bundle))
+        key.verify(raw, _manifest_bytes(bundle) if manifest is None else manifest)
     except InvalidSignature:
         raise SignatureError(f"{bundle / 'manifest.json'} does not match {path}: the manifest changed after it was signed",
                              fix="get the bundle again from whoever signed it, or re-export and sign it again") from None
@@ -169,12 +169,20 @@ def _manifest_bytes(bundle: Path) -> bytes:
 def _write(path: Path, data: bytes, *, mode: int) -> None:
     """``data`` into ``path`` whole or not at all, with permissions ``mode`` from the start (a private key is never
     readable by others, not even while it is written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    except OSError as exc:
+        raise BadInputError(f"cannot write {path}: {exc.strerror or exc}",
+                            fix=f"make {path.parent} writable, or choose another folder") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BadInputError(f"cannot write {path}: {exc.strerror or exc}",
+                            fix=f"make {path.parent} writable, or choose another folder") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
