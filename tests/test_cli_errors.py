@@ -100,6 +100,22 @@ def test_dry_run_prints_resolved_recipe():
                                                      "ground_truth": "labels"}
 
 
+def test_dry_run_of_an_assessment_plans_every_component_and_checks_every_link(tmp_path):
+    proc = run_cli("export", "export_recipes/selfie_assessment.yaml", "--dry-run", "--json", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)
+    assert plan["bundle"] == str(tmp_path / "selfie_assessment") and plan["bundle_exists"] is False
+    for name, component in plan["components"].items():
+        assert component["bundle"] == str(tmp_path / "selfie_assessment" / "components" / name)
+        assert component["artifacts"] and all(a["criteria"] for a in component["artifacts"]), name
+    assert plan["device_chains"] and plan["recipe"]["name"] == "selfie_assessment"
+    assert not list(tmp_path.iterdir())  # nothing written
+    text = run_cli("export", "export_recipes/selfie_assessment.yaml", "--dry-run", "--out", str(tmp_path))
+    assert text.returncode == 0 and text.stdout == ""
+    assert text.stderr.startswith("dry run: export_recipes/selfie_assessment.yaml resolves (an assessment of "
+                                  f"{len(plan['components'])} components, every link checked); nothing converted or written")
+
+
 def test_help_does_not_import_heavy_frameworks():
     import subprocess
     import sys

@@ -105,7 +105,25 @@ def _export_chain(r, path: Path, *, out: Path, force: bool, dry_run: bool, as_js
     from toolkit.chain.export import export_chain
 
     if dry_run:
-        print(json.dumps(json.loads(r.canonical_json()), indent=2))
+        from toolkit.chain.export import chain_keys, load_components
+        from toolkit.chain.graph import build
+        from toolkit.pipeline import plan
+
+        plans = {k: plan(c, recipe_path=path, out_dir=out / r.name / "components") for k, c in r.components.items()}
+        components = load_components(r, path, Path(os.devnull))  # every link between them checked too
+        graph = build(r, {k: c.io for k, c in components.items()})
+        summary = {"bundle": str(out / r.name), "bundle_exists": (out / r.name).exists(),
+                   "components": {k: p.summary() for k, p in plans.items()}, "device_chains": chain_keys(r),
+                   "fusable": graph.fusable, "host_only_steps": graph.host_only(), "recipe": json.loads(r.canonical_json())}
+        if as_json:
+            print(json.dumps(summary, indent=2))
+        elif not quiet:
+            lines = [f"dry run: {path} resolves (an assessment of {len(plans)} components, every link checked); "
+                     "nothing converted or written"]
+            for k, p in plans.items():
+                lines += [f"component {k}:", *(f"  {line}" for line in p.lines())]
+            lines.append(f"device chains: {', '.join(chain_keys(r))}; fused graph: {'yes' if graph.fusable else 'no'}")
+            print("\n".join(lines), file=sys.stderr)
         return
     console = None if (quiet or as_json) else _console()
     try:
