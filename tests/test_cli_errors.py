@@ -116,6 +116,15 @@ def test_dry_run_of_an_assessment_plans_every_component_and_checks_every_link(tm
                                   f"{len(plan['components'])} components, every link checked); nothing converted or written")
 
 
+@pytest.mark.parametrize("args", [("export", "missing.yaml"), ("verify", "no/such/bundle"), ("bench", "no/such/bundle")])
+def test_json_errors_go_to_stdout_as_json_too(args):
+    proc = run_cli(*args, "--json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    err = json.loads(proc.stdout)
+    assert set(err) == {"error", "fix", "exit_code", "kind"} and err["exit_code"] == 1
+    assert proc.stderr.strip() == f"skinkit: error: {err['error']} — fix: {err['fix']}"
+
+
 def test_help_does_not_import_heavy_frameworks():
     import subprocess
     import sys

@@ -43,6 +43,9 @@ def _errors_to_exit(fn):
                 print(f"  - {f}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except SkinkitError as exc:
+            if kwargs.get("as_json"):  # a machine reading stdout learns what failed too, not only a person on stderr
+                print(json.dumps({"error": exc.cause, "fix": exc.fix, "exit_code": exc.exit_code,
+                                  "kind": type(exc).__name__}, indent=2))
             print(f"skinkit: error: {exc.one_line()}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
     return wrapper
