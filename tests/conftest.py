@@ -45,3 +45,23 @@ benchmark: {warmup: 1, repeats: 3}
 """)
     proc = run_cli("export", str(recipe), "--out", str(tmp / "out"), "--json")
     return tmp / "out", proc
+
+
+# The smallest bring-your-own network there is: a strided conv and a linear layer, four acne grades (``build``).
+TINY_NET = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 8, stride=8)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).relu().mean((2, 3)))
+
+
+def build():
+    return Net()
+'''

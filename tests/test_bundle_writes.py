@@ -14,27 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_cli, write_recipe
+from tests.conftest import ROOT, TINY_NET, run_cli, write_recipe
 from toolkit.bundle.writer import bundle_lock, commit_bundle, staged_bundle, sweep
 from toolkit.errors import BadInputError
-
-TINY_NET = '''
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 8, stride=8)
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).mean((2, 3)))
-
-
-def build():
-    return Net()
-'''
 
 
 def _tiny_recipe(tmp: Path) -> Path:

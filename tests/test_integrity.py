@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import run_cli, write_recipe
+from tests.conftest import TINY_NET, run_cli, write_recipe
 from toolkit.convert.base import file_sha256
 from toolkit.errors import BadInputError, SkinkitError
 from toolkit.verify.bundle import (
@@ -28,24 +28,6 @@ from toolkit.verify.bundle import (
     read_manifest,
 )
 from toolkit.verify.signing import SIGNATURE_FILE, SignatureError, check_signature, generate_keys, sign_manifest
-
-TINY_NET = '''
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 8, stride=8)
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).relu().mean((2, 3)))
-
-
-def build():
-    return Net()
-'''
 
 CHAIN = """
 name: tiny_chain
