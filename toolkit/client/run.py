@@ -46,11 +46,11 @@ def load_bundle(bundle: Path, *, variant: str | None = None) -> Loaded:
     from toolkit.chain.export import device_call
     from toolkit.chain.graph import ComponentIO, from_manifest
     from toolkit.convert.base import artifact_key
-    from toolkit.verify.bundle import check_integrity, check_pipeline_integrity, read_manifest
+    from toolkit.verify.bundle import check_bundle_integrity, read_manifest
 
     manifest = read_manifest(bundle)
     # every file as exported, every path inside the bundle: nothing modified, added or pointing elsewhere runs
-    (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
+    check_bundle_integrity(bundle, manifest)
     if manifest.get("kind") != "pipeline":
         return _single(bundle, manifest, variant)
     graph = from_manifest(manifest["chain"])

@@ -122,6 +122,11 @@ def check_pipeline_integrity(bundle: Path, manifest: dict) -> list[dict]:
     return checked.result()
 
 
+def check_bundle_integrity(bundle: Path, manifest: dict) -> list[dict]:
+    """``check_pipeline_integrity`` for an assessment bundle, ``check_integrity`` for a single model's."""
+    return (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
+
+
 def integrity_notes(manifest: dict) -> list[str]:
     """What the integrity check could not cover: files of a bundle written before the manifest listed them all."""
     if "files" in manifest:
@@ -145,7 +150,7 @@ def sign_bundle(bundle: Path, key: Path) -> dict:
     raw = manifest_bytes(bundle)
     manifest = read_manifest(bundle, raw)
     _signable(bundle, manifest)
-    (check_pipeline_integrity if manifest.get("kind") == "pipeline" else check_integrity)(bundle, manifest)
+    check_bundle_integrity(bundle, manifest)
     return sign_manifest(bundle, key, raw)
 
 
