@@ -216,9 +216,10 @@ class _TargetFields(_Strict):
             why = backend.why_unsupported(self.precision)
             raise ValueError(f"{self.format} supports precisions {', '.join(backend.precisions)}, not {self.precision!r}"
                              + (f" ({why})" if why else ""))
-        for name, owner in _OPTION_OWNER.items():  # another format's option, set: name the format it belongs to
-            if owner is not backend and getattr(self, name) != owner.options.model_fields[name].default:
-                raise ValueError(f"{name} applies to {owner.options.applies_to.get(name, f'{owner.name} targets')} only")
+        for name, owners in _OPTION_OWNER.items():  # another format's option, set: name the formats it belongs to
+            if backend not in owners and getattr(self, name) != owners[0].options.model_fields[name].default:
+                where = " and ".join(o.options.applies_to.get(name, f"{o.name} targets") for o in owners)
+                raise ValueError(f"{name} applies to {where} only")
         self.backend_options.check_precision(self.precision)
         return self
 
@@ -244,14 +245,20 @@ def _target_model() -> type[_TargetFields]:
     fields: dict = {"format": (Literal[tuple(BACKENDS)], ...)}  # type: ignore[valid-type]
     for backend in BACKENDS.values():
         for name, info in backend.options.model_fields.items():
-            if name in fields or name in _TargetFields.model_fields or name in _OPTION_OWNER:
+            if name in _OPTION_OWNER:  # one option shared by several formats: the same type, default and meaning
+                first = fields[name][1]
+                if (info.annotation, info.default, info.metadata) != (first.annotation, first.default, first.metadata):
+                    raise TypeError(f"target option {name!r} of backend {backend.name} differs from {_OPTION_OWNER[name][0].name}'s")
+                _OPTION_OWNER[name].append(backend)
+                continue
+            if name in fields or name in _TargetFields.model_fields:
                 raise TypeError(f"target option {name!r} of backend {backend.name} is defined twice")
-            _OPTION_OWNER[name] = backend
+            _OPTION_OWNER[name] = [backend]
             fields[name] = (info.annotation, info)
     return create_model("Target", __base__=_TargetFields, **fields)
 
 
-_OPTION_OWNER: dict = {}  # option name -> the backend it belongs to
+_OPTION_OWNER: dict = {}  # option name -> the backends it belongs to
 Target = _target_model()
 
 

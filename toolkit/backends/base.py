@@ -106,6 +106,17 @@ class OpSupport:
     def runs(self, op: str) -> bool:
         return op in self.ops or op in self.outside_graph or op.startswith(self.outside_prefixes or ("\0",))
 
+    def eligibility(self, ops: Mapping[str, int], *, float32: bool) -> dict:
+        """Which of a program's ops (an op histogram) the unit can take, for ``inspect`` (a float16 unit: none of a
+        float32 program's)."""
+        compute = {op: n for op, n in ops.items() if op not in self.outside_graph and not op.startswith(self.outside_prefixes or ("\0",))}
+        if float32:
+            return {"check": "static", "neural_engine": "none: the Neural Engine computes float16; a float32 program runs on GPU/CPU",
+                    "ops_off_neural_engine": compute}
+        off = {op: n for op, n in compute.items() if not self.runs(op)}
+        return {"check": self.description, "neural_engine": "all ops eligible" if not off else "partial", "ops_off_neural_engine": off,
+                "share_eligible": round(1 - sum(off.values()) / max(sum(compute.values()), 1), 3)}
+
 
 @dataclass(frozen=True)
 class FailureSite:

@@ -7,28 +7,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from toolkit.backends.base import ArtifactWeight, Backend, Cost, Runner
+from pydantic import Field
 
-# Measured with coreai-opt 0.4.0 (its post-conversion passes on the Core AI program) on acne_mobilenetv2, 2 CPU cores.
-_INT8_WEIGHTS = ("not offered yet: coreai-opt 0.4.0's quantize_weights runs here (0.2 s, int8 per-channel blockwise_shift_scale "
-                 "weights, max abs error 0.16 on 4 images) but skinkit's weight reader and checks do not decode it yet")
-_PALETTIZE = ("not offered: coreai-opt 0.4.0's palettize_weights did not finish k-means on acne_mobilenetv2 in 10 minutes on "
-              "2 CPU cores; use coreml palettize*")
-_NOT_TRIED = "not offered: coreai-opt 0.4.0's PT2E path for this is not tried in skinkit yet; use coreml"
+from toolkit.backends.base import ArtifactWeight, Backend, Cost, Runner, TargetOptions
+from toolkit.backends.coreai.ops import ANE_OPS
+
+
+class CoreAIOptions(TargetOptions):
+    group_size: int | None = Field(None, ge=1, description="coreml and coreai palettize*: one lookup table per this many output channels")
+
+    def check_precision(self, precision: str) -> None:
+        if self.group_size is not None and not precision.startswith("palettize"):
+            raise ValueError("group_size applies to palettize4/6/8 only")
+
+    def variant_suffix(self) -> str:
+        return f"_g{self.group_size}" if self.group_size else ""
 
 
 class CoreAIBackend(Backend):
     name = "coreai"
     suffix = ".aimodel"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8_weights", "palettize8", "palettize6", "palettize4", "int4_block")
     unsupported = {
-        "int8_weights": _INT8_WEIGHTS, "palettize8": _PALETTIZE, "palettize6": _PALETTIZE, "palettize4": _PALETTIZE,
-        "int8": _NOT_TRIED, "int4_block": _NOT_TRIED,
+        "int8": "not offered yet: coreai-opt 0.4.0's activation quantization (PT2E) is not wired into skinkit; use coreml int8",
         "dynamic_int8": "Core AI has no run-time activation quantization",
         "int16x8": "Core AI has no int16 activation path in coreai-torch 0.4.3",
-        "sparse": "coreai-torch 0.4.3 stores no sparse weights",
+        "sparse": "not offered yet: coreai-opt 0.4.0's sparsify_weights is not wired into skinkit; use coreml sparse",
     }
+    options = CoreAIOptions
+    op_support = {"coreai_ane": ANE_OPS}
     rewrites = ("area_resize", "nearest_resize", "antialias_resize", "adaptive_max_pool", "avg_pool_window", "elu")
+
+    def unit_refuses(self, unit: str, precision: str) -> str | None:
+        if unit == "npu" and precision == "fp32":
+            return "the Neural Engine computes float16; a float32 Core AI program runs on the GPU or CPU"
+        return None
 
     def convert(self, module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
         from toolkit.backends.coreai.convert import convert

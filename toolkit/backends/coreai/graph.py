@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
-from toolkit.backends.coreai.program import INPUT_NAME, read_metadata, read_program
+from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel
+from toolkit.backends.coreai.ops import compute_units
+from toolkit.backends.coreai.program import DECOMPRESS, INPUT_NAME, PASS_THROUGH, read_metadata, read_program
 from toolkit.errors import VerificationError
 
 FLOAT = ("f32", "f16", "bf16", "f64")
@@ -21,7 +23,8 @@ FLOAT = ("f32", "f16", "bf16", "f64")
 def runner(path: Path) -> Runner:
     """The asset loaded by coreai-core's runtime. On Linux (and macOS without the OS framework) the package
     lowers the asset for its own CPU runtime; on macOS 27 the OS's Core AI runs it, specialized for the
-    machine. Each call runs one sample (assets are exported at batch 1)."""
+    machine. Each call runs one sample (assets are exported at batch 1); the samples of a batch run as concurrent
+    calls, at most one per CPU core (the Linux CPU runtime computes a call on one thread)."""
     import asyncio
     import weakref
 
@@ -42,14 +45,25 @@ def runner(path: Path) -> Runner:
     in_name = fn.desc.input_names[0]
     out_names = list(fn.desc.output_names)
 
-    def one(x: np.ndarray) -> dict:
-        out = loop.run_until_complete(fn({in_name: coreai.runtime.NDArray(np.ascontiguousarray(x, dtype=np.float32))}))
-        return {name: np.asarray(out[name].numpy(), dtype=np.float32) for name in out_names}
+    lanes = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+    async def batch(x: np.ndarray) -> list[dict]:
+        gate = asyncio.Semaphore(lanes)
+
+        async def one(sample: np.ndarray) -> dict:
+            async with gate:
+                out = await fn({in_name: coreai.runtime.NDArray(np.ascontiguousarray(sample, dtype=np.float32))})
+            return {name: np.asarray(out[name].numpy(), dtype=np.float32) for name in out_names}
+        return await asyncio.gather(*(one(x[i:i + 1]) for i in range(len(x))))
+
+    def run(x: np.ndarray) -> dict:
+        outs = loop.run_until_complete(batch(x))
+        return {name: np.concatenate([o[name] for o in outs]) for name in out_names}
 
     where = ("the macOS Core AI framework" if sys.platform == "darwin"
              else "its CPU runtime on Linux (the asset lowered to .aimodelx, as AIModelAsset.executable does)")
     version = getattr(coreai, "__version__", "") or _package_version()
-    result = Runner(per_sample(one), check=f"Core AI runtime (coreai-core {version}): {where}")
+    result = Runner(run, check=f"Core AI runtime (coreai-core {version}): {where}")
 
     def close(loop=loop, executable=executable) -> None:
         try:
@@ -57,7 +71,7 @@ def runner(path: Path) -> Runner:
         finally:
             loop.close()
 
-    weakref.finalize(one, close)  # the loop lives as long as anything can still call it
+    weakref.finalize(run, close)  # the loop lives as long as anything can still call it
     return result
 
 
@@ -80,14 +94,31 @@ def structural_checks(details: dict, precision: str, *, input_shape: tuple[int, 
     want_out = [(n, tuple(s)) for n, s in output_shapes.items()]
     out.append(check("outputs match reference (names, shapes)", [[n, list(s)] for n, s in got_out],
                      [[n, list(s)] for n, s in want_out], got_out == want_out))
-    weights = d["weight_dtypes"]
-    want = "f32" if precision == "fp32" else "f16"
-    other = {k: v for k, v in weights.items() if k != want}
-    out.append(check(f"weight tensors (kernels, matrices) stored {want}", weights, f"only {want}", bool(weights) and not other))
-    if precision == "fp16":
+    weights, storage = d["weight_dtypes"], d.get("weight_storage", {})
+    if precision in ("fp32", "fp16"):
+        want = "f32" if precision == "fp32" else "f16"
+        other = {k: v for k, v in weights.items() if k != want}
+        out.append(check(f"weight tensors (kernels, matrices) stored {want}", weights, f"only {want}", bool(weights) and not other))
+    else:
+        out.append(check("no float32 weight tensors (kernels, matrices)", weights.get("f32", 0), 0, not weights.get("f32")))
+        scheme, allowed = COMPRESSED_STORAGE[precision]
+        ok = {k: v for k, v in storage.items() if k in allowed}
+        bad = {k: v for k, v in storage.items() if k not in allowed and not k.startswith("dense ")}
+        out.append(check(f"compressed weights ({scheme}: {' / '.join(allowed)})", sum(ok.values()), 1, bool(ok) and not bad, ">="))
+    if precision != "fp32":
         compute = d["weighted_op_dtypes"]
         out.append(check("convolutions and matmuls compute f16", compute, "only f16", bool(compute) and set(compute) == {"f16"}))
     return out
+
+
+# How each compressed precision stores its weights, as ``inspect`` names it ("<scheme> <element type>").
+COMPRESSED_STORAGE = {
+    "int8_weights": ("int8 per-channel", ("quantized si8",)),
+    "int4_block": ("int4 per block", ("quantized si4",)),
+    "palettize8": ("8-bit lookup tables", ("lut ui8",)),
+    "palettize6": ("6-bit lookup tables", ("lut ui6",)),
+    "palettize4": ("4-bit lookup tables", ("lut ui4",)),
+}
 
 
 def weights(path: Path) -> list[ArtifactWeight]:
@@ -112,28 +143,37 @@ def cost(path: Path) -> Cost:
             macs += numel(out_shape) * numel(w[1:])
         elif "matmul" in op.kind:
             macs += numel(out_shape) * int(prog.tensors[op.operands[0]].shape[-1])
-    stored = [a for a in prog.constants.values() if a.ndim >= 1]
-    params = sum(a.size for a in stored if a.dtype.kind == "f")
-    weight_bytes = sum(a.nbytes for a in stored)
-    acts = sum(numel(prog.tensors[r].shape) * prog.tensors[r].itemsize for op in compute for r in op.results)
+    weighted = prog.weight_values()
+    sources = set().union(*(_sources(prog, v) for _, v in weighted)) if weighted else set()
+    params = sum(numel(prog.tensors[v].shape) for _, v in weighted)
+    params += sum(a.size for v, a in prog.constants.items() if v not in sources and a.ndim >= 1 and a.dtype.kind == "f")
+    weight_bytes = sum(prog.tensors[v].nbytes for v, a in prog.constants.items() if a.ndim >= 1)  # as stored: packed, int8, tables
+    run = [op for op in compute if op.kind not in DECOMPRESS]  # weights are expanded once at load, not per inference
+    acts = sum(numel(prog.tensors[r].shape) * prog.tensors[r].itemsize for op in run for r in op.results)
     acts += sum(numel(prog.tensors[v].shape) * prog.tensors[v].itemsize for _, v in prog.inputs)
     return Cost("coreai", macs, int(params), int(weight_bytes), int(acts), tuple(op.kind for op in compute))
 
 
 def inspect(path: Path) -> dict:
-    """Function, I/O, op histogram, weight and compute dtypes, and the asset's metadata (``skinkit.*`` fields
-    without their prefix), read back from the saved asset (on any platform)."""
+    """Function, I/O, op histogram, how each weight is stored (dense dtype, lookup-table indices, quantized integers),
+    compute dtypes, and the asset's metadata (``skinkit.*`` fields without their prefix), read back from the saved
+    asset (on any platform)."""
     prog = read_program(path)
     weight_dtypes: collections.Counter = collections.Counter()
+    storage: collections.Counter = collections.Counter()
     param_dtypes: collections.Counter = collections.Counter()
     weighted = prog.weight_values()
-    weight_ids = {v for _, v in weighted}
+    weight_sources = set()
+    for _, value in weighted:
+        scheme, dtype = prog.storage(value)
+        storage[f"{scheme} {dtype}"] += 1
+        if scheme == "dense":
+            weight_dtypes[dtype] += 1
+        weight_sources |= _sources(prog, value)
     for value, arr in prog.constants.items():
         dtype = prog.tensors[value].dtype
-        if dtype not in FLOAT or arr.ndim == 0:
-            continue
-        is_weight = value in weight_ids or any(prog.stored(w) is arr for w in weight_ids)
-        (weight_dtypes if is_weight else param_dtypes)[dtype] += 1
+        if dtype in FLOAT and arr.ndim > 0 and value not in weight_sources:
+            param_dtypes[dtype] += 1
     compute_dtypes = collections.Counter(prog.tensors[op.results[0]].dtype for op, _ in weighted)
 
     def io(values):
@@ -149,12 +189,26 @@ def inspect(path: Path) -> dict:
         "op_histogram": hist,
         "transpose_count": hist.get("transpose", 0),
         "weight_dtypes": dict(weight_dtypes),
+        "weight_storage": dict(sorted(storage.items())),
         "param_dtypes": dict(param_dtypes),
         "weighted_op_dtypes": dict(compute_dtypes),
         "producer": meta.get("producer"),
         "author": meta.get("author"),
         "metadata": {k.removeprefix("skinkit."): _maybe_json(v) for k, v in custom.items() if k.startswith("skinkit.")},
+        "compute_units": compute_units(hist, bool(weight_dtypes.get("f32"))),
     }
+
+
+def _sources(prog, value: int) -> set[int]:
+    """The stored constants a weight is made from (itself, or a compressed weight's data, table and scales)."""
+    seen, stack = set(), [value]
+    while stack:
+        v = stack.pop()
+        if v in prog.constants:
+            seen.add(v)
+        elif v in prog.producer and prog.producer[v].kind in (*PASS_THROUGH, *DECOMPRESS):
+            stack.extend(prog.producer[v].operands)
+    return seen
 
 
 def _maybe_json(v):

@@ -15,7 +15,10 @@ INPUT_NAME = "image"
 # Data-movement ops between a stored constant and the op that consumes it as a weight (a linear layer's
 # matrix reaches its matmul through a transpose).
 PASS_THROUGH = ("transpose", "reshape", "cast")
-_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i1": 1}
+# Ops that expand a compressed stored weight at load: int-quantized data (blockwise_shift_scale) and lookup tables
+# (lut_to_dense), as coreai-opt writes them.
+DECOMPRESS = ("blockwise_shift_scale", "lut_to_dense")
+_BITS = {"f32": 32, "f16": 16, "bf16": 16, "f64": 64, "i1": 8}
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,18 @@ class Tensor:
     dtype: str  # MLIR element type: f32, f16, ui32, si32, i8, ...
 
     @property
+    def bits(self) -> int:
+        """Bits per element as stored (sub-byte integers are packed: ui4 is 4)."""
+        return _BITS.get(self.dtype) or int("".join(c for c in self.dtype if c.isdigit()) or 32)
+
+    @property
     def itemsize(self) -> int:
-        if self.dtype in _ITEMSIZE:
-            return _ITEMSIZE[self.dtype]
-        bits = int("".join(c for c in self.dtype if c.isdigit()) or 32)
-        return max(1, bits // 8)
+        return max(1, self.bits // 8)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes stored (packed for sub-byte integers)."""
+        return -(-numel(self.shape) * self.bits // 8)
 
 
 @dataclass(frozen=True)
@@ -52,14 +62,51 @@ class Program:
         return [op for op in self.ops if op.kind not in ("constant", "output")]
 
     def stored(self, value: int) -> np.ndarray | None:
-        """The constant a value is read from, through data-movement ops (None: computed at run time)."""
+        """The constant a value is read from, through data-movement ops (None: computed at run time); a compressed
+        weight is expanded as the runtime expands it (lookup table, or integer data shifted and scaled per block)."""
         seen = 0
         while value not in self.constants and seen < 8:
             op = self.producer.get(value)
+            if op is not None and op.kind in DECOMPRESS:
+                return self._expand(op)
             if op is None or op.kind not in PASS_THROUGH:
                 return None
             value, seen = op.operands[0], seen + 1
         return self.constants.get(value)
+
+    def storage(self, value: int) -> tuple[str, str] | None:
+        """How a weight is stored: (scheme, element type) — ("dense", "f16"), ("lut", "ui4") for palettized indices,
+        ("quantized", "si8") — or None where it is computed at run time."""
+        seen = 0
+        while value not in self.constants and seen < 8:
+            op = self.producer.get(value)
+            if op is not None and op.kind in DECOMPRESS:
+                scheme = "lut" if op.kind == "lut_to_dense" else "quantized"
+                return scheme, self.tensors[op.operands[0]].dtype
+            if op is None or op.kind not in PASS_THROUGH:
+                return None
+            value, seen = op.operands[0], seen + 1
+        return ("dense", self.tensors[value].dtype) if value in self.constants else None
+
+    def _expand(self, op: Op) -> np.ndarray | None:
+        args = [self.constants.get(v) for v in op.operands]
+        if any(a is None for a in args):
+            return None
+        if op.kind == "lut_to_dense":  # indices [d0..dn], lut [blocks per axis..., entries, vector]
+            indices, lut = args[0].astype(np.int64), args[1]
+            if lut.shape[-1] != 1:
+                return None  # vector palettization (cluster_dim > 1) is not read back
+            blocks = lut.shape[:indices.ndim]
+            step = [d // b for d, b in zip(indices.shape, blocks)]
+            grid = np.ix_(*[np.arange(d) // s for d, s in zip(indices.shape, step)])
+            return lut[..., 0][(*grid, indices)].astype(np.float32)
+        data, scale, offset1, offset2 = (a.astype(np.float32) for a in args)  # (data - offset1) * scale + offset2, per block
+
+        def spread(a):
+            for axis, (d, b) in enumerate(zip(data.shape, a.shape)):
+                a = np.repeat(a, d // b, axis=axis)
+            return a
+        return (data - spread(offset1)) * spread(scale) + spread(offset2)
 
     def weight_values(self) -> list[tuple[Op, int]]:
         """(op, weight value id) of every conv and matmul whose second operand is stored in the file."""
@@ -129,16 +176,26 @@ def read_program(path: Path, function: str = "main") -> Program:
 def _constant(op, tensor: Tensor) -> np.ndarray:
     """A constant's value. Large ones are stored as resource blobs, which numpy sees as one opaque object:
     their bytes are copied out by the compiler's own binding (as coreai-opt reads them)."""
-    value = np.array(op.attributes["value"])
-    if value.dtype != np.object_:
-        return value
+    if tensor.bits >= 8:  # numpy cannot view sub-byte elements (the binding aborts the process): copy those out below
+        value = np.array(op.attributes["value"])
+        if value.dtype != np.object_:
+            return value
     from coreai._compiler._mlir_libs._coreaiIR import _bindings
 
-    dtypes = {"f32": np.float32, "f16": np.float16, "si8": np.int8, "ui8": np.uint8, "si32": np.int32, "ui32": np.uint32}
-    buffer = np.zeros(int(np.ceil(numel(tensor.shape) * tensor.itemsize)), dtype=np.uint8)
+    dtypes = {"f32": np.float32, "f16": np.float16, "si8": np.int8, "ui8": np.uint8, "si16": np.int16, "ui16": np.uint16,
+              "si32": np.int32, "ui32": np.uint32}
+    buffer = np.zeros(tensor.nbytes, dtype=np.uint8)
     _bindings.compiler.copy_constant_value_to_array(constant_op=op, destination=buffer)
     dtype = dtypes.get(tensor.dtype)
-    return buffer if dtype is None else np.frombuffer(buffer.tobytes(), dtype=dtype).reshape(tensor.shape)
+    if dtype is not None:
+        return np.frombuffer(buffer.tobytes(), dtype=dtype).reshape(tensor.shape)
+    if tensor.bits < 8 and tensor.dtype.startswith(("ui", "si", "i")):  # packed sub-byte integers, least significant bit first
+        bits = np.unpackbits(buffer, bitorder="little")[:numel(tensor.shape) * tensor.bits].reshape(-1, tensor.bits)
+        values = (bits.astype(np.int64) << np.arange(tensor.bits)).sum(axis=1)
+        if tensor.dtype.startswith("si"):
+            values = np.where(values >= 1 << (tensor.bits - 1), values - (1 << tensor.bits), values)
+        return values.astype(np.int8 if tensor.dtype.startswith("si") else np.uint8).reshape(tensor.shape)
+    return buffer
 
 
 def _io_names(graph, key: str, n: int) -> list[str]:

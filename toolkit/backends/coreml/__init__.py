@@ -20,7 +20,7 @@ class CoreMLOptions(TargetOptions):
         "image", description="coreml: 'image' takes a CVPixelBuffer (ImageType), 'tensor' an MLMultiArray in the contract layout")
     classifier: bool | None = Field(
         None, description="coreml: add softmax and a classifier config with the labels (default: on for classification models)")
-    group_size: int | None = Field(None, ge=1, description="coreml palettize*: one lookup table per this many output channels")
+    group_size: int | None = Field(None, ge=1, description="coreml and coreai palettize*: one lookup table per this many output channels")
 
     def check_precision(self, precision: str) -> None:
         if self.group_size is not None and not precision.startswith("palettize"):

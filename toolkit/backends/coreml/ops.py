@@ -17,11 +17,4 @@ quantize dequantize
 
 
 def compute_units(ops: dict[str, int], precision_fp32: bool) -> dict:
-    compute = {op: n for op, n in ops.items() if op not in ANE_OPS.outside_graph and not op.startswith(ANE_OPS.outside_prefixes)}
-    if precision_fp32:
-        return {"check": "static", "neural_engine": "none: the Neural Engine computes float16; a float32 program runs on GPU/CPU",
-                "ops_off_neural_engine": compute}
-    off = {op: n for op, n in compute.items() if not ANE_OPS.runs(op)}
-    return {"check": ANE_OPS.description,
-            "neural_engine": "all ops eligible" if not off else "partial", "ops_off_neural_engine": off,
-            "share_eligible": round(1 - sum(off.values()) / max(sum(compute.values()), 1), 3)}
+    return ANE_OPS.eligibility(ops, float32=precision_fp32)
