@@ -85,7 +85,7 @@ class Step:
 
     def _emit(self, message: str) -> None:
         if self._callback is not None:
-            self._callback(ProgressEvent(self.stage, self.name, self.done, self.total, round(self.elapsed, 3), message, self.unit))
+            self._callback(ProgressEvent(self.stage, self.name, self.done, self.total, self.elapsed, message, self.unit))
 
 
 @contextlib.contextmanager
