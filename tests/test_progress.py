@@ -139,11 +139,10 @@ def test_rich_display_on_a_terminal():
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=140, color_system=None)
     # execute
-    with RichProgress(console) as shown, reporting(shown):
-        with step("verify", "acne_fp32.onnx", total=24, unit="images") as s:
-            s.advance(12)
-            s.advance(12)
-            s.finish("passed")
+    with RichProgress(console) as shown, reporting(shown), step("verify", "acne_fp32.onnx", total=24, unit="images") as s:
+        s.advance(12)
+        s.advance(12)
+        s.finish("passed")
     # assert: the last frame shows the step, its count and its verdict
     last = buf.getvalue().rsplit("\x1b[2K", 1)[-1]
     assert "verify acne_fp32.onnx" in last and "24/24" in last and "images/s" in last and "passed" in last
