@@ -2,7 +2,8 @@
 
 The public API, imported lazily so that ``import toolkit`` (and ``skinkit --help``) stays instant::
 
-    from toolkit import load_recipe, export, verify_bundle, inspect_artifact, MILProgram
+    from toolkit import export                 # a torch.nn.Module (or a recipe) to a verified bundle: ExportResult
+    from toolkit import load_recipe, verify_bundle, inspect_artifact, MILProgram, ProgressEvent
     from toolkit import load_chain_recipe, export_chain, verify_pipeline   # assessment bundles (several models)
     from toolkit import load_bundle, assess                                # `skinkit run`: a bundle on a photo
 """
@@ -16,7 +17,9 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load_recipe": "toolkit.recipe",
     "parse_recipe": "toolkit.recipe",
-    "export": "toolkit.pipeline",
+    "export": "toolkit.api",
+    "ExportResult": "toolkit.pipeline",
+    "ProgressEvent": "toolkit.progress",
     "verify_bundle": "toolkit.verify.bundle",
     "inspect_artifact": "toolkit.convert.inspect",
     "MILProgram": "toolkit.backends.coreml.mil",

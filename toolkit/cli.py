@@ -8,6 +8,7 @@ others pass the gate; bundle and report written).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -24,6 +25,44 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Turn trained PyTorch skin-analysis models into verified on-device bundles.")
 
 
+_GLOBAL = {"quiet": False}  # set by the options before the command (``skinkit --quiet export …``)
+
+
+@app.callback()
+def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr, for any command "
+                                                                      "(errors are still printed)")) -> None:
+    """Turn trained PyTorch skin-analysis models into verified on-device bundles."""
+    _GLOBAL["quiet"] = quiet
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool = False):
+    """Progress of the long steps run inside the block on stderr (``toolkit.progress``): live bars when stderr is a
+    terminal, one plain line per finished step when it is not; nothing with ``--quiet``. Yields the callback."""
+    from toolkit.progress import reporting
+
+    if quiet or _GLOBAL["quiet"]:
+        with reporting(None):
+            yield None
+        return
+    from toolkit.progress import for_console
+
+    with for_console(_console()) as shown, reporting(shown):
+        yield shown
+
+
+def _json_failure(exc: SkinkitError) -> dict:
+    """A failure as ``--json`` prints it on stdout: what failed, the fix, the exit code and the error's kind; for a
+    bundle that was written anyway (gate failed, incomplete), its summary too."""
+    out = dict(getattr(exc, "summary", None) or {})
+    if isinstance(exc, (VerificationFailed, IncompleteBundle)):
+        out.setdefault("bundle", exc.bundle_dir)
+        out.setdefault("passed", False)
+        out["failures"] = getattr(exc, "failures", [])
+        out["not_converted"] = exc.not_converted
+    return {**out, "error": exc.cause, "fix": exc.fix, "exit_code": exc.exit_code, "kind": type(exc).__name__}
+
+
 def _errors_to_exit(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -31,21 +70,21 @@ def _errors_to_exit(fn):
             return fn(*args, **kwargs)
         except VerificationFailed as exc:
             if kwargs.get("as_json"):
-                print(json.dumps({"bundle": exc.bundle_dir, "passed": False, "failures": exc.failures,
-                                  "not_converted": exc.not_converted}, indent=2))
+                print(json.dumps(_json_failure(exc), indent=2))
             print(f"skinkit: {exc.one_line()}", file=sys.stderr)
             for f in exc.failures + exc.not_converted:
                 print(f"  - {f}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except IncompleteBundle as exc:
+            if kwargs.get("as_json"):
+                print(json.dumps(_json_failure(exc), indent=2))
             print(f"skinkit: {exc.one_line()}", file=sys.stderr)
             for f in exc.not_converted:
                 print(f"  - {f}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
         except SkinkitError as exc:
             if kwargs.get("as_json"):  # a machine reading stdout learns what failed too, not only a person on stderr
-                print(json.dumps({"error": exc.cause, "fix": exc.fix, "exit_code": exc.exit_code,
-                                  "kind": type(exc).__name__}, indent=2))
+                print(json.dumps(_json_failure(exc), indent=2))
             print(f"skinkit: error: {exc.one_line()}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
     return wrapper
@@ -94,11 +133,13 @@ def export(
         return
     from toolkit.pipeline import export as run_export
 
-    console = None if (quiet or as_json) else _console()
+    console = None if (quiet or as_json or _GLOBAL["quiet"]) else _console()
     try:
-        summary = run_export(r, recipe_path=recipe, out_dir=out, force=force, strict=strict, console=console).summary()
-    except IncompleteBundle as exc:  # a bundle was written: show it, then exit 4
-        _print_export(exc.summary, console, as_json=as_json)
+        with _progress(quiet):
+            summary = run_export(r, recipe_path=recipe, out_dir=out, force=force, strict=strict).summary()
+    except (VerificationFailed, IncompleteBundle) as exc:  # a bundle was written: show it (--json: with the error), then exit 3 or 4
+        if console and getattr(exc, "summary", None):
+            _print_export(exc.summary, console, as_json=False)
         raise
     _print_export(summary, console, as_json=as_json)
 
@@ -128,37 +169,66 @@ def _export_chain(r, path: Path, *, out: Path, force: bool, dry_run: bool, as_js
             lines.append(f"device chains: {', '.join(chain_keys(r))}; fused graph: {'yes' if graph.fusable else 'no'}")
             print("\n".join(lines), file=sys.stderr)
         return
-    console = None if (quiet or as_json) else _console()
+    console = None if (quiet or as_json or _GLOBAL["quiet"]) else _console()
     try:
-        manifest = export_chain(r, recipe_path=path, out_dir=out, force=force, console=console)
+        with _progress(quiet):
+            manifest = export_chain(r, recipe_path=path, out_dir=out, force=force)
     except (VerificationFailed, IncompleteBundle) as exc:
-        if exc.bundle_dir:
-            _print_chain(json.loads((Path(exc.bundle_dir) / "manifest.json").read_text()), Path(exc.bundle_dir), console, as_json=as_json)
+        if exc.bundle_dir:  # --json: the summary travels with the error, one object on stdout
+            exc.summary = _chain_summary(json.loads((Path(exc.bundle_dir) / "manifest.json").read_text()), Path(exc.bundle_dir))
+            _print_chain(exc.summary, console, as_json=False)
         raise
-    _print_chain(manifest, out / r.name, console, as_json=as_json)
+    _print_chain(_chain_summary(manifest, out / r.name), console, as_json=as_json)
 
 
-def _print_chain(m: dict, bundle: Path, console, *, as_json: bool) -> None:
+def _chain_summary(m: dict, bundle: Path) -> dict:
+    """An assessment export's machine summary: every gate, and each component's artifacts as a single export lists them."""
+    from toolkit.pipeline import ExportResult
+
     rows = ([{"what": f"component {c['name']}", "passed": c["passed"]} for c in m["components"]]
             + [{"what": f"chain {v['key']}", "passed": v["verification"]["passed"]} for v in m["variants"]]
             + [{"what": f"fused {f['key']}", "passed": f.get("verification", {}).get("passed", False)} for f in m["fused"]])
+    components = {}
+    for c in m["components"]:
+        where = bundle / c["bundle"]
+        if (where / "manifest.json").is_file():
+            components[c["name"]] = ExportResult(where, json.loads((where / "manifest.json").read_text()), Path(os.devnull)).summary()
+    return {"bundle": str(bundle), "passed": m["verdict"]["passed"], "gates": rows, "components": components}
+
+
+def _print_chain(summary: dict, console, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"bundle": str(bundle), "passed": m["verdict"]["passed"], "gates": rows}, indent=2))
+        print(json.dumps(summary, indent=2))
     elif console:
-        for row in rows:
+        for name, comp in summary["components"].items():
+            console.print(f"component {name}:")
+            _summary_table(comp, console)
+        for row in summary["gates"]:
             console.print(f"  {'[green]pass[/green]' if row['passed'] else '[red]FAIL[/red]'}  {row['what']}")
-        console.print(f"bundle: {bundle} (report.md; app code in app/)")
+        console.print(f"bundle: {summary['bundle']} (report.md; app code in app/)")
+
+
+def _summary_table(summary: dict, console) -> None:
+    """One row per artifact: verdict, size, headline metric (float, artifact, drop with its 95 % CI), the gate's margin
+    left and the worst skin-tone group; then the targets that did not convert."""
+    from rich.text import Text
+
+    from toolkit.pipeline import summary_lines
+
+    for passed, text in summary_lines(summary):
+        line = Text("  ")
+        if passed is None:
+            line.append("    ")
+        else:
+            line.append("pass" if passed else "FAIL", style="green" if passed else "red")
+        console.print(line.append("  " + text), soft_wrap=True)
 
 
 def _print_export(summary: dict, console, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2))
     elif console:
-        for a in summary["artifacts"]:
-            console.print(f"  {'[green]pass[/green]' if a['passed'] else '[red]FAIL[/red]'}  {a['path']}  "
-                          f"({a['size_bytes'] / 1e6:.2f} MB; {a['check']})")
-        for f in summary["failed_targets"]:
-            console.print(f"  [red]NOT CONVERTED[/red]  {f['key']}")
+        _summary_table(summary, console)
         console.print(f"bundle: {summary['bundle']}{'' if summary['complete'] else ' (incomplete)'}")
 
 
@@ -176,6 +246,7 @@ def train(
     lr: float = typer.Option(1e-3, help="your model: peak learning rate (AdamW, one-cycle)"),
     batch_size: int = typer.Option(32, help="your model: images per step"),
     force: bool = typer.Option(False, "--force", help="replace weights that already exist where training writes"),
+    as_json: bool = typer.Option(False, "--json", help="print the model card (weights, metrics, seconds) as JSON on stdout"),
 ) -> None:
     """Train a reference model, or your own model described by a recipe, on synthetic skin images (CPU) and
     write its checkpoint and card: into trained/ (for your model: where the recipe's model.checkpoint says)."""
@@ -199,10 +270,13 @@ def train(
         raise BadInputError(f"{checkpoint} exists: training would replace those weights",
                             fix="pass --force to replace them, or --out DIR to write elsewhere")
     writable_folder(checkpoint.parent, option="--out" if out or command is None else "model.checkpoint's folder")
-    console.print(f"training {spec.name} ({spec.architecture}) on synthetic data …")
-    card = run_train(spec, seed=seed, threads=threads, epochs=epochs, n_train=n_train,
-                     progress=lambda e, n, loss: console.print(f"  epoch {e}/{n}: loss {loss:.4f}"),
-                     checkpoint=checkpoint, command=command)
+    if not _GLOBAL["quiet"]:
+        console.print(f"training {spec.name} ({spec.architecture}) on synthetic data …")
+    with _progress():  # a line (or a bar) per epoch, with its loss
+        card = run_train(spec, seed=seed, threads=threads, epochs=epochs, n_train=n_train, checkpoint=checkpoint, command=command)
+    if as_json:
+        print(json.dumps({"weights": str(checkpoint), "card": str(checkpoint.with_suffix(".json")), **card}, indent=2))
+        return
     console.print(f"weights: {checkpoint}")
     console.print(f"held-out float metrics: {json.dumps(card['held_out_float_metrics'])} ({card['seconds']['total']} s)")
 
@@ -236,7 +310,8 @@ def _recipe_model_to_train(path: Path, *, epochs: int | None, n_train: int | Non
 
 @app.command()
 @_errors_to_exit
-def describe(recipe: Path = typer.Argument(..., help="export recipe (YAML) whose model to check")) -> None:
+def describe(recipe: Path = typer.Argument(..., help="export recipe (YAML) whose model to check"),
+             as_json: bool = typer.Option(False, "--json", help="accepted for uniformity: the contract is always JSON on stdout")) -> None:
     """Load the recipe's model, run it once on one input of its declared size, check what it returns against
     the description, and print the contract it would be exported with (JSON). Seconds, nothing converted."""
     import tempfile
@@ -336,7 +411,7 @@ def verify(
             raise BadInputError("an assessment bundle is verified on its own held-out photos, with report.md",
                                 fix="drop --data and --html (--n, --junit and --json apply)")
         return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json, public_key=public_key, recipe=recipe)
-    with captured_quietly():
+    with _progress(), captured_quietly():  # verification per artifact, with images/s, on stderr
         summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key, recipe=recipe)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
@@ -391,7 +466,7 @@ def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json
     from toolkit.verify.bundle import json_safe
     from toolkit.verify.gate import failed_criteria
 
-    with captured_quietly():
+    with _progress(), captured_quietly():
         summary = verify_pipeline(bundle, n=n, public_key=public_key, recipe_path=recipe)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
@@ -427,23 +502,29 @@ def _signature_lines(summary: dict) -> None:
 @app.command()
 @_errors_to_exit
 def keygen(out: Path = typer.Option(..., "--out", help="folder for private.pem and public.pem"),
-           force: bool = typer.Option(False, "--force", help="replace keys already there")) -> None:
+           force: bool = typer.Option(False, "--force", help="replace keys already there"),
+           as_json: bool = typer.Option(False, "--json", help="print the key files and fingerprint as JSON on stdout")) -> None:
     """Make an Ed25519 key pair to sign bundles: private.pem (owner-only: keep it secret) and public.pem (ship it)."""
     from toolkit.verify.signing import generate_keys
 
     private, public, fingerprint = generate_keys(out, force=force)
+    if as_json:
+        print(json.dumps({"private_key": str(private), "public_key": str(public), "fingerprint": fingerprint}, indent=2))
     print(f"wrote {private} (secret: signs bundles) and {public} (verifies them); key {fingerprint}", file=sys.stderr)
 
 
 @app.command()
 @_errors_to_exit
 def sign(bundle: Path = typer.Argument(..., help="a bundle folder (single model or assessment)"),
-         key: Path = typer.Option(..., "--key", help="the Ed25519 private key PEM (`skinkit keygen`)")) -> None:
+         key: Path = typer.Option(..., "--key", help="the Ed25519 private key PEM (`skinkit keygen`)"),
+         as_json: bool = typer.Option(False, "--json", help="print the signature record as JSON on stdout")) -> None:
     """Sign a bundle: signature.json over manifest.json, which holds every file's sha256 (integrity is checked first)."""
     from toolkit.verify.bundle import sign_bundle
     from toolkit.verify.signing import SIGNATURE_FILE
 
     signature = sign_bundle(bundle, key)
+    if as_json:
+        print(json.dumps({"signature": str(bundle / SIGNATURE_FILE), **signature}, indent=2))
     print(f"wrote {bundle / SIGNATURE_FILE} (key {signature['public_key_fingerprint']}); check it with "
           f"`skinkit verify {bundle} --public-key PUBLIC.pem`", file=sys.stderr)
 
@@ -463,6 +544,7 @@ def calibration(
     provenance: str = typer.Option(..., "--provenance", help="where the images come from"),
     consent: str = typer.Option(..., "--consent", help="the basis on which they may be used"),
     crop: str = typer.Option("none", "--crop", help="none, or skin: crop to the skin region before resizing"),
+    as_json: bool = typer.Option(False, "--json", help="print what was written as JSON on stdout"),
 ) -> None:
     """Write a calibration-set manifest: every image by id with its sha256, provenance and consent."""
     import hashlib
@@ -508,7 +590,10 @@ def calibration(
         rel = os.path.relpath(folder.resolve(), out.resolve().parent)
         write_manifest(out, name=name, provenance=provenance, consent=consent, source="folder", ids=[p.name for p in files],
                        hashes=hashes, folder=rel, crop=crop)
-    print(f"wrote {out}")
+    if as_json:
+        print(json.dumps({"manifest": str(out), "images": len(hashes)}, indent=2))
+    else:
+        print(f"wrote {out}")
 
 
 @app.command()
@@ -569,6 +654,7 @@ def inspect(
 
 
 @app.command()
+@_errors_to_exit
 def matrix(as_json: bool = typer.Option(False, "--json")) -> None:
     """Print the supported format × precision table, with the reason for every unsupported pair."""
     from toolkit.convert.matrix import support_rows, support_table
@@ -638,7 +724,9 @@ def _print_assessment(r: dict, console) -> None:
 
 
 @app.command("manifest-schema")
-def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the assessment bundle's manifest")) -> None:
+@_errors_to_exit
+def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the assessment bundle's manifest"),
+                    as_json: bool = typer.Option(False, "--json", help="accepted for uniformity: the schema is JSON")) -> None:
     """Print the JSON Schema of a bundle's manifest.json (a single model's, or --pipeline an assessment's)."""
     if pipeline:
         from toolkit.chain.bundle import schema
@@ -648,8 +736,10 @@ def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the
 
 
 @app.command("recipe-schema")
+@_errors_to_exit
 def recipe_schema(assessment: bool = typer.Option(False, "--assessment", help="the schema of an assessment recipe "
-                                                                              "(components, chain, outputs)")) -> None:
+                                                                              "(components, chain, outputs)"),
+                  as_json: bool = typer.Option(False, "--json", help="accepted for uniformity: the schema is JSON")) -> None:
     """Print the JSON schema of export recipes (of one model, or --assessment of several and their glue)."""
     if assessment:
         from toolkit.chain.recipe import ChainRecipe as schema_of
@@ -666,6 +756,7 @@ def data(
     n: int = typer.Option(200, help="number of images"),
     split: str = typer.Option("test", help="synthetic split: train, val, test or calib"),
     seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="print what was written as JSON on stdout"),
 ) -> None:
     """Write synthetic evaluation data in the folder format `evaluation.folder` reads."""
     from toolkit._io import writable_folder
@@ -674,7 +765,10 @@ def data(
 
     spec = get_spec(model)
     write_folder(task_data(spec, n, split=split, seed=seed), spec, writable_folder(out))
-    print(f"wrote {n} images and labels.csv to {out}")
+    if as_json:
+        print(json.dumps({"folder": str(out), "images": n, "labels": str(out / "labels.csv")}, indent=2))
+    else:
+        print(f"wrote {n} images and labels.csv to {out}")
 
 
 def main() -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit import progress as _progress
 from toolkit.benchmark import stage as benchmark
 from toolkit.bundle import stage as bundle
 from toolkit.compress import stage as compress
@@ -60,10 +60,11 @@ STAGES: tuple[Stage, ...] = (
 validate_order(STAGES)
 
 
-def run_stages(context: Context, *, console=None, strict: bool = False) -> bundle.Bundled:
+def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
     """Every stage in order, into ``context.staging``. ``strict``: the first target that fails to convert
-    stops the export (otherwise it is recorded and the bundle marked incomplete)."""
-    step = _steps(STAGES, console)
+    stops the export (otherwise it is recorded and the bundle marked incomplete). Each stage is a progress step
+    (``toolkit.progress``), and reports its own long steps inside it."""
+    step = _steps(STAGES)
     with step("load") as run:
         loaded = run(context, context.recipe.model)
     with step("compress") as run:
@@ -80,8 +81,8 @@ def run_stages(context: Context, *, console=None, strict: bool = False) -> bundl
         return run(context, benchmarked)
 
 
-def _steps(stages: tuple[Stage, ...], console):
-    """Per stage: its numbered line and time on the console; refused when entered out of declared order."""
+def _steps(stages: tuple[Stage, ...]):
+    """Per stage: a progress step ``export <i>/<n> <name>``; refused when entered out of declared order."""
     entered: list[str] = []
 
     @contextmanager
@@ -89,14 +90,78 @@ def _steps(stages: tuple[Stage, ...], console):
         i, stage = next((i, s) for i, s in enumerate(stages, 1) if s.name == name)
         validate_order((*(s for s in stages if s.name in entered), stage))
         entered.append(name)
-        t0 = time.perf_counter()
-        if console:
-            console.print(f"[bold]{i}/{len(stages)}[/bold] {stage.name}: {stage.describe} …")
-        yield stage.run
-        if console:
-            console.print(f"    done in {time.perf_counter() - t0:.1f} s")
+        with _progress.step("export", f"{i}/{len(stages)} {stage.name}", message=stage.describe):
+            yield stage.run
 
     return step
+
+
+@dataclass(frozen=True)
+class Headline:
+    """An artifact's headline task metric (the one the gate judges drops by) against the float model."""
+
+    name: str  # e.g. accuracy, macro_f1, miou, mask_ap, mae_hydration
+    float_value: float
+    value: float  # the artifact's
+    drop: float  # positive: worse than float
+    drop_ci95: tuple[float, float]  # paired bootstrap
+    higher_is_better: bool
+    bound: float | None  # the largest drop the gate allows; None: no bound on it
+    judged_on: str | None  # 'upper 95 % CI' or 'point estimate': the figure the bound is held against
+    margin: float | None  # bound minus the judged figure: room left (negative: over the bound)
+    passed: bool | None  # the drop criterion's verdict; None without a bound
+
+
+@dataclass(frozen=True)
+class WorstGroup:
+    """The skin-tone group in which the artifact's headline metric dropped most."""
+
+    name: str
+    n: int
+    drop: float  # point estimate in that group
+    gated: bool  # the group is large enough for the gate to judge it (evaluation.min_group_size)
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    path: Path  # in the bundle
+    format: str
+    precision: str
+    passed: bool
+    check: str  # what executed it
+    size_bytes: int
+    sha256: str
+    metric: Headline | None  # None: the artifact did not execute, or its outputs failed before any metric
+    worst_group: WorstGroup | None
+
+    def as_dict(self, bundle_dir: Path) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["path"] = self.path.relative_to(bundle_dir).as_posix()
+        return d
+
+
+def artifact_result(a: dict, bundle_dir: Path, min_group_size: int) -> ArtifactResult:
+    """What a manifest's artifact entry says of its headline metric, gate margin and worst skin-tone group."""
+    v = a["verification"]
+    tm, metric, worst = v.get("task_metric"), None, None
+    if tm:
+        prefix = f"{tm['name']} drop vs float ("
+        crit = next((c for c in v.get("criteria", []) if c["name"].startswith(prefix)), None)
+        judged = crit["name"][len(prefix):-1] if crit else None
+        metric = Headline(name=tm["name"], float_value=tm["float"], value=tm["artifact"], drop=tm["drop"],
+                          drop_ci95=tuple(tm["drop_ci95"]), higher_is_better=tm["higher_is_better"],
+                          bound=crit["bound"] if crit else None, judged_on=judged,
+                          margin=crit["bound"] - crit["value"] if crit else None, passed=crit["passed"] if crit else None)
+        groups = {g: d for g, d in (v.get("by_group") or {}).items() if g != "unknown" and tm["name"] in d["metrics"]}
+        gated = {g: d for g, d in groups.items() if d["n"] >= min_group_size}
+        pool = gated or groups
+        if pool:
+            g = max(pool, key=lambda k: pool[k]["metrics"][tm["name"]]["drop"]["value"])
+            worst = WorstGroup(name=g, n=pool[g]["n"], drop=pool[g]["metrics"][tm["name"]]["drop"]["value"], gated=g in gated)
+    return ArtifactResult(path=bundle_dir / a["path"], format=a["format"], precision=a["precision"], passed=v["passed"],
+                          check=v["check"], size_bytes=a["size_bytes"], sha256=a["sha256"], metric=metric, worst_group=worst)
 
 
 @dataclass(frozen=True)
@@ -104,6 +169,7 @@ class ExportResult:
     bundle_dir: Path
     manifest: dict
     log_path: Path  # removed after an export in which every target converted
+    recipe_path: Path | None = None  # the recipe it was exported from (toolkit.export of a module: the one it wrote)
 
     @property
     def passed(self) -> bool:
@@ -115,21 +181,56 @@ class ExportResult:
         """Every recipe target converted."""
         return not self.manifest["failed_targets"]
 
+    @property
+    def artifacts(self) -> tuple[ArtifactResult, ...]:
+        """Every artifact with its verdict, headline metric (float, artifact, drop with its CI, gate margin) and worst
+        skin-tone group."""
+        ev = (self.manifest.get("recipe", {}).get("resolved") or {}).get("evaluation") or {}
+        return tuple(artifact_result(a, self.bundle_dir, ev.get("min_group_size", 1)) for a in self.manifest["artifacts"])
+
+    @property
+    def failed_targets(self) -> list[dict]:
+        """The recipe targets that did not convert: key, format, precision, error and fix."""
+        return self.manifest["failed_targets"]
+
     def summary(self) -> dict:
         return {
             "bundle": str(self.bundle_dir),
             "passed": self.passed,
             "complete": self.complete,
-            "artifacts": [{"path": a["path"], "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
-                           "size_bytes": a["size_bytes"], "passed": a["verification"]["passed"],
-                           "check": a["verification"]["check"]} for a in self.manifest["artifacts"]],
-            "failed_targets": self.manifest["failed_targets"],
+            "artifacts": [a.as_dict(self.bundle_dir) for a in self.artifacts],
+            "failed_targets": self.failed_targets,
         }
 
 
+def summary_lines(summary: dict) -> list[tuple[bool | None, str]]:
+    """``summary()`` as a compact table, one row per artifact: (passed, text); the header's and the failed targets'
+    first field is None. What ``skinkit export`` prints on stderr."""
+    width = max([len("artifact"), *(len(a["path"]) for a in summary["artifacts"])])
+    rows = [(None, f"{'artifact':{width}} {'size':>8}  {'metric':10} {'float':>7} {'value':>7} {'drop [95 % CI]':>27} "
+                   f"{'margin':>8}  worst skin-tone group")]
+    for a in summary["artifacts"]:
+        m, w = a["metric"], a["worst_group"]
+        size = f"{a['size_bytes'] / 1e6:.2f} MB"
+        if m is None:
+            text = f"{a['path']:{width}} {size:>8}  not measured ({a['check']})"
+        else:
+            ci = f"{m['drop']:+.4f} [{m['drop_ci95'][0]:+.4f}, {m['drop_ci95'][1]:+.4f}]"
+            margin = "—" if m["margin"] is None else f"{m['margin']:+.4f}"
+            group = "—" if w is None else f"{w['name']} {w['drop']:+.4f} (n={w['n']}{'' if w['gated'] else ', too few to gate'})"
+            text = (f"{a['path']:{width}} {size:>8}  {m['name']:10} {m['float_value']:7.4f} {m['value']:7.4f} {ci:>27} "
+                    f"{margin:>8}  {group}")
+        rows.append((a["passed"], text))
+    rows += [(None, f"NOT CONVERTED  {f['key']}: {f['error']}") for f in summary["failed_targets"]]
+    return rows
+
+
 def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = False, strict: bool = False,
-           console=None) -> ExportResult:
+           console=None, progress: _progress.ProgressCallback | None = None) -> ExportResult:
     """Run every stage; write the bundle to ``out_dir/<recipe.name>`` atomically.
+
+    ``progress``: called with a ``toolkit.progress.ProgressEvent`` as each long step advances (default: whatever
+    reporter the caller set with ``toolkit.progress.reporting``; ``console``, a ``rich`` console, renders them on it).
 
     A target that fails to convert is recorded and the others are converted, verified and bundled; the
     bundle is then marked incomplete. ``strict``: all or nothing, the first failure stops the export.
@@ -138,6 +239,12 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
     ``VerificationFailed`` (bundle written, gate failed; it also names targets that did not convert) or
     ``IncompleteBundle`` (bundle written, some targets did not convert, the others pass the gate).
     """
+    if progress is not None:
+        with _progress.reporting(progress):
+            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict)
+    if console is not None:
+        with _progress.for_console(console) as shown:
+            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict, progress=shown)
     from toolkit.bundle.writer import commit_bundle, staged_bundle
     from toolkit.verify.gate import failed_criteria
 
@@ -148,7 +255,7 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
         context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
         try:
-            bundled = run_stages(context, console=console, strict=strict)
+            bundled = run_stages(context, strict=strict)
             commit_bundle(staging, final, force=force)
         except ConversionError as exc:
             if exc.fix:
@@ -156,22 +263,27 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
             raise
     if bundled.complete:
         log_path.unlink(missing_ok=True)
-    result = ExportResult(final, bundled.manifest, log_path)
+    result = ExportResult(final, bundled.manifest, log_path, recipe_path)
     not_converted = [f.one_line() for f in bundled.failed]
     verdict = bundled.manifest["verdict"]
     if verdict["passed_count"] < verdict["artifact_count"] or not verdict.get("compression_passed", True):
         gate_failures = [line for a in bundled.manifest["artifacts"] for line in failed_criteria(a["path"], a["verification"]["criteria"])]
         gate_failures += failed_criteria("pruning", verify.pruning_criteria(bundled.manifest.get("compression")))
         also = f"; {len(not_converted)} target(s) did not convert either ({', '.join(f.key for f in bundled.failed)})" if not_converted else ""
-        raise VerificationFailed(f"verification gate failed for {len(gate_failures)} criteria{also}; bundle and report kept at {final}",
-                                 failures=gate_failures, bundle_dir=str(final), not_converted=not_converted,
-                                 fix="see report.md; loosen tolerances only if the drop is acceptable")
+        failed = VerificationFailed(f"verification gate failed for {len(gate_failures)} criteria{also}; bundle and report kept at {final}",
+                                    failures=gate_failures, bundle_dir=str(final), not_converted=not_converted,
+                                    fix="see report.md; loosen tolerances only if the drop is acceptable")
+        failed.summary = result.summary()  # the bundle is written: what each artifact measured travels with the error
+        failed.result = result
+        raise failed
     if not_converted:
-        raise IncompleteBundle(f"bundle incomplete: {len(not_converted)} of {len(recipe.targets)} targets did not convert "
-                               f"({', '.join(f.key for f in bundled.failed)}); the {len(bundled.manifest['artifacts'])} that did "
-                               f"pass the gate; bundle and report kept at {final}",
-                               not_converted=not_converted, bundle_dir=str(final), summary=result.summary(),
-                               fix=f"fix or drop the failed targets (below; backend log: {log_path}), or pass --strict for all or nothing")
+        incomplete = IncompleteBundle(f"bundle incomplete: {len(not_converted)} of {len(recipe.targets)} targets did not convert "
+                                      f"({', '.join(f.key for f in bundled.failed)}); the {len(bundled.manifest['artifacts'])} that did "
+                                      f"pass the gate; bundle and report kept at {final}",
+                                      not_converted=not_converted, bundle_dir=str(final), summary=result.summary(),
+                                      fix=f"fix or drop the failed targets (below; backend log: {log_path}), or pass --strict for all or nothing")
+        incomplete.result = result
+        raise incomplete
     return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit._io import output_error
+from toolkit.progress import step as reporting_step
 from toolkit.registry import ModelSpec
 from toolkit.tasks import get_task
 
@@ -68,20 +69,24 @@ def train(spec: ModelSpec, *, out_dir: Path = Path("trained"), seed: int | None 
     targets = task.targets_tensor(train_set.targets)
     gen = torch.Generator().manual_seed(seed)
     history = []
+    batches = (n_train + cfg.batch_size - 1) // cfg.batch_size
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(n_train, generator=gen).numpy()
         total = 0.0
-        for b in range(0, n_train, cfg.batch_size):
-            idx = order[b:b + cfg.batch_size]
-            x = to_network_input(train_set.inputs[idx], spec)
-            loss = loss_fn(task.training_outputs(model, x), targets[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / n_train)
+        with reporting_step("train", f"epoch {epoch + 1}/{epochs}", total=batches, unit="batches") as step:
+            for b in range(0, n_train, cfg.batch_size):
+                idx = order[b:b + cfg.batch_size]
+                x = to_network_input(train_set.inputs[idx], spec)
+                loss = loss_fn(task.training_outputs(model, x), targets[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+                step.advance(message=f"loss {total / min(b + len(idx), n_train):.4f}")
+            history.append(total / n_train)
+            step.finish(f"loss {history[-1]:.4f}")
         if progress:
             progress(epoch + 1, epochs, history[-1])
     metrics = evaluate(model, spec, test_set)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from toolkit import progress
 from toolkit.verify.stage import Verified
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ def run(context: Context, verified: Verified) -> Benchmarked:
     x = verified.evaluation.x[:1]  # one evaluation image, already in the contract's form
     wrapped = verified.converted.compressed.wrapped
     torch.set_num_threads(cfg.threads)
-    with torch.inference_mode():
-        ref = measure_latency(lambda v: wrapped(torch.from_numpy(v)), x, warmup=cfg.warmup, repeats=cfg.repeats)
+    runs = cfg.warmup + cfg.repeats
+    with torch.inference_mode(), progress.step("benchmark", "PyTorch fp32 reference", total=runs, unit="runs") as step:
+        ref = measure_latency(progress.counted(lambda v: wrapped(torch.from_numpy(v)), step), x, warmup=cfg.warmup, repeats=cfg.repeats)
+        step.finish(f"p50 {ref['p50_ms']:.2f} ms")
     ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
     bench = {}
     for a in verified.converted.artifacts:
@@ -48,7 +51,9 @@ def run(context: Context, verified: Verified) -> Benchmarked:
         if not runner.timed:
             bench[a.filename] = {"skipped": "Core ML executes on macOS only; the reference interpreter's latency means nothing"}
             continue
-        b = measure_latency(runner.run, x, warmup=cfg.warmup, repeats=cfg.repeats)
+        with progress.step("benchmark", a.filename, total=runs, unit="runs") as step:
+            b = measure_latency(progress.counted(runner.run, step), x, warmup=cfg.warmup, repeats=cfg.repeats)
+            step.finish(f"p50 {b['p50_ms']:.2f} ms")
         b["runtime"], b["threads"] = runner.check, cfg.threads
         b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)
         bench[a.filename] = b

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,6 +26,44 @@ from toolkit.chain.graph import ChainGraph, ComponentIO, build, component_io, ex
 from toolkit.chain.judge import ChainData, chain_data, judge_chain, tier_of
 from toolkit.chain.recipe import ChainRecipe
 from toolkit.errors import IncompleteBundle, SkinkitError, VerificationError, VerificationFailed
+from toolkit.progress import ProgressCallback, reporting, step
+
+
+class _Parts:
+    """The assessment's progress from its numbered lines: a part (``1/6 load: …``) is a step that ends when the next
+    part starts, an item in it (``    acne …``: a component, a device chain) one that ends when the next line comes.
+    ``console``, when given, also prints each line."""
+
+    def __init__(self, console=None):
+        self.console, self.part, self.item = console, None, None
+
+    def __call__(self, text: str) -> None:
+        if self.console:
+            self.console.print(text)
+        plain = re.sub(r"\[/?bold\]", "", text).removesuffix(" …")
+        self._end("item")
+        if text.startswith(" "):
+            self.item = self._start(plain.strip(), "")
+        else:
+            self._end("part")
+            name, _, what = plain.partition(": ")
+            self.part = self._start(name, what)
+
+    def close(self) -> None:
+        self._end("item")
+        self._end("part")
+
+    @staticmethod
+    def _start(name: str, message: str):
+        block = step("assessment", name, message=message)
+        block.__enter__()
+        return block
+
+    def _end(self, level: str) -> None:
+        block = getattr(self, level)
+        if block is not None:
+            block.__exit__(None, None, None)
+            setattr(self, level, None)
 
 
 @dataclass(frozen=True)
@@ -87,8 +126,13 @@ def run_chain(graph: ChainGraph, data: ChainData, call, batch: int = 25) -> dict
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force: bool = False, console=None) -> dict:
+def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force: bool = False, console=None,
+                 progress: ProgressCallback | None = None) -> dict:
     """Every step into a staging folder renamed to ``out_dir/<recipe.name>``; returns the manifest.
+
+    ``progress``: called with a ``toolkit.progress.ProgressEvent`` as each part (``assessment``), each component's
+    export stages and each device chain advance (default: the caller's ``toolkit.progress.reporting``);
+    ``console``: a ``rich`` console that also gets one line per part.
 
     Raises ``BadInputError`` (a link that does not connect: nothing written), ``ConversionError`` (a component
     converted nothing), ``VerificationFailed`` (bundle written; a component's or a chain's gate failed) or
@@ -99,10 +143,10 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
     from toolkit.verify.bundle import read_manifest
     from toolkit.verify.stats import Bootstrap
 
-    def say(text: str) -> None:
-        if console:
-            console.print(text)
-
+    if progress is not None:
+        with reporting(progress):
+            return export_chain(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, console=console)
+    say = _Parts(console)
     final = out_dir / recipe.name
     with staged_bundle(out_dir, recipe.name, force=force) as staging:  # locked: one export of this bundle at a time
         fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
@@ -151,6 +195,7 @@ def export_chain(recipe: ChainRecipe, *, recipe_path: Path, out_dir: Path, force
             manifest = write_bundle(staging, recipe, recipe_path, graph, components, comp_results, variants, fused, data,
                                     seconds=time.perf_counter() - t0)
             commit_bundle(staging, final, force=force)
+            say.close()
         finally:
             Path(log_name).unlink(missing_ok=True)
     _raise_verdict(manifest, final)

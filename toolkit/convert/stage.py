@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolkit import progress
 from toolkit.compress.stage import Compressed
 from toolkit.convert.base import Artifact
 from toolkit.errors import ConversionError, SkinkitError
@@ -92,33 +93,36 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
     artifacts, failed, errors = [], [], []
-    for t in recipe.targets:
-        options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
-                   "layout": recipe.input.layout, "calibration": calibration, "metadata": meta,
-                   "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
-        before = set(out_dir.iterdir())
-        try:
-            with captured(context.log_path):
-                if t.keep_float == "auto":
-                    options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
-                artifact = convert_target(compressed.wrapped, sample, spec, fmt=t.format, precision=t.precision,
-                                          out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
-                if t.keep_float == "auto":
-                    artifact.details["mixed_precision"] = search
-                artifacts.append(artifact)
-            continue
-        except ConversionError as exc:  # the backend's own check: it names the target and the fix
-            err, cause = exc, None
-        except SkinkitError:
-            raise
-        except Exception as exc:  # a backend's own failure: name model, target, op, module and fix
-            err, cause = describe_failure(exc, t.format, spec.name, module=compressed.wrapped, sample=sample), exc
-        if strict:
-            raise err from cause
-        for leftover in set(out_dir.iterdir()) - before:  # a half-written file must not reach the bundle
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        failed.append(FailedTarget.of(t, err))
-        errors.append((err, cause))
+    for i, t in enumerate(recipe.targets, 1):
+        with progress.step("convert", t.key, message=f"target {i}/{len(recipe.targets)}") as step:
+            options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
+                       "layout": recipe.input.layout, "calibration": calibration, "metadata": meta,
+                       "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
+            before = set(out_dir.iterdir())
+            try:
+                with captured(context.log_path):
+                    if t.keep_float == "auto":
+                        options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
+                    artifact = convert_target(compressed.wrapped, sample, spec, fmt=t.format, precision=t.precision,
+                                              out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
+                    if t.keep_float == "auto":
+                        artifact.details["mixed_precision"] = search
+                    artifacts.append(artifact)
+                step.finish(artifact.filename)
+                continue
+            except ConversionError as exc:  # the backend's own check: it names the target and the fix
+                err, cause = exc, None
+            except SkinkitError:
+                raise
+            except Exception as exc:  # a backend's own failure: name model, target, op, module and fix
+                err, cause = describe_failure(exc, t.format, spec.name, module=compressed.wrapped, sample=sample), exc
+            if strict:
+                raise err from cause
+            for leftover in set(out_dir.iterdir()) - before:  # a half-written file must not reach the bundle
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            failed.append(FailedTarget.of(t, err))
+            errors.append((err, cause))
+            step.finish("not converted")
     if not artifacts:
         err, cause = errors[0] if len(errors) == 1 else (_none_converted(failed), None)
         raise err from cause
@@ -145,13 +149,15 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
     if not any(PRECISIONS[t.precision].calibrated for t in recipe.targets):
         return None, None
     cfg = recipe.calibration
-    if cfg.source == "manifest":
-        images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
-        report["manifest"] = portable(context.resolve(cfg.manifest), context.recipe_dir)  # no build-machine path in the bundle
-    else:
-        images = context.images(spec, cfg, split="calib", labelled=False).inputs
-        report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
-    check_disjoint(images, evaluation_images)
+    with progress.step("calibrate", "calibration images") as step:
+        if cfg.source == "manifest":
+            images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
+            report["manifest"] = portable(context.resolve(cfg.manifest), context.recipe_dir)  # no build-machine path in the bundle
+        else:
+            images = context.images(spec, cfg, split="calib", labelled=False).inputs
+            report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
+        check_disjoint(images, evaluation_images)
+        step.finish(f"{len(images)} images ({cfg.source}), none shared with evaluation")
     report["disjoint_from_evaluation"] = True
     return contract_images(images, recipe.input.pixel_range, recipe.input.layout), report
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from toolkit import progress
 from toolkit.convert.stage import Converted, MixedPrecisionSearch
 from toolkit.errors import VerificationError
 from toolkit.verify.evaluation import EvaluationSet
@@ -45,20 +46,54 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
     compressed = converted.compressed
     results, runners = {}, {}
     for a in converted.artifacts:
-        try:
-            with captured(context.log_path):
-                runner = make_runner(context, a)
-            runners[a.filename] = runner
-            res = gate(context, compressed, a, runner, evaluation)
-        except VerificationError as exc:  # could not execute it: a failed check, never a pass
-            res = {"check": "not executed", "passed": False, "error": exc.one_line(),
-                   "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
-        if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
-            res["culprits"] = _culprits(context, compressed, a, evaluation.data)
-        results[a.filename] = res
+        with progress.step("verify", a.filename, total=len(evaluation.x), unit="images") as step:
+            try:
+                with captured(context.log_path):
+                    runner = make_runner(context, a)
+                runners[a.filename] = runner
+                res = gate(context, compressed, a, counted_runner(runner, step), evaluation)
+            except VerificationError as exc:  # could not execute it: a failed check, never a pass
+                res = {"check": "not executed", "passed": False, "error": exc.one_line(),
+                       "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
+            if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
+                res["culprits"] = _culprits(context, compressed, a, evaluation.data)
+            results[a.filename] = res
+            step.finish(_verdict_line(res))
     return Verified(converted=converted, evaluation=evaluation, results=results, runners=runners,
                     skin_tone=skin_tone_summary(evaluation.tone, evaluation.data),
                     against_original=against_original(context, compressed, evaluation))
+
+
+def counted_runner(runner: Runner, step: progress.Step, chunks: int = 20) -> Runner:
+    """``runner`` over the evaluation set in about ``chunks`` slices (8 images at least), advancing ``step`` by the
+    images of each (images/s and time left). Artifacts run one image at a time anyway, so the slicing changes no
+    output; every other attribute (``check``, ``note``, ``timed``) is the runner's own."""
+    return _Counted(runner, step, chunks)
+
+
+class _Counted:
+    def __init__(self, runner: Runner, step: progress.Step, chunks: int):
+        self._runner, self._step, self._chunks = runner, step, chunks
+
+    def __getattr__(self, name: str):
+        return getattr(self._runner, name)
+
+    def run(self, x):
+        import numpy as np
+
+        size = max(8, -(-len(x) // self._chunks))
+        parts = []
+        for i in range(0, len(x), size):
+            parts.append(self._runner.run(x[i:i + size]))
+            self._step.advance(len(x[i:i + size]))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0] if parts else self._runner.run(x)
+
+
+def _verdict_line(res: dict) -> str:
+    """An artifact's gate result in a few words, for its progress line."""
+    tm = res.get("task_metric")
+    figure = f"{tm['name']} drop {tm['drop']:+.4f}" if tm else res.get("check", "")
+    return f"{'passed' if res['passed'] else 'FAILED'}" + (f", {figure}" if figure else "")
 
 
 def make_runner(context: Context, artifact: Artifact) -> Runner:
