@@ -22,9 +22,9 @@ def test_shipped_recipes_parse(path):
     r = load_recipe(path)
     assert r.name == path.stem
     keys = {t.key for t in r.targets}
-    # every shipped recipe has the five release targets; a compressed Core ML precision may come on top
-    assert {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8", "coreml_fp16"} <= keys
-    assert all(k.startswith("coreml_") for k in keys - {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8"})
+    # every shipped recipe has the six release targets; a compressed Core ML precision may come on top
+    assert {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8", "coreml_fp16", "coreai_fp16"} <= keys
+    assert all(k.startswith("coreml_") for k in keys - {"onnx_fp32", "tflite_fp32", "tflite_fp16", "tflite_int8", "coreai_fp16"})
     # 64 images; the gated classifier's masked images need 128 (int8 agreement 0.99 -> 0.995 on 200)
     assert r.calibration.source == "synthetic" and r.calibration.n == (128 if "gated" in r.name else 64)
 
