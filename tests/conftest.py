@@ -16,11 +16,15 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Comp
 
 def onnx_details(x, ref: dict) -> dict:
     """What an ONNX file of a network with input ``x`` and outputs ``ref`` reads back as (``inspect``), so a fake
-    artifact in a gate test passes the ONNX backend's structural checks and the test judges what it means to."""
+    artifact in a gate test passes the ONNX backend's structural checks (fp32: float initializers; int8: a QDQ graph
+    with per-channel int8 weights) and the test judges what it means to."""
     from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
 
     return {"opset": OPSET, "inputs": [{"name": INPUT_NAME, "shape": [1, *x.shape[1:]]}],
-            "outputs": [{"name": k, "shape": [1, *v.shape[1:]]} for k, v in ref.items()], "weight_dtypes": {"FLOAT": 4}}
+            "outputs": [{"name": k, "shape": [1, *v.shape[1:]]} for k, v in ref.items()], "weight_dtypes": {"FLOAT": 4},
+            "op_histogram": {"QuantizeLinear": 2, "DequantizeLinear": 4},
+            "quantization": {"format": "QDQ", "weighted_ops": 2, "weight_dtypes": {"INT8": 2}, "per_channel_weights": 2,
+                             "convs": 1, "per_channel_convs": 1, "activation_dtypes": {"UINT8": 2}}}
 
 
 def write_recipe(path: Path, text: str) -> Path:

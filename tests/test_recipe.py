@@ -51,7 +51,7 @@ def test_wrong_type_is_reported_with_value():
 
 
 def test_unsupported_precision_lists_supported():
-    with pytest.raises(RecipeError, match=r"targets\.0: onnx supports precisions fp32, not 'fp16'"):
+    with pytest.raises(RecipeError, match=r"targets\.0: onnx supports precisions fp32, int8, not 'fp16'"):
         parse_recipe({**MINIMAL, "targets": [{"format": "onnx", "precision": "fp16"}]})
 
 

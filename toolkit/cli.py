@@ -740,12 +740,13 @@ def manifest_schema(pipeline: bool = typer.Option(False, "--pipeline", help="the
 def recipe_schema(assessment: bool = typer.Option(False, "--assessment", help="the schema of an assessment recipe "
                                                                               "(components, chain, outputs)"),
                   as_json: bool = typer.Option(False, "--json", help="accepted for uniformity: the schema is JSON")) -> None:
-    """Print the JSON schema of export recipes (of one model, or --assessment of several and their glue)."""
+    """Print the JSON schema of export recipes (of one model, or --assessment of several and their glue): the one
+    shipped in toolkit/schema/, which a recipe's first line points editors at."""
+    from toolkit.recipe import json_schema, schema_text
+
     if assessment:
-        from toolkit.chain.recipe import ChainRecipe as schema_of
-    else:
-        from toolkit.recipe import Recipe as schema_of
-    print(json.dumps(schema_of.model_json_schema(), indent=2))
+        from toolkit.chain.recipe import json_schema
+    print(schema_text(json_schema()), end="")
 
 
 @app.command()

@@ -22,10 +22,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_SCHEMA_TYPE_KEYS = ("type", "items", "prefixItems", "minItems", "maxItems", "$ref")
+
+
+def also_accepts(alternative: dict, *, per_item: bool = False):
+    """``json_schema_extra`` for a field whose before-validator takes a shorthand the typed field does not show (one
+    number for a square size or for all three channels, a bare name for an output), so the shipped JSON Schema
+    accepts what the loader accepts; ``per_item``: the shorthand is of each list item."""
+    def extra(schema: dict) -> None:
+        if "anyOf" not in schema:
+            schema["anyOf"] = [{k: schema.pop(k) for k in _SCHEMA_TYPE_KEYS if k in schema}]
+        if not per_item:
+            schema["anyOf"].insert(0, alternative)
+            return
+        for option in schema["anyOf"]:
+            if "items" in option:
+                option["items"] = {"anyOf": [alternative, option["items"]]}
+    return extra
+
+
+OUTPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class OutputDecl(_Strict):
     """One output of a user's model, as its artifacts will name it."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the output's name in every artifact (an identifier)")
+    name: str = Field(pattern=OUTPUT_NAME, description="the output's name in every artifact (an identifier)")
     description: str = ""
     unit: str = ""
     shape: tuple[int | None, ...] | None = Field(
@@ -44,8 +66,10 @@ class NormalizationDecl(_Strict):
     """What the network was trained to see: ``(pixel - mean) / std``, with pixels in ``pixel_range``."""
 
     pixel_range: Literal["0-1", "0-255"] = Field("0-1", description="the range mean and std are expressed in")
-    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="one number, or one per channel in the network's channel order")
-    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="one number, or one per channel in the network's channel order")
+    mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="one number, or one per channel in the network's channel order",
+                                             json_schema_extra=also_accepts({"type": "number"}))
+    std: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="one number, or one per channel in the network's channel order",
+                                            json_schema_extra=also_accepts({"type": "number"}))
 
     @field_validator("mean", "std", mode="before")
     @classmethod
@@ -83,12 +107,15 @@ class ModelRef(_Strict):
     outputs: tuple[OutputDecl, ...] | None = Field(
         None, description="a user model's outputs, in the order it returns them (or the keys of the dict it returns); "
                           "a name or {name, description, unit, shape} each; default: the spec_from model's outputs, "
-                          "else the task's one output")
+                          "else the task's one output",
+        json_schema_extra=also_accepts({"type": "string", "pattern": OUTPUT_NAME}, per_item=True))
     task: str | None = Field(None, description=f"what the outputs mean and how they are judged: one of {', '.join(TASKS)}")
     description: str | None = Field(None, description="one line on what the model does (manifest, report)")
-    input_size: tuple[int, int] | None = Field(None, description="[height, width] of the network's input (or one number)")
+    input_size: tuple[int, int] | None = Field(None, description="[height, width] of the network's input (or one number)",
+                                               json_schema_extra=also_accepts({"type": "integer"}))
     output_size: tuple[int, int] | None = Field(
-        None, description="[height, width] of a dense output (segmentation, super-resolution); default: what the model returns")
+        None, description="[height, width] of a dense output (segmentation, super-resolution); default: what the model returns",
+        json_schema_extra=also_accepts({"type": "integer"}))
     channel_order: Literal["RGB", "BGR"] | None = Field(
         None, description="the channel order the network was trained on; apps always hand over RGB (a BGR network's graph swaps)")
     normalization: NormalizationDecl | None = Field(
@@ -476,3 +503,21 @@ def read_yaml(path: str | Path) -> object:
 
 def load_recipe(path: str | Path) -> Recipe:
     return parse_recipe(read_yaml(path), source=str(path))
+
+
+SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_FILE = Path(__file__).parent / "schema" / "recipe.schema.json"  # shipped; a test keeps it equal to json_schema()
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a recipe file, generated from :class:`Recipe` (the registry's formats, precisions and
+    target options included): what ``skinkit recipe-schema`` prints and ``SCHEMA_FILE`` holds, for editors that
+    read a recipe's first line ``# yaml-language-server: $schema=<relative path to SCHEMA_FILE>``. Checks that
+    span keys (a format's precisions, another format's option) are the loader's: the schema states the keys and types."""
+    return {"$schema": SCHEMA_DRAFT, **Recipe.model_json_schema(), "title": "skinkit export recipe",
+            "description": "One model exported to on-device targets and verified (skinkit export RECIPE)."}
+
+
+def schema_text(schema: dict) -> str:
+    """A schema as written to its shipped file and printed by the CLI."""
+    return json.dumps(schema, indent=2) + "\n"

@@ -19,7 +19,8 @@ PRECISIONS: dict[str, Precision] = {
     "fp16": Precision("float16 weights and compute", "fp16"),
     "int8_weights": Precision("int8 per-channel weights, dequantized at load; float compute", "int8"),
     "dynamic_int8": Precision("int8 per-channel weights; activations quantized at run time (dynamic range)", "int8"),
-    "int8": Precision("int8 weights and int8 activations from calibration (TFLite: full integer, int8 I/O; Core ML: W8A8, iOS17)",
+    "int8": Precision("int8 weights and int8 activations from calibration (TFLite: full integer, int8 I/O; Core ML: W8A8, iOS17; "
+                      "ONNX: QDQ, per-channel weights, float I/O)",
                       "int8", calibrated=True),
     "int16x8": Precision("int8 weights and int16 activations from calibration (int16 I/O)", "int8", calibrated=True),
     "palettize8": Precision("8-bit lookup-table weights (k-means), float16 compute", "int8"),

@@ -79,7 +79,8 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
         base = baseline_backend()
         base_fp32 = next((a for a in manifest["artifacts"] if base and a["format"] == base.name and a["precision"] == "fp32"), None)
         entries = [(a["path"], a["format"], a["precision"], bundle / a["path"], True) for a in manifest["artifacts"]]
-        if ort_int8_baseline and base_fp32 is not None:
+        has_int8 = any(base and a["format"] == base.name and a["precision"] == "int8" for a in manifest["artifacts"])
+        if ort_int8_baseline and base_fp32 is not None and not has_int8:  # a bundle's own onnx int8 is that baseline
             with captured(log):
                 q = base.int8_baseline(bundle / base_fp32["path"], _sample(compressed, inp, 16, split="val"), tmp)
             entries.append((f"(baseline) {q.name}", base.name, "int8", q, False))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.data.photo import FIT_MODES
 from toolkit.errors import RecipeError
-from toolkit.recipe import Recipe, format_error, load_recipe, parse_recipe, read_yaml
+from toolkit.recipe import SCHEMA_DRAFT, Recipe, also_accepts, format_error, load_recipe, parse_recipe, read_yaml
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TRUTHS = ("acne_grade", "skin_mask", "segmentation", "regions", "hydration", "tewl", "lesion_area", "lesion_intensity",
@@ -31,7 +31,8 @@ class _Strict(BaseModel):
 
 
 class ChainInput(_Strict):
-    size: tuple[int, int] = Field(description="[height, width] of the picture the chain takes (or one number)")
+    size: tuple[int, int] = Field(description="[height, width] of the picture the chain takes (or one number)",
+                                  json_schema_extra=also_accepts({"type": "integer"}))
     fit: Literal[FIT_MODES] = Field(  # type: ignore[valid-type]
         "center_crop", description="how an app makes that picture of a photo: the largest centred crop of the chain's "
                                    "aspect ratio, resized; or the whole photo resized")
@@ -235,3 +236,27 @@ def parse_chain_recipe(data: dict, *, source: str, base: Path) -> ChainRecipe:
 def load_chain_recipe(path: str | Path) -> ChainRecipe:
     path = Path(path)
     return parse_chain_recipe(read_yaml(path), source=str(path), base=path.parent)
+
+
+SCHEMA_FILE = Path(__file__).parent.parent / "schema" / "assessment.schema.json"  # shipped beside recipe.schema.json
+
+
+def json_schema() -> dict:
+    """The JSON Schema of an assessment recipe file, generated from :class:`ChainRecipe`. A component is written as
+    ``{recipe: FILE}`` or as a single-model recipe's keys without ``name`` (its key names it), so the file's schema
+    says that where the typed recipe holds the parsed :class:`Recipe`."""
+    schema = ChainRecipe.model_json_schema()
+    defs = schema["$defs"]
+    recipe = defs.pop("Recipe")
+    defs["Component"] = {**recipe, "title": "Component",
+                         "description": "a single-model recipe's keys, without name: the component's key names it",
+                         "properties": {k: v for k, v in recipe["properties"].items() if k != "name"},
+                         "required": [k for k in recipe["required"] if k != "name"]}
+    defs["ComponentFile"] = {"title": "ComponentFile", "type": "object", "additionalProperties": False, "required": ["recipe"],
+                             "properties": {"recipe": {"type": "string", "description": "a single-model recipe file, "
+                                                                                          "relative to this one"}}}
+    schema["properties"]["components"]["additionalProperties"] = {"anyOf": [{"$ref": "#/$defs/ComponentFile"},
+                                                                            {"$ref": "#/$defs/Component"}]}
+    schema["properties"]["components"]["minProperties"] = 1
+    return {"$schema": SCHEMA_DRAFT, **schema, "title": "skinkit assessment recipe",
+            "description": "Several models, the glue between them and what the assessment reports (skinkit export RECIPE)."}

@@ -147,10 +147,11 @@ def load_spec(path: Path):
 
 def inspect(path: Path) -> dict:
     """Op histogram, weight dtypes, compression ops and I/O of a saved ML program, read back from
-    the package (works on Linux)."""
-    import coremltools as ct
+    the package's specification file without importing coremltools (works on Linux, in well under a second)."""
+    from toolkit.backends.coreml.proto import module, read_spec
 
-    spec = load_spec(path)
+    spec = read_spec(path)
+    data_type, color_space = module("MIL_pb2").DataType, module("FeatureTypes_pb2").ImageFeatureType.ColorSpace
     ops: collections.Counter = collections.Counter()
     weight_dtypes: collections.Counter = collections.Counter()
     param_dtypes: collections.Counter = collections.Counter()
@@ -161,7 +162,7 @@ def inspect(path: Path) -> dict:
                 if op.type == "const" or op.type.startswith("constexpr_"):
                     for out in op.outputs:
                         tt = out.type.tensorType
-                        dtype = ct.proto.MIL_pb2.DataType.Name(tt.dataType)
+                        dtype = data_type.Name(tt.dataType)
                         # Weights are the kernels and matrices (rank >= 2); rank-1 consts are biases,
                         # PReLU slopes and norms (iOS18 programs keep some of those float32), and the
                         # int32 consts are shape, stride and pad parameters.
@@ -175,7 +176,7 @@ def inspect(path: Path) -> dict:
             entry = {"name": f.name, "type": kind}
             if kind == "imageType":
                 entry["shape"] = [1, 3, f.type.imageType.height, f.type.imageType.width]
-                entry["color_space"] = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(f.type.imageType.colorSpace)
+                entry["color_space"] = color_space.Name(f.type.imageType.colorSpace)
             elif kind == "multiArrayType":
                 entry["shape"] = list(f.type.multiArrayType.shape)
             out.append(entry)

@@ -211,7 +211,7 @@ def inspect(path: Path) -> dict:
     d = inspect(path)
     fields = d.pop("metadata")
     out = dict(d)
-    out["metadata"] = {k.removeprefix("skinkit."): _maybe_json(v) for k, v in fields.items() if k.startswith("skinkit.")}
+    out["metadata"] = {k.removeprefix("skinkit."): _maybe_json(v) for k, v in sorted(fields.items()) if k.startswith("skinkit.")}
     fp32 = d["weight_dtypes"].get("FLOAT32", 0) > 0 and d["weight_dtypes"].get("FLOAT16", 0) == 0
     out["compute_units"] = compute_units(d["op_histogram"], fp32)
     return out

@@ -1,4 +1,4 @@
-"""ONNX: the float interchange artifact, run by ONNX Runtime."""
+"""ONNX: the float interchange artifact, and its int8 QDQ twin (ONNX Runtime Mobile, QNN), run by ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from toolkit.backends.base import ArtifactWeight, Backend, Cost, Runner
 class OnnxBackend(Backend):
     name = "onnx"
     suffix = ".onnx"
-    precisions = ("fp32",)
-    unsupported_default = "ONNX ships as the float interchange artifact"
+    precisions = ("fp32", "int8")
+    unsupported_default = "ONNX ships the float interchange artifact and int8 QDQ"
     baseline_runtime = "onnxruntime"
     rewrites = ("area_resize", "adaptive_max_pool_uneven", "avg_pool_divisor")
 
@@ -30,7 +30,7 @@ class OnnxBackend(Backend):
                           output_shapes: Mapping[str, tuple[int, ...]]) -> list[dict]:
         from toolkit.backends.onnx.graph import structural_checks
 
-        return structural_checks(details, input_shape=input_shape, output_shapes=output_shapes)
+        return structural_checks(details, precision, input_shape=input_shape, output_shapes=output_shapes)
 
     def weights(self, path: Path) -> list[ArtifactWeight]:
         from toolkit.backends.onnx.graph import weights

@@ -9,6 +9,7 @@ import numpy as np
 
 from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
 from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
+from toolkit.backends.onnx.qdq import weight_sources
 from toolkit.errors import VerificationError
 
 
@@ -32,8 +33,11 @@ def runner(path: Path, *, threads: int = 2) -> Runner:
     return Runner(per_sample(one), check="onnxruntime (CPU)")
 
 
-def structural_checks(details: dict, *, input_shape: tuple[int, ...], output_shapes: Mapping[str, tuple[int, ...]]) -> list[dict]:
-    """Opset, the contract's input, every declared output by name and shape, float32 initializers."""
+def structural_checks(details: dict, precision: str = "fp32", *, input_shape: tuple[int, ...],
+                      output_shapes: Mapping[str, tuple[int, ...]]) -> list[dict]:
+    """Opset, the contract's input, every declared output by name and shape; float32 initializers, or for ``int8``
+    a QDQ graph whose every conv / linear / matmul weight is stored int8 (per output channel on convs) and whose
+    activations are quantized."""
     out = [check("opset", details.get("opset"), OPSET, details.get("opset") == OPSET)]
     inputs = details.get("inputs", [])
     got_in = [(i["name"], tuple(i["shape"])) for i in inputs]
@@ -43,25 +47,61 @@ def structural_checks(details: dict, *, input_shape: tuple[int, ...], output_sha
     want_out = [(n, tuple(s)) for n, s in output_shapes.items()]
     out.append(check("outputs match reference (names, shapes)", [[n, list(s)] for n, s in got_out],
                      [[n, list(s)] for n, s in want_out], got_out == want_out))
+    if precision == "int8":
+        return out + _int8_checks(details)
     dtypes = details.get("weight_dtypes", {})
     other = {k: v for k, v in dtypes.items() if k not in ("FLOAT", "INT64")}  # int64: shape constants
     out.append(check("float32 initializers", dtypes, "FLOAT (and INT64 shape constants)", not other))
     return out
 
 
+def _int8_checks(details: dict) -> list[dict]:
+    ops = details.get("op_histogram", {})
+    q = details.get("quantization", {})
+    n_q, n_dq = ops.get("QuantizeLinear", 0), ops.get("DequantizeLinear", 0)
+    weighted, stored = q.get("weighted_ops", 0), q.get("weight_dtypes", {})
+    convs, per_channel = q.get("convs", 0), q.get("per_channel_convs", 0)
+    activations = q.get("activation_dtypes", {})
+    return [
+        check("QDQ graph (QuantizeLinear / DequantizeLinear)", min(n_q, n_dq), 1, n_q >= 1 and n_dq >= 1, ">="),
+        check("every conv / linear / matmul weight stored int8", stored, f"INT8 x {weighted}",
+              weighted > 0 and stored == {"INT8": weighted}),
+        check("per-channel weight scales on every conv", f"{per_channel} of {convs}", convs, per_channel == convs),
+        check("int8 activations (quantized by QuantizeLinear)", activations, "UINT8 or INT8",
+              bool(activations) and set(activations) <= {"UINT8", "INT8"}),
+    ]
+
+
 def weights(path: Path) -> list[ArtifactWeight]:
+    """Every conv / linear / matmul weight, float32: a QDQ graph's int8 weights dequantized with their own scales and
+    zero points (per channel along the DequantizeLinear's axis)."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
     out = []
-    for node in model.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in inits:
-            arr = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-            if arr.ndim >= 2:
-                out.append(ArtifactWeight(node.name or node.input[1], arr))
+    for node, stored, dq in weight_sources(model):
+        arr = numpy_helper.to_array(inits[stored]).astype(np.float32)
+        if dq is not None:
+            arr = _dequantize(arr, dq, inits)
+        if arr.ndim >= 2:
+            out.append(ArtifactWeight(node.name or stored, arr))
     return out
+
+
+def _dequantize(q: np.ndarray, dq, inits) -> np.ndarray:
+    """ONNX DequantizeLinear: ``(q - zero_point) * scale``, a rank-1 scale and zero point along ``axis`` (default 1)."""
+    from onnx import numpy_helper
+
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+    zero = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale)
+    if scale.ndim == 1:
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (q - zero) * scale
 
 
 def cost(path: Path) -> Cost:
@@ -89,28 +129,37 @@ def cost(path: Path) -> Cost:
             a = shapes[node.input[0]]
             k = a[-2] if node.op_type == "Gemm" and any(at.name == "transA" and at.i for at in node.attribute) else a[-1]
             macs += numel(shapes[node.output[0]]) * k
-    acts = sum(numel(shapes[o]) * elem.get(o, 4) for n in g.node for o in n.output if o in shapes)
+    acts = sum(numel(shapes[o]) * elem.get(o, 4) for o in _stored_activations(g) if o in shapes)
     acts += sum(numel(shapes[i.name]) * elem[i.name] for i in g.input if i.name not in inits)
-    return Cost("onnx", macs, sum(a.size for a in inits.values()), sum(a.nbytes for a in inits.values()), acts,
-                tuple(n.op_type for n in g.node))
+    # QDQ: the runtime fuses each quantize / dequantize pair into the int8 op between them; scales and zero points
+    # are stored, but are no parameters.
+    ops = tuple(n.op_type for n in g.node if n.op_type not in QDQ_OPS)
+    qparams = {i for n in g.node if n.op_type in QDQ_OPS for i in n.input[1:]}
+    params = sum(a.size for name, a in inits.items() if name not in qparams)
+    return Cost("onnx", macs, params, sum(a.nbytes for a in inits.values()), acts, ops)
+
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _stored_activations(g) -> list[str]:
+    """The tensors an inference writes. In a QDQ graph a DequantizeLinear's float output and a float tensor that only
+    feeds a QuantizeLinear exist on paper only: the runtime's fused int8 kernels write the quantized tensor."""
+    consumers: dict[str, list[str]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    out = []
+    for n in g.node:
+        if n.op_type == "DequantizeLinear":
+            continue
+        out += [o for o in n.output if not (consumers.get(o) and set(consumers[o]) == {"QuantizeLinear"})]
+    return out
 
 
 def int8_baseline(onnx_path: Path, calibration: np.ndarray, out_dir: Path) -> Path:
-    """An ONNX Runtime int8 model (QDQ, uint8 activations, per-channel int8 weights) quantized from the
-    bundle's float ONNX on calibration images: the int8 baseline ORT users would build."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """The int8 baseline ORT users would build from the bundle's float ONNX: the same QDQ quantization as the
+    ``onnx`` ``int8`` target (``toolkit.backends.onnx.quantize``), on ``calibration`` images."""
+    from toolkit.backends.onnx.quantize import quantize_int8
 
-    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{name: calibration[i:i + 1].astype(np.float32)} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    out = out_dir / (onnx_path.stem + "_ort_int8.onnx")
-    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return out
+    return quantize_int8(onnx_path, out_dir / (onnx_path.stem + "_ort_int8.onnx"), calibration)
