@@ -12,6 +12,9 @@ EXPECTED_FAILURES: dict[tuple[str, str, str], str] = {
     ("acne_mobilenetv2", "coreml", "palettize4"):
         "post-training 4-bit palettization of a width-0.5 MobileNetV2 costs 5 macro-F1 points (limit 4); "
         "compact depthwise nets need palettization-aware training, or 6 bits",
+    ("acne_mobilenetv2", "coreai", "palettize4"):
+        "as Core ML's: one 16-entry k-means table per weight (coreai-opt 0.4.0) leaves the width-0.5 MobileNetV2 at cosine "
+        "0.944 to float and 0.85 top-1 agreement (48 images); use palettize6, or group_size for a table per channel group",
     ("acne_efficientnet_b0", "coreml", "palettize4"):
         "post-training 4-bit palettization drops EfficientNet-B0 (width 0.35) to 0.89 top-1 agreement and "
         "-10 macro-F1 points; use palettize6 or int4_block",
