@@ -28,7 +28,7 @@ def _export(recipe_path: Path, out: Path, n: int = 100, formats: set[str] | None
     from toolkit.pipeline import export
 
     recipe = load_recipe(recipe_path)
-    targets = [t for t in recipe.targets if formats is None or t.format in formats]
+    targets = tuple(t for t in recipe.targets if formats is None or t.format in formats)
     recipe = recipe.model_copy(update={"evaluation": recipe.evaluation.model_copy(update={"n": n}), "targets": targets})
     try:
         return export(recipe, recipe_path=recipe_path, out_dir=out).manifest
