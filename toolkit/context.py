@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,10 @@ class Context:
     recipe_path: Path  # paths inside the recipe are relative to its folder
     staging: Path  # the bundle being written (the bundle itself when `skinkit verify` re-checks one)
     log_path: Path  # the backends' own output; kept when an export fails
+    cache: str | None = None  # the conversion cache (a folder or fsspec URL, ``toolkit.convert.cache``); None: none
+    # Builds an artifact's runner for verification in place of the in-process one (``toolkit.scale`` shards the
+    # evaluation images over workers with it): ``runner_factory(artifact, threads=, layout=, pixel_range=)``.
+    runner_factory: Callable | None = None
 
     @property
     def recipe_dir(self) -> Path:

@@ -226,11 +226,14 @@ def summary_lines(summary: dict) -> list[tuple[bool | None, str]]:
 
 
 def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = False, strict: bool = False,
-           console=None, progress: _progress.ProgressCallback | None = None) -> ExportResult:
+           console=None, progress: _progress.ProgressCallback | None = None, cache: str | os.PathLike | bool | None = None,
+           runner_factory: Callable | None = None) -> ExportResult:
     """Run every stage; write the bundle to ``out_dir/<recipe.name>`` atomically.
 
     ``progress``: called with a ``toolkit.progress.ProgressEvent`` as each long step advances (default: whatever
     reporter the caller set with ``toolkit.progress.reporting``; ``console``, a ``rich`` console, renders them on it).
+    ``cache``: the conversion cache (``toolkit.convert.cache``): a folder or fsspec URL, False for none, None for the
+    environment's (``SKINKIT_CACHE``, else the user's cache folder). ``runner_factory``: see ``Context``.
 
     A target that fails to convert is recorded and the others are converted, verified and bundled; the
     bundle is then marked incomplete. ``strict``: all or nothing, the first failure stops the export.
@@ -241,11 +244,14 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
     """
     if progress is not None:
         with _progress.reporting(progress):
-            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict)
+            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict, cache=cache,
+                          runner_factory=runner_factory)
     if console is not None:
         with _progress.for_console(console) as shown:
-            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict, progress=shown)
+            return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict, progress=shown,
+                          cache=cache, runner_factory=runner_factory)
     from toolkit.bundle.writer import commit_bundle, staged_bundle
+    from toolkit.convert.cache import default_root
     from toolkit.verify.gate import failed_criteria
 
     final = out_dir / recipe.name
@@ -253,7 +259,9 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
         os.close(log_fd)
         log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
-        context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path)
+        root = default_root() if cache is None or cache is True else (str(cache) if cache else None)
+        context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path, cache=root,
+                          runner_factory=runner_factory)
         try:
             bundled = run_stages(context, strict=strict)
             commit_bundle(staging, final, force=force)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from toolkit import progress
 from toolkit.compress.stage import Compressed
-from toolkit.convert.base import Artifact
+from toolkit.convert.base import Artifact, artifact_filename
 from toolkit.errors import ConversionError, SkinkitError
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
 
     from toolkit._io import captured
     from toolkit.convert.base import check_static_outputs, convert_target, describe_failure
+    from toolkit.convert.cache import network_digest
     from toolkit.load.stage import input_contract
 
     spec, recipe = compressed.spec, context.recipe
@@ -90,6 +91,8 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     out_dir.mkdir(exist_ok=True)
     calibration, calibration_report = calibration_inputs(context, spec, evaluation_images)
     meta = artifact_metadata(recipe, spec)
+    cache = _cache(context)
+    network = network_digest(compressed.wrapped)
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
     artifacts, failed, errors = [], [], []
@@ -103,12 +106,20 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 with captured(context.log_path):
                     if t.keep_float == "auto":
                         options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
-                    artifact = convert_target(compressed.wrapped, sample, spec, fmt=t.format, precision=t.precision,
-                                              out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
+                    key = None if t.keep_float == "auto" else _key(compressed, sample, t, options, network)
+                    artifact = None if key is None or cache is None else cache.get(key, out_dir, artifact_filename(spec.name, t.format, t.variant))
+                    cached = artifact is not None
+                    if not cached:
+                        if key is not None:  # the artifact says which conversion made it
+                            options["metadata"] = {**meta, "conversion_sha256": key}
+                        artifact = convert_target(compressed.wrapped, sample, spec, fmt=t.format, precision=t.precision,
+                                                  out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
+                        if key is not None and cache is not None:
+                            cache.put(key, artifact)
                     if t.keep_float == "auto":
                         artifact.details["mixed_precision"] = search
                     artifacts.append(artifact)
-                step.finish(artifact.filename)
+                step.finish(artifact.filename + (" (from the conversion cache)" if cached else ""))
                 continue
             except ConversionError as exc:  # the backend's own check: it names the target and the fix
                 err, cause = exc, None
@@ -126,7 +137,40 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     if not artifacts:
         err, cause = errors[0] if len(errors) == 1 else (_none_converted(failed), None)
         raise err from cause
+    if cache is not None:
+        cache.trim(max_bytes())
     return Converted(compressed=compressed, artifacts=tuple(artifacts), calibration=calibration_report, failed=tuple(failed))
+
+
+def _cache(context: Context):
+    from toolkit.convert.cache import ConversionCache
+
+    return None if not context.cache else ConversionCache(context.cache)
+
+
+def _key(compressed: Compressed, sample, target: Target, options: dict, network: bytes) -> str | None:
+    """The conversion cache's key of ``target`` (``toolkit.convert.cache``): calibration images count only for a
+    precision calibrated on them."""
+    from toolkit.backends.precisions import PRECISIONS
+    from toolkit.convert.cache import conversion_key
+
+    calibration = options["calibration"] if PRECISIONS[target.precision].calibrated else None
+    try:
+        return conversion_key(compressed.wrapped, sample, compressed.spec, fmt=target.format, precision=target.precision,
+                              variant=target.variant, options=options, calibration=calibration, network=network)
+    except TypeError:  # an option with no stable form (a user's object): this target is neither cached nor keyed
+        return None
+
+
+def max_bytes() -> int:
+    """How large the local conversion cache may grow (``SKINKIT_CACHE_MAX_GB``, default 5): least recently used
+    entries go first."""
+    import os
+
+    try:
+        return int(float(os.environ.get("SKINKIT_CACHE_MAX_GB", "5")) * 1e9)
+    except ValueError:
+        return int(5e9)
 
 
 def _none_converted(failed: list[FailedTarget]) -> ConversionError:
@@ -171,14 +215,12 @@ def artifact_metadata(recipe: Recipe, spec: ModelSpec) -> dict:
         "bundle": recipe.name, "version": recipe.version, "model": spec.name, "task": spec.task, "description": spec.description,
         "licence": spec.licence, "labels": list(spec.labels), "input": input_contract(recipe).describe(spec),
         "outputs": [{"name": o.name, "description": o.description, "unit": o.unit} for o in spec.outputs],
-        "producer": f"skinkit {__version__}", "recipe_sha256": recipe.sha256(),
+        "producer": f"skinkit {__version__}",
     }
 
 
 def target_of(recipe: Recipe, spec: ModelSpec, artifact: Artifact) -> Target | None:
     """The recipe target an artifact was built for (by its file name), or None."""
-    from toolkit.convert.base import artifact_filename
-
     return next((t for t in recipe.targets if t.format == artifact.format
                  and artifact.filename == artifact_filename(spec.name, t.format, t.variant)), None)
 

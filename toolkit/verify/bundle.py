@@ -342,9 +342,10 @@ def bundled_artifacts(bundle: Path, manifest: dict, compressed: Compressed) -> C
 
 
 def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None = None, culprits: str | None = None,
-                  public_key: Path | None = None, recipe: Path | None = None) -> dict:
+                  public_key: Path | None = None, recipe: Path | None = None, runner_factory=None) -> dict:
     """The signature (with ``public_key``), integrity, then the gate on every artifact. Returns a summary; never
-    modifies the bundle."""
+    modifies the bundle. ``runner_factory``: how artifacts run (``Context.runner_factory``; ``toolkit.scale`` shards the
+    images over workers with it: the same outputs, gathered, and the same bootstrap, centrally)."""
     from toolkit.verify import evaluation
     from toolkit.verify import stage as verify
 
@@ -358,6 +359,10 @@ def verify_bundle(bundle: str | Path, *, data: Path | None = None, n: int | None
     t0 = time.perf_counter()
     try:
         context = bundle_context(bundle, manifest, Path(log_name), data=data, n=n, culprits=culprits, recipe_path=recipe)
+        if runner_factory is not None:
+            from dataclasses import replace
+
+            context = replace(context, runner_factory=runner_factory)
         compressed = reference(context)
         check_checkpoint(manifest, compressed.loaded)
         verified = verify.run(context, bundled_artifacts(bundle, manifest, compressed),

@@ -69,7 +69,10 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
 def counted_runner(runner: Runner, step: progress.Step, chunks: int = 20) -> Runner:
     """``runner`` over the evaluation set in about ``chunks`` slices (8 images at least), advancing ``step`` by the
     images of each (images/s and time left). Artifacts run one image at a time anyway, so the slicing changes no
-    output; every other attribute (``check``, ``note``, ``timed``) is the runner's own."""
+    output; every other attribute (``check``, ``note``, ``timed``) is the runner's own. A runner that counts its own
+    images (``counting(step)``: one that shards them over workers) is given the step instead."""
+    if hasattr(runner, "counting"):
+        return runner.counting(step)
     return _Counted(runner, step, chunks)
 
 
@@ -102,6 +105,9 @@ def make_runner(context: Context, artifact: Artifact) -> Runner:
     from toolkit.backends import get_backend
 
     inp = context.recipe.input
+    if context.runner_factory is not None:
+        return context.runner_factory(artifact, threads=context.recipe.benchmark.threads, layout=inp.layout,
+                                      pixel_range=inp.pixel_range)
     return get_backend(artifact.format).runner(artifact.path, threads=context.recipe.benchmark.threads, layout=inp.layout,
                                                pixel_range=inp.pixel_range)
 

@@ -1,0 +1,262 @@
+"""A content-addressed cache of conversions: the same network, contract, target, calibration images and converter
+versions give the same artifact, so it is converted once and copied thereafter — by a re-export that changed only
+its tolerances or its evaluation data, or by every worker of a batch (``toolkit.scale``) that shares the cache.
+
+The key is the sha256 of everything a conversion reads: the network (every parameter and buffer, its module tree and
+the source of each module class), the input sample's shape, the model spec, the target (format, precision, variant,
+backend options, layers kept float), the calibration images' bytes, the metadata written into the artifact, and the
+versions of skinkit and of every converter. An entry is ``<root>/<key[:2]>/<key>/`` holding the artifact and
+``entry.json`` (written last: an entry without it is unfinished and ignored). The root is a folder, or any URL fsspec
+reaches (``s3://…``, ``gcs://…``, ``file://…``); two writers of one key both convert, the first to publish wins.
+
+Where: ``SKINKIT_CACHE`` (a folder or URL; ``off`` turns caching off), else ``$XDG_CACHE_HOME/skinkit/conversions``
+(``~/.cache/skinkit/conversions``). Failures are never cached."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.convert.base import Artifact
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# The packages whose versions decide what an artifact holds.
+CONVERTERS = ("torch", "coremltools", "coreai-torch", "coreai-opt", "litert-torch", "ai-edge-quantizer", "ai-edge-litert",
+              "tensorflow", "onnx", "onnxscript", "onnxruntime", "numpy")
+ENTRY = "entry.json"
+OFF = ("off", "0", "none", "false", "")
+
+
+def default_root() -> str | None:
+    """The cache the environment names (``SKINKIT_CACHE``; ``off`` for none), else the user's cache folder."""
+    value = os.environ.get("SKINKIT_CACHE")
+    if value is not None:
+        return None if value.strip().lower() in OFF else value
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "skinkit" / "conversions")
+
+
+@dataclass(frozen=True)
+class Hit:
+    artifact: Artifact
+    key: str
+
+
+class ConversionCache:
+    """Artifacts by conversion key under ``root`` (a folder or an fsspec URL)."""
+
+    def __init__(self, root: str | os.PathLike):
+        root = str(root)
+        self.remote = "://" in root and not root.startswith("file://")
+        self.root = root.rstrip("/") if self.remote else str(Path(root.removeprefix("file://")).expanduser())
+        if self.remote:
+            import fsspec
+
+            self.fs, self.base = fsspec.core.url_to_fs(self.root)
+        else:
+            self.fs, self.base = None, self.root
+
+    def __repr__(self) -> str:
+        return f"ConversionCache({self.root!r})"
+
+    def _entry(self, key: str) -> str:
+        return f"{self.base}/{key[:2]}/{key}"
+
+    def get(self, key: str, out_dir: Path, filename: str) -> Artifact | None:
+        """The cached artifact of ``key`` copied to ``out_dir/filename`` with its recorded details; None on a miss (or an
+        entry that cannot be read, which is then converted again)."""
+        entry = self._entry(key)
+        try:
+            if self.fs is None:
+                record = json.loads(Path(entry, ENTRY).read_text())
+                src = Path(entry, "artifact", record["filename"])
+                dest = out_dir / filename
+                (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+                os.utime(Path(entry, ENTRY))  # recently used
+            else:
+                with self.fs.open(f"{entry}/{ENTRY}", "r") as fh:
+                    record = json.load(fh)
+                dest = out_dir / filename
+                self.fs.get(f"{entry}/artifact/{record['filename']}", str(dest), recursive=record["is_dir"])
+        except (OSError, ValueError, KeyError):
+            _remove(out_dir / filename)
+            return None
+        return Artifact(format=record["format"], precision=record["precision"], path=dest, seconds=0.0, details=record["details"])
+
+    def put(self, key: str, artifact: Artifact) -> bool:
+        """Publish ``artifact`` under ``key``; False when its details are not JSON (then it is not cached) or another
+        writer published the key first."""
+        try:
+            record = json.dumps({"format": artifact.format, "precision": artifact.precision, "filename": artifact.filename,
+                                 "is_dir": artifact.path.is_dir(), "details": artifact.details, "seconds": artifact.seconds},
+                                allow_nan=True)
+        except (TypeError, ValueError):
+            return False
+        entry = self._entry(key)
+        if self.fs is not None:
+            return self._put_remote(entry, artifact, record)
+        parent = Path(entry).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=parent))
+        try:
+            dest = tmp / "artifact" / artifact.filename
+            dest.parent.mkdir()
+            (shutil.copytree if artifact.path.is_dir() else shutil.copy2)(artifact.path, dest)
+            (tmp / ENTRY).write_text(record)
+            os.rename(tmp, entry)  # atomic; refused when the key is already there
+            return True
+        except OSError:
+            return False
+        finally:
+            _remove(tmp)
+
+    def _put_remote(self, entry: str, artifact: Artifact, record: str) -> bool:
+        if self.fs.exists(f"{entry}/{ENTRY}"):
+            return False
+        self.fs.put(str(artifact.path), f"{entry}/artifact/{artifact.filename}", recursive=artifact.path.is_dir())
+        with self.fs.open(f"{entry}/{ENTRY}", "w") as fh:  # last: the entry is complete only with it
+            fh.write(record)
+        return True
+
+    def entries(self) -> list[dict]:
+        """Every complete entry (key, format, precision, filename, bytes), most recently used first: local caches only."""
+        if self.fs is not None:
+            return []
+        rows = []
+        for marker in Path(self.base).glob(f"??/*/{ENTRY}"):
+            try:
+                record = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                continue
+            size = sum(f.stat().st_size for f in marker.parent.rglob("*") if f.is_file())
+            rows.append({"key": marker.parent.name, "format": record.get("format"), "precision": record.get("precision"),
+                         "filename": record.get("filename"), "bytes": size, "used": marker.stat().st_mtime})
+        return sorted(rows, key=lambda r: -r["used"])
+
+    def trim(self, max_bytes: int) -> int:
+        """Remove the least recently used entries until the cache holds at most ``max_bytes``; the bytes removed."""
+        total, removed = 0, 0
+        for row in self.entries():
+            total += row["bytes"]
+            if total > max_bytes:
+                _remove(Path(self._entry(row["key"])))
+                removed += row["bytes"]
+        return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def conversion_key(module: torch.nn.Module, sample: torch.Tensor, spec, *, fmt: str, precision: str, variant: str,
+                   options: dict, calibration: np.ndarray | None, network: bytes | None = None) -> str:
+    """The sha256 of everything converting ``module`` to this target reads (the module docstring lists it);
+    ``network``: ``network_digest(module)``, when already computed."""
+    h = hashlib.sha256()
+
+    def part(tag: str, data: bytes | str) -> None:
+        data = data.encode() if isinstance(data, str) else data
+        h.update(tag.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+
+    part("skinkit", _skinkit_version())
+    part("converters", json.dumps(converter_versions(), sort_keys=True))
+    part("network", network if network is not None else network_digest(module))
+    part("sample", f"{tuple(sample.shape)} {sample.dtype}")
+    part("spec", json.dumps(dataclasses.asdict(spec), sort_keys=True, default=_stable))
+    part("target", json.dumps({"format": fmt, "precision": precision, "variant": variant}, sort_keys=True))
+    rest = {k: v for k, v in options.items() if k != "calibration"}
+    part("options", json.dumps(rest, sort_keys=True, default=_stable))
+    if calibration is not None:
+        import numpy as np
+
+        c = np.ascontiguousarray(calibration)
+        part("calibration", f"{c.shape} {c.dtype}")
+        part("calibration-bytes", hashlib.sha256(c.tobytes()).digest())
+    return h.hexdigest()
+
+
+def network_digest(module: torch.nn.Module) -> bytes:
+    """sha256 of a network's parameters and buffers (names, dtypes, shapes, bytes), its module tree and the source of
+    every module class in it: two networks with one digest compute the same function."""
+    import inspect
+
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\0".encode())
+        h.update(_tensor_bytes(t))
+    h.update(repr(module).encode())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            source = f"{cls.__module__}.{cls.__qualname__}"
+        h.update(source.encode())
+    return h.digest()
+
+
+def _stable(obj) -> str:
+    """A value JSON cannot hold, as text that is the same in every process (no memory addresses)."""
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"
+    if isinstance(obj, (tuple, set, frozenset)):
+        return repr(sorted(map(str, obj))) if isinstance(obj, (set, frozenset)) else repr(obj)
+    if hasattr(obj, "tolist"):
+        return repr(obj.tolist())
+    text = repr(obj)
+    if " at 0x" in text:
+        raise TypeError(f"{type(obj).__name__} has no stable form for a conversion key")
+    return text
+
+
+def _tensor_bytes(t) -> bytes:
+    import io
+
+    import torch
+
+    try:
+        return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+    except (RuntimeError, TypeError):  # a quantized or otherwise unviewable tensor: its serialised form
+        buf = io.BytesIO()
+        torch.save(t, buf)
+        return buf.getvalue()
+
+
+@functools.cache
+def converter_versions() -> dict[str, str | None]:
+    out = {}
+    for name in CONVERTERS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@functools.cache
+def _skinkit_version() -> str:
+    """skinkit's version and, for a source checkout, a digest of its backends' code (conversion changes between
+    commits of one version)."""
+    from toolkit import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted([*root.glob("backends/**/*.py"), *root.glob("convert/*.py"), *root.glob("load/contract.py")]):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return f"{__version__} {h.hexdigest()[:16]}"
