@@ -1,9 +1,13 @@
 """The recommended artifact per device: the fastest that passed its gate, and the flags for an artifact slower than a
-more precise sibling. Hand-made rows with exact expectations; the real export is checked in tests/test_export.py."""
+more precise sibling. Hand-made rows with exact expectations, then one real export (the session's default bundle)."""
 
+import json
+import sys
 from types import SimpleNamespace
 
+from toolkit.benchmark.devices import load_profiles
 from toolkit.benchmark.recommend import RULE, Candidate, Device, Figure, Pick, SlowerThanSibling, host_key, precision_rank, recommend, recommend_rows
+from toolkit.benchmark.render import render_recommended
 
 HOST = Device("host tflite (2 thr)", "host", "tflite", "this host: XNNPACK, 2 threads")
 NPU = Device("npu", "profile", "tflite", "a phone NPU")
@@ -13,8 +17,8 @@ def _measured(ms, noisy=""):
     return Figure(ms, "measured on host (p50, 2 threads)", True, noisy=noisy)
 
 
-def _estimated(ms):
-    return Figure(ms, "estimated from profile npu (fitted)", False)
+def _estimated(ms, profile="npu"):
+    return Figure(ms, f"estimated from profile {profile} (fitted)", False)
 
 
 def _art(name, precision, passed=True, size=1000, fmt="tflite", **figures):
@@ -142,3 +146,100 @@ def test_rows_as_bench_writes_them():
     assert r["devices"][2]["description"] == "this host: XNNPACK, 2 threads"
     assert r["devices"][2]["runner_up"]["noisy"] == "busy" and r["devices"][3]["description"] == "Phone X, NPU"
     assert [(f["device"], f["ratio"]) for f in r["flags"]] == [(host_key("tflite", 1), 2.86), (host_key("tflite", 2), 2.5)]
+
+
+def test_a_measured_flag_needs_spreads_that_do_not_overlap():
+    fp32 = Figure(3.7, "measured on host (p50, 2 threads)", True, spread=(3.5, 9.0))
+    overlapping = _art("m_fp16.tflite", "fp16", host=Figure(4.5, "m", True, spread=(4.0, 5.0)))  # 1.22× but p10 4.0 < p90 9.0
+    apart = _art("m_int8.tflite", "int8", host=Figure(18.9, "m", True, spread=(17.0, 20.0)))
+
+    flags = recommend([_art("m_fp32.tflite", "fp32", host=fp32), overlapping, apart], [HOST]).flags
+
+    assert [(f.artifact, f.sibling, f.ratio) for f in flags] == [("artifacts/m_int8.tflite", "artifacts/m_fp32.tflite", 5.11)]
+
+
+def test_the_table_and_flags_as_report_md_and_bench_print_them():
+    arts = [_art("m_fp32.tflite", "fp32", host=_measured(3.7)), _art("m_int8.tflite", "int8", host=_measured(18.9, noisy="busy")),
+            _art("m_fp16.mlpackage", "fp16", fmt="coreml", ane=_estimated(0.41, "ane"))]
+    devices = [HOST, Device("ane", "profile", "coreml", "a phone ANE"), Device("ai", "profile", "coreai", "Core AI")]
+    rec = recommend(arts, devices).model_dump(mode="json")
+
+    lines = render_recommended(rec, {"tflite", "coreml"})
+
+    assert lines == [
+        f"Rule: {RULE}.", "", "| device | runtime | recommended | latency | basis | runner-up |", "|---|---|---|---|---|---|",
+        "| host tflite (2 thr) | tflite | `artifacts/m_fp32.tflite` (fp32) | 3.7 ms | measured on host (p50, 2 threads) | "
+        "`artifacts/m_int8.tflite` (int8) 18.9 ms (noisy) |",
+        "| ane | coreml | `artifacts/m_fp16.mlpackage` (fp16) | 0.41 ms | estimated from profile ane (fitted) | — |",
+        "", "No artifact of their runtime in the bundle: ai (coreai).", "",
+        "Slower than a more precise sibling on the same device:", "",
+        "- artifacts/m_int8.tflite (int8) is 5.11× slower than the more precise artifacts/m_fp32.tflite (fp32) on "
+        "host tflite (2 thr): 18.9 vs 3.7 ms, measured"]
+    assert render_recommended({**rec, "flags": []}, {"tflite"})[-1] == "No artifact is slower than a more precise sibling on any device."
+
+
+# -- one real export (the session's default bundle: onnx fp32, tflite fp32 and fp16, coreml fp16) --------------
+
+def _expected(candidates: list[tuple[float, str, str, int]]) -> tuple:
+    """The rule, independently: the fastest, then the more precise, the smaller, the first by name."""
+    ranked = sorted(candidates, key=lambda c: (c[0], precision_rank(c[2]), c[3], c[1]))
+    return tuple((c[1], c[0]) for c in ranked[:2])
+
+
+def test_a_real_export_recommends_per_device_from_its_own_figures(default_bundle):
+    out, proc = default_bundle
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = out / "acne_test"
+    m = json.loads((path / "manifest.json").read_text())
+    report = (path / "report.md").read_text()
+    rec, arts = m["recommended"], m["artifacts"]
+    by = {d["device"]: d for d in rec["devices"]}
+    threads = m["recipe"]["resolved"]["benchmark"]["threads"]
+    profiles = load_profiles()
+
+    # one device per host runtime, then every profile, in order
+    hosts = [host_key(f, threads) for f in ("coreml", "onnx", "tflite")]
+    assert list(by) == hosts + [p.name for p in profiles]
+    for key, fmt in zip(hosts, ("coreml", "onnx", "tflite")):
+        d = by[key]
+        timed = [(a["benchmark"]["p50_ms"], a["path"], a["precision"], a["size_bytes"]) for a in arts
+                 if a["format"] == fmt and "p50_ms" in a["benchmark"]]
+        got = tuple((p["artifact"], p["ms"]) for p in (d["recommended"], d["runner_up"]) if p)
+        assert got == _expected(timed), key
+        if timed:
+            assert d["recommended"]["basis"] == f"measured on host (p50, {threads} threads)" and d["recommended"]["measured"] is True
+    if sys.platform != "darwin":  # Core ML is not timed off macOS: no recommendation, and why
+        assert by[hosts[0]]["reason"] == ("no passing artifact runs there: artifacts/acne_mobilenetv2_fp16.mlpackage: "
+                                          "Core ML executes on macOS only; the reference interpreter's latency means nothing")
+    assert by[hosts[2]]["runner_up"] is not None  # tflite fp32 and fp16 both timed
+    for p in profiles:
+        d = by[p.name]
+        est = [(a["benchmark"]["estimated_ms"][p.name], a["path"], a["precision"], a["size_bytes"]) for a in arts
+               if p.name in a["benchmark"]["estimated_ms"]]
+        assert tuple((q["artifact"], q["ms"]) for q in (d["recommended"], d["runner_up"]) if q) == _expected(est), p.name
+        if d["recommended"]:
+            assert d["recommended"]["basis"] in (f"estimated from profile {p.name} (fitted)", f"estimated from profile {p.name} (derived)")
+            assert d["recommended"]["measured"] is False
+        if p.runtime not in {a["format"] for a in arts}:
+            assert d["reason"] == f"it runs {p.runtime} artifacts and the bundle has none"
+    assert by["apple_a17pro_ane"]["recommended"]["artifact"] == "artifacts/acne_mobilenetv2_fp16.mlpackage"
+    assert by["snapdragon_8gen3_npu"]["recommended"]["artifact"] in ("artifacts/acne_mobilenetv2_fp32.tflite",
+                                                                     "artifacts/acne_mobilenetv2_fp16.tflite")
+    # every flag states the manifest's own figures
+    for f in rec["flags"]:
+        a, s = next(a for a in arts if a["path"] == f["artifact"]), next(a for a in arts if a["path"] == f["sibling"])
+        ms_a, ms_s = ((x["benchmark"]["p50_ms"] if f["measured"] else x["benchmark"]["estimated_ms"][f["device"]]) for x in (a, s))
+        assert (f["ms"], f["sibling_ms"]) == (ms_a, ms_s) and f["ratio"] == round(ms_a / ms_s, 2) >= 1.1
+        assert precision_rank(s["precision"]) < precision_rank(a["precision"])
+
+    # report.md: one table row per device of a runtime the bundle has, and the flags (or that there are none)
+    assert "\n## Recommended artifact per device\n" in report
+    for d in rec["devices"]:
+        r = d["recommended"]
+        if r is None:
+            row = f"| {d['device']} | {d['runtime']} | none: {d['reason']} |"
+        else:
+            row = f"| {d['device']} | {d['runtime']} | `{r['artifact']}` ({r['precision']}) | {r['ms']:.3g} ms"
+        assert (row in report) == (d["runtime"] in {a["format"] for a in arts}), row
+    for line in [f"- {f['message']}" for f in rec["flags"]] or ["No artifact is slower than a more precise sibling on any device."]:
+        assert f"\n{line}\n" in report

@@ -8,7 +8,10 @@ passing artifact was measured, only measured figures rank.
 
 An artifact slower than a *more precise* sibling on the same device is flagged (tiers of
 ``toolkit.backends.precisions``: fp32, fp16, int8, low-bit), because an app team picking "the int8 one" expects it
-to be the fast one. ``recommend`` is pure; ``recommend_rows`` builds its input from ``skinkit bench``-shaped rows.
+to be the fast one. Flagged means slower by ``SLOWER_BY`` or more and, where both were measured with a spread,
+its fastest runs (p10) slower than the sibling's slowest (p90): a busy machine's noise is not a flag.
+
+``recommend`` is pure; ``recommend_rows`` builds its input from rows shaped as ``skinkit bench`` writes them.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Figure:
     measured: bool
     reason: str = ""  # why ``ms`` is None
     noisy: str = ""  # why a measured figure may not be trusted as an absolute one
+    spread: tuple[float, float] | None = None  # p10, p90 of a measurement's runs
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,12 @@ def _recommend_one(device: Device, candidates: Sequence[Candidate]) -> DeviceRec
     return DeviceRecommendation(**base, recommended=_pick(*timed[0]), runner_up=_pick(*timed[1]) if len(timed) > 1 else None)
 
 
+def _slower(f: Figure, g: Figure) -> bool:
+    if f.ms < SLOWER_BY * g.ms:
+        return False
+    return f.spread is None or g.spread is None or f.spread[0] > g.spread[1]
+
+
 def _flags_one(device: Device, candidates: Sequence[Candidate]) -> list[SlowerThanSibling]:
     """Each artifact slower than a more precise one of the same runtime here (passing or not: it is about speed),
     against the fastest such sibling, measured against measured and estimated against estimated."""
@@ -161,7 +171,7 @@ def _flags_one(device: Device, candidates: Sequence[Candidate]) -> list[SlowerTh
     for c, f in timed:
         siblings = sorted(((s, g) for s, g in timed if g.measured == f.measured
                            and precision_rank(s.precision) < precision_rank(c.precision)
-                           and f.ms >= SLOWER_BY * g.ms), key=lambda sg: _order(*sg))
+                           and _slower(f, g)), key=lambda sg: _order(*sg))
         if not siblings:
             continue
         s, g = siblings[0]
@@ -198,18 +208,19 @@ def recommend_rows(rows: Sequence[dict], profiles: Sequence[DeviceProfile]) -> R
     """``recommend`` over rows shaped as ``skinkit bench`` writes them: ``artifact``, ``format``, ``precision``,
     ``passed``, ``size_bytes``, ``host`` (threads -> a ``measure_latency`` record with ``runtime``, or ``skipped``),
     ``estimates`` (one ``devices.estimate`` per profile) and, where phones ran it, ``phones``."""
-    hosts: dict[tuple[str, int], Device] = {}
+    host_runtime: dict[tuple[str, int], str | None] = {}  # (format, threads) -> the runtime measured there
     phones: dict[str, Device] = {}
     candidates = []
     for r in rows:
         figures: dict[str, Figure] = {}
         for t, h in r.get("host", {}).items():
             key = host_key(r["format"], t)
-            if "p50_ms" in h:
-                hosts[(r["format"], int(t))] = Device(key, "host", r["format"], f"this host: {h['runtime']}, {t} threads")
-                figures[key] = Figure(h["p50_ms"], f"measured on host (p50, {t} threads)", True, noisy=h.get("noisy", ""))
+            if "p50_ms" in h:  # the first measured artifact's runtime names the device
+                host_runtime[(r["format"], int(t))] = host_runtime.get((r["format"], int(t))) or h["runtime"]
+                figures[key] = Figure(h["p50_ms"], f"measured on host (p50, {t} threads)", True, noisy=h.get("noisy", ""),
+                                      spread=(h["p10_ms"], h["p90_ms"]) if "p10_ms" in h else None)
             else:
-                hosts.setdefault((r["format"], int(t)), Device(key, "host", r["format"], f"this host, {t} threads"))
+                host_runtime.setdefault((r["format"], int(t)), None)
                 figures[key] = Figure(None, "", True, reason=h.get("skipped", "not measured"))
         for e in r.get("estimates", []):
             figures[e["profile"]] = (Figure(e["ms"], estimate_basis(e), False) if e["ms"] is not None
@@ -220,7 +231,8 @@ def recommend_rows(rows: Sequence[dict], profiles: Sequence[DeviceProfile]) -> R
                 phones[key] = Device(key, "phone", r["format"], f"attached phone {p['device']}, {p['delegate']}")
                 figures[key] = Figure(p["mean_ms"], f"measured on phone {p['device']} (mean, benchmark_model)", True)
         candidates.append(Candidate(r["artifact"], r["format"], r["precision"], r["passed"], r.get("size_bytes", 0), figures))
-    devices = [hosts[k] for k in sorted(hosts)]
+    devices = [Device(host_key(f, t), "host", f, f"this host: {rt}, {t} threads" if rt else f"this host, {t} threads")
+               for (f, t), rt in sorted(host_runtime.items())]
     devices += [Device(p.name, "profile", p.runtime, f"{p.device}, {p.unit.upper()}") for p in profiles]
     devices += [phones[k] for k in sorted(phones)]
     return recommend(candidates, devices)
