@@ -82,7 +82,8 @@ def render_recommended(rec: dict, formats: set[str]) -> list[str]:
     for d in rows:
         r = d["recommended"]
         if r is None:
-            lines.append(f"| {d['device']} | {d['runtime']} | none: {d['reason']} | — | — | — |")
+            reason = d["reason"].replace("|", "\\|").replace("\n", " ")  # free text: not a cell break
+            lines.append(f"| {d['device']} | {d['runtime']} | none: {reason} | — | — | — |")
             continue
         lines.append(f"| {d['device']} | {d['runtime']} | `{r['artifact']}` ({r['precision']}) | {r['ms']:.3g} ms"
                      f"{' (noisy)' if r.get('noisy') else ''} | {r['basis']} | {_pick(d['runner_up'])} |")
