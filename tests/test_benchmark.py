@@ -170,6 +170,16 @@ def test_bench_cli_on_the_default_bundle(default_bundle):
     assert est["snapdragon_8gen3_npu"]["ms"] is None and "runs tflite artifacts" in est["snapdragon_8gen3_npu"]["reason"]
     assert "macOS" in arts["artifacts/acne_mobilenetv2_fp16.mlpackage"]["host"]["1"]["skipped"] or os.uname().sysname == "Darwin"
     assert res["phones"]["android"]["available"] in (True, False) and res["phones"]["android"]["reason"] is not None
+    # the artifact to ship per device, among the bundle's own (the ORT int8 baseline is not one): host fastest measured
+    rec = {d["device"]: d for d in res["recommended"]["devices"]}
+    assert list(rec) == ["host coreml (1 thr)", "host onnx (1 thr)", "host tflite (1 thr)", "snapdragon_8gen3_npu", "apple_a17pro_ane"]
+    tflite = sorted((arts[f"artifacts/acne_mobilenetv2_{p}.tflite"]["host"]["1"]["p50_ms"], f"artifacts/acne_mobilenetv2_{p}.tflite")
+                    for p in ("fp32", "fp16"))
+    host = rec["host tflite (1 thr)"]
+    assert (host["recommended"]["ms"], host["recommended"]["artifact"]) == tflite[0] and host["runner_up"]["ms"] == tflite[1][0]
+    assert rec["apple_a17pro_ane"]["recommended"]["artifact"] == "artifacts/acne_mobilenetv2_fp16.mlpackage"
+    assert rec["apple_a17pro_ane"]["recommended"]["basis"] == "estimated from profile apple_a17pro_ane (fitted)"
+    assert not any("(baseline)" in str(d) for d in res["recommended"]["devices"] + res["recommended"]["flags"])
     bad = run_cli("bench", str(out / "acne_test"), "--threads", "two")
     assert bad.returncode == 1 and "--threads 'two' is not a comma-separated list of integers" in bad.stderr
 

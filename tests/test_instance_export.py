@@ -138,7 +138,7 @@ def instance_bundle(tmp_path_factory):
 
 def test_the_bundle_states_the_app_contract_and_passes_its_mask_ap_gate(instance_bundle):
     m = json.loads((instance_bundle / "manifest.json").read_text())
-    assert m["schema_version"] == "1.3" and m["labels"] == ["forehead", "cheek_left", "cheek_right", "nose", "chin"]
+    assert m["schema_version"] == "1.4" and m["labels"] == ["forehead", "cheek_left", "cheek_right", "nose", "chin"]
     post = m["postprocess"]
     assert post["kind"] == "instances" and post["detections"] == 10 and post["mask_size"] == 28
     assert "masks[0, :, :, k]" in post["masks"] and "separable bilinear" in post["paste"]

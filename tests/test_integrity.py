@@ -121,7 +121,7 @@ def _refused(bundle, check=check_integrity) -> str:
 def test_a_written_bundle_lists_every_file_with_its_sha256(built):
     component = built / "components" / "grade"
     m = read_manifest(component)
-    assert m["schema_version"] == "1.3"
+    assert m["schema_version"] == "1.4"
     assert m["files"] == {name: file_sha256(component / name) for name in ("labels.txt", "report.md")}
     assert [r["path"] for r in check_integrity(component, m)] == [ARTIFACT]
     p = read_manifest(built)

@@ -95,7 +95,7 @@ def test_manifest_lists_the_failed_target_and_says_incomplete(partial):
 
     bundle, _ = partial
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["schema_version"] == MANIFEST_SCHEMA_VERSION == "1.3"
+    assert m["schema_version"] == MANIFEST_SCHEMA_VERSION == "1.4"
     assert m["verdict"] == {"passed": False, "complete": False, "artifact_count": 1, "passed_count": 1}
     assert [a["path"] for a in m["artifacts"]] == ["artifacts/step_fp32.onnx"]
     assert m["artifacts"][0]["verification"]["passed"]

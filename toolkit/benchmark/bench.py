@@ -9,6 +9,9 @@ estimated where it cannot, every figure labelled as one or the other.
 2. Cost per artifact from its graph (MACs, parameters, weight and activation bytes).
 3. Estimated latency per device profile (``toolkit.benchmark.devices``).
 4. Attached phones (``toolkit.benchmark.phones``), when asked for and present.
+5. The artifact to ship per device — host runtime and thread count, profile, phone — and the artifacts slower than a
+   more precise sibling (``toolkit.benchmark.recommend``), among the bundle's own artifacts, with their manifest's
+   gate verdicts.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     from toolkit.benchmark.devices import estimate, load_profiles
     from toolkit.benchmark.host import PeakMemory, host_roofline, measure_latency, roofline_bound_ms
     from toolkit.benchmark.phones import android_devices, ios_devices, run_android
+    from toolkit.benchmark.recommend import recommend_rows
     from toolkit.convert.base import tree_size
     from toolkit.errors import VerificationError
     from toolkit.verify.bundle import bundle_context, check_integrity, not_converted, read_manifest, reference
@@ -126,10 +130,13 @@ def bench_bundle(bundle: str | Path, *, threads: tuple[int, ...] = (1, 2), profi
     finally:
         log.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    passed = {a["path"]: a["verification"]["passed"] for a in manifest["artifacts"]}
+    recommended = recommend_rows([{**r, "passed": passed[r["artifact"]]} for r in rows if r["in_bundle"]], device_profiles)
     return {"bundle": str(bundle), "model": manifest["model"]["name"], "threads": list(threads),
             "host": {"machine": _machine(), "roofline": roof, "reference": {str(t): v for t, v in reference.items()}},
             "artifacts": [{**r, "host": {str(t): v for t, v in r["host"].items()}} for r in rows],
-            "phones": phones, "failed_targets": not_converted(manifest), "seconds": round(time.perf_counter() - t_start, 1),
+            "phones": phones, "recommended": recommended.model_dump(mode="json"),
+            "failed_targets": not_converted(manifest), "seconds": round(time.perf_counter() - t_start, 1),
             "note": "host figures are measured; device figures are estimates from each profile (see 'basis')"}
 
 

@@ -1,4 +1,5 @@
-"""``skinkit bench`` for people: host table (measured), estimate table (per device profile), phones."""
+"""``skinkit bench`` for people: host table (measured), estimate table (per device profile), phones, and the
+recommended artifact per device (also a section of a bundle's report.md)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,40 @@ def render_bench(r: dict) -> str:
         for p in a.get("phones", []):
             lines.append(f"  {a['artifact']} on {p['device']} ({p['delegate']}): " +
                          (p["error"] if "error" in p else f"mean {p['mean_ms']:.3f} ms, min {p['min_ms']:.3f} ms over {p['runs']} runs (measured)"))
+    if r.get("recommended"):
+        lines += ["", "Recommended artifact per device (passed its gate at export; host measured here, phones estimated "
+                  "unless attached)", "", *render_recommended(r["recommended"], {a["format"] for a in r["artifacts"] if a.get("in_bundle", True)})]
     failed = r.get("failed_targets") or []
     if failed:
         lines += ["", f"Incomplete bundle: {len(failed)} recipe target(s) did not convert, so have no figures: "
                   + ", ".join(f["key"] for f in failed)]
     lines.append(f"({r['seconds']} s)")
     return "\n".join(lines)
+
+
+def _pick(p: dict | None) -> str:
+    return "—" if p is None else f"`{p['artifact']}` ({p['precision']}) {p['ms']:.3g} ms" + (" (noisy)" if p.get("noisy") else "")
+
+
+def render_recommended(rec: dict, formats: set[str]) -> list[str]:
+    """The recommended artifact per device (``toolkit.benchmark.recommend``) as a Markdown table, the devices whose
+    runtime the bundle has no artifact for in one line, and the artifacts slower than a more precise sibling."""
+    rows = [d for d in rec["devices"] if d["runtime"] in formats]
+    absent = [d for d in rec["devices"] if d["runtime"] not in formats]
+    lines = [f"Rule: {rec['rule']}.", "", "| device | runtime | recommended | latency | basis | runner-up |", "|---|---|---|---|---|---|"]
+    for d in rows:
+        r = d["recommended"]
+        if r is None:
+            reason = d["reason"].replace("|", "\\|").replace("\n", " ")  # free text: not a cell break
+            lines.append(f"| {d['device']} | {d['runtime']} | none: {reason} | — | — | — |")
+            continue
+        lines.append(f"| {d['device']} | {d['runtime']} | `{r['artifact']}` ({r['precision']}) | {r['ms']:.3g} ms"
+                     f"{' (noisy)' if r.get('noisy') else ''} | {r['basis']} | {_pick(d['runner_up'])} |")
+    if absent:
+        lines += ["", "No artifact of their runtime in the bundle: " + ", ".join(f"{d['device']} ({d['runtime']})" for d in absent) + "."]
+    lines.append("")
+    if rec["flags"]:
+        lines += ["Slower than a more precise sibling on the same device:", ""] + [f"- {f['message']}" for f in rec["flags"]]
+    else:
+        lines.append("No artifact is slower than a more precise sibling on any device.")
+    return lines

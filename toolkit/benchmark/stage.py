@@ -1,15 +1,17 @@
 """Stage 5, benchmark: host latency of every artifact next to the float PyTorch reference, with the
-runners verification built."""
+runners verification built; and each artifact's estimated latency per device profile (``devices.estimate``), from
+which the bundle names the artifact to ship per device (``toolkit.benchmark.recommend``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from toolkit import progress
 from toolkit.verify.stage import Verified
 
 if TYPE_CHECKING:
+    from toolkit.benchmark.devices import DeviceProfile
     from toolkit.context import Context
     from toolkit.convert.stage import FailedTarget
 
@@ -19,6 +21,8 @@ class Benchmarked:
     verified: Verified
     artifacts: dict[str, dict]  # artifact file name -> latency figures, or why it was skipped
     reference: dict | None  # the float PyTorch model's; None when the recipe turns benchmarking off
+    estimates: dict[str, list[dict]] = field(default_factory=dict)  # artifact file name -> one estimate per profile
+    profiles: tuple[DeviceProfile, ...] = ()  # the device profiles estimated for
 
     @property
     def failed(self) -> tuple[FailedTarget, ...]:
@@ -30,6 +34,8 @@ def run(context: Context, verified: Verified) -> Benchmarked:
     import torch
 
     from toolkit.benchmark import measure_latency
+    from toolkit.benchmark.cost import artifact_cost
+    from toolkit.benchmark.devices import estimate, load_profiles
 
     cfg = context.recipe.benchmark
     if not cfg.enabled:
@@ -57,4 +63,10 @@ def run(context: Context, verified: Verified) -> Benchmarked:
         b["runtime"], b["threads"] = runner.check, cfg.threads
         b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)
         bench[a.filename] = b
-    return Benchmarked(verified=verified, artifacts=bench, reference=ref)
+    profiles = tuple(load_profiles())
+    estimates = {}
+    for a in verified.converted.artifacts:
+        if a.filename in verified.runners:  # read back by its runtime: its graph can be costed
+            cost = artifact_cost(a.path)
+            estimates[a.filename] = [estimate(p, cost, a.precision) for p in profiles]
+    return Benchmarked(verified=verified, artifacts=bench, reference=ref, estimates=estimates, profiles=profiles)

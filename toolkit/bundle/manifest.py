@@ -5,7 +5,10 @@ neither and reads as complete. 1.2 adds ``postprocess``: what an app does with t
 segmenter's: which detections are valid, how a mask goes back on the picture), from the task. 1.3 adds ``files``:
 every other file of the bundle (report.md, labels.txt, …) with its sha256, so that ``skinkit verify`` refuses any file
 the manifest does not account for (manifest.json itself and signature.json aside); a manifest without it is checked
-as before, its artifacts only."""
+as before, its artifacts only. 1.4 adds ``recommended``: per device (this host per runtime, each device profile) the
+fastest artifact that passed its gate, with its latency, the basis of that figure (measured or estimated) and the
+runner-up, or none and why; and the artifacts slower than a more precise sibling (``toolkit.benchmark.recommend``).
+Each artifact's ``benchmark`` then also holds ``estimated_ms``, its estimate per device profile that runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-MANIFEST_SCHEMA_VERSION = "1.3"
+from toolkit.benchmark.recommend import Recommended
+
+MANIFEST_SCHEMA_VERSION = "1.4"
 
 
 class _Strict(BaseModel):
@@ -63,6 +68,7 @@ class Manifest(_Strict):
     failed_targets: list[FailedTargetEntry] = []  # non-empty: the bundle is incomplete (verdict.complete false)
     files: dict[str, str] = {}  # every file besides the artifacts, manifest.json and signature.json: path → sha256
     reference_benchmark: dict[str, Any] | None
+    recommended: Recommended | None = None  # None: benchmarking was off (or a manifest from before 1.4)
     verdict: dict[str, Any]
     tools: dict[str, str]
     recipe: dict[str, Any]

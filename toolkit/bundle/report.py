@@ -102,6 +102,17 @@ def _advice(m: dict) -> list[str]:
     return lines[:-1]
 
 
+def _recommended(m: dict) -> list[str]:
+    """The artifact to ship per device (host runtime, device profile) and the artifacts slower than a more precise
+    sibling; a manifest from before 1.4, or one written with benchmarking off, has none."""
+    from toolkit.benchmark.render import render_recommended
+
+    rec = m.get("recommended")
+    if not rec:
+        return []
+    return ["## Recommended artifact per device", "", *render_recommended(rec, {a["format"] for a in m["artifacts"]}), ""]
+
+
 def _cell(v) -> str:
     return "—" if not v else str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -215,6 +226,7 @@ def render(m: dict) -> str:
             else:
                 lines.append(f"| `{p}` | — | — | {b.get('skipped', '')} |")
         lines.append("")
+    lines += _recommended(m)
     lines += ["## Provenance", "", f"- checkpoint: `{m['model']['checkpoint']}` (sha256 {m['model']['checkpoint_sha256'][:16]}…)",
               f"- recipe: `{m['recipe']['path']}` (sha256 {m['recipe']['sha256'][:16]}…)",
               "- tools: " + ", ".join(f"{k} {v}" for k, v in m["tools"].items()), ""]

@@ -31,6 +31,7 @@ class Bundled:
 
 
 def run(context: Context, benchmarked: Benchmarked) -> Bundled:
+    from toolkit.benchmark.recommend import recommend_rows
     from toolkit.bundle.manifest import ArtifactEntry, FailedTargetEntry, Manifest, other_files
     from toolkit.bundle.report import render
     from toolkit.context import portable, recipe_record
@@ -45,14 +46,23 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
     entries = []
     for a in converted.artifacts:
         v = verified.results[a.filename]
+        bench = benchmarked.artifacts.get(a.filename)
+        estimated = {e["profile"]: e["ms"] for e in benchmarked.estimates.get(a.filename, []) if e["ms"] is not None}
         entries.append(ArtifactEntry(
             path=f"artifacts/{a.filename}", format=a.format, precision=a.precision, sha256=file_sha256(a.path),
             sha256_method="tree-v2" if a.path.is_dir() else "file", size_bytes=tree_size(a.path),
             conversion_seconds=round(a.seconds, 2), structure=a.details,
             verification={"passed": v["passed"], **{k: val for k, val in v.items() if k != "passed"}},
-            benchmark=benchmarked.artifacts.get(a.filename),
+            benchmark=None if bench is None else {**bench, "estimated_ms": estimated},
         ))
     passed = [e for e in entries if e.verification["passed"]]
+    recommended = None
+    if benchmarked.reference is not None:  # benchmarking was on
+        recommended = recommend_rows([
+            {"artifact": e.path, "format": e.format, "precision": e.precision, "passed": e.verification["passed"],
+             "size_bytes": e.size_bytes, "host": {str(r.benchmark.threads): benchmarked.artifacts[a.filename]},
+             "estimates": benchmarked.estimates.get(a.filename, [])}
+            for a, e in zip(converted.artifacts, entries, strict=True)], benchmarked.profiles)
     compression = compression_record(converted.compressed.report, verified.against_original)
     within_budget = compression_passed(compression)
     card = Path(loaded.provenance.get("checkpoint", "")).with_suffix(".json")
@@ -78,6 +88,7 @@ def run(context: Context, benchmarked: Benchmarked) -> Bundled:
         artifacts=entries,
         failed_targets=[FailedTargetEntry(**f.as_dict()) for f in benchmarked.failed],
         reference_benchmark=benchmarked.reference,
+        recommended=recommended,
         verdict={"passed": len(passed) == len(entries) and within_budget and not benchmarked.failed,
                  "complete": not benchmarked.failed, "artifact_count": len(entries),
                  "passed_count": len(passed), **({"compression_passed": within_budget} if compression else {})},
