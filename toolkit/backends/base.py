@@ -65,6 +65,24 @@ def numel(shape) -> int:
     return int(np.prod([int(s) for s in shape])) if len(shape) else 1
 
 
+# What a device cost model charges per op class: MACs for the first three, elements written for the last two.
+# "elementwise": activations, arithmetic, normalization, pooling, softmax (an activation fused into the MAC op before
+# it, as TFLite stores it and device compilers fuse it, is free); "memory": data movement (resize, transpose, concat,
+# pad, slice, gather, depth-to-space). Reshapes and casts are free. Each backend's graph reader fills it.
+OP_CLASSES = ("conv", "depthwise", "matmul", "elementwise", "memory")
+
+
+class OpTally:
+    """Per-class totals an artifact's cost reader accumulates, op by op."""
+
+    def __init__(self) -> None:
+        self.totals = dict.fromkeys(OP_CLASSES, 0)
+
+    def add(self, op_class: str | None, amount: int) -> None:
+        if op_class is not None:
+            self.totals[op_class] += int(amount)
+
+
 @dataclass(frozen=True)
 class Cost:
     """What an artifact costs to run, read from its graph (see ``toolkit.benchmark.cost``)."""
@@ -75,6 +93,7 @@ class Cost:
     weight_bytes: int
     activation_bytes: int
     op_sequence: tuple[str, ...] = field(repr=False)
+    op_classes: Mapping[str, int] = field(default_factory=dict)  # OP_CLASSES -> MACs or elements written; {} if unread
 
     @property
     def traffic_bytes(self) -> int:

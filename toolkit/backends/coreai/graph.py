@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel
+from toolkit.backends.base import ArtifactWeight, Cost, OpTally, Runner, check, numel
 from toolkit.backends.coreai.ops import compute_units
 from toolkit.backends.coreai.program import DECOMPRESS, INPUT_NAME, PASS_THROUGH, read_metadata, read_program
 from toolkit.errors import VerificationError
@@ -132,17 +132,26 @@ def weights(path: Path) -> list[ArtifactWeight]:
 def cost(path: Path) -> Cost:
     prog = read_program(path)
     compute = prog.compute_ops()
-    macs = 0
+    macs, tally = 0, OpTally()
     for op in compute:
-        if len(op.operands) < 2 or not op.results:
+        if op.kind in DECOMPRESS or not op.results:
             continue
-        out_shape, w = prog.tensors[op.results[0]].shape, prog.tensors[op.operands[1]].shape
+        out_shape = prog.tensors[op.results[0]].shape
+        if len(op.operands) < 2 or not any(k in op.kind for k in ("conv", "matmul")):
+            if op.kind not in _FREE_OPS:
+                tally.add("memory" if op.kind.startswith(("upsample", "resize", "interpolate")) else "elementwise", numel(out_shape))
+            continue
+        w = prog.tensors[op.operands[1]].shape
+        x = prog.tensors[op.operands[0]].shape
         if "conv_transpose" in op.kind:  # weight I, O/g, kh, kw
-            macs += numel(prog.tensors[op.operands[0]].shape) * numel(w[1:])
+            n, cls = numel(x) * numel(w[1:]), "conv"
         elif "conv" in op.kind:  # weight O, I/g, kh, kw
-            macs += numel(out_shape) * numel(w[1:])
-        elif "matmul" in op.kind:
-            macs += numel(out_shape) * int(prog.tensors[op.operands[0]].shape[-1])
+            n = numel(out_shape) * numel(w[1:])
+            cls = "depthwise" if w[1] == 1 and len(x) > 1 and x[1] > 1 else "conv"
+        else:
+            n, cls = numel(out_shape) * int(x[-1]), "matmul"
+        macs += n
+        tally.add(cls, n)
     weighted = prog.weight_values()
     sources = set().union(*(_sources(prog, v) for _, v in weighted)) if weighted else set()
     params = sum(numel(prog.tensors[v].shape) for _, v in weighted)
@@ -151,7 +160,10 @@ def cost(path: Path) -> Cost:
     run = [op for op in compute if op.kind not in DECOMPRESS]  # weights are expanded once at load, not per inference
     acts = sum(numel(prog.tensors[r].shape) * prog.tensors[r].itemsize for op in run for r in op.results)
     acts += sum(numel(prog.tensors[v].shape) * prog.tensors[v].itemsize for _, v in prog.inputs)
-    return Cost("coreai", macs, int(params), int(weight_bytes), int(acts), tuple(op.kind for op in compute))
+    return Cost("coreai", macs, int(params), int(weight_bytes), int(acts), tuple(op.kind for op in compute), tally.totals)
+
+
+_FREE_OPS = frozenset({"reshape", "squeeze", "expand_dims", "cast", "identity"})  # device cost model: no work
 
 
 def inspect(path: Path) -> dict:

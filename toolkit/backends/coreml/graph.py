@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, OpTally, Runner, check, numel, per_sample
 from toolkit.backends.coreml.convert import COMPRESSED_OPS
 from toolkit.backends.coreml.ops import compute_units
 
@@ -172,7 +172,7 @@ def cost(path: Path) -> Cost:
     from toolkit.backends.coreml.mil import MILProgram, _dtype_name
 
     prog = MILProgram(path)
-    macs = 0
+    macs, tally = 0, OpTally()
     compute = [op for op in prog.ops if not MILProgram._is_constant(op)]  # noqa: SLF001
     for op in compute:
         out = op.outputs[0].shape if op.outputs else ()
@@ -181,11 +181,20 @@ def cost(path: Path) -> Cost:
             if w is None or w.shape is None:
                 continue
             if op.op_type == "conv":  # weight O, I/g, kh, kw
-                macs += numel(out) * numel(w.shape[1:])
+                n = numel(out) * numel(w.shape[1:])
+                x = op.inputs.get("x")
+                depthwise = w.shape[1] == 1 and x is not None and x.shape is not None and len(x.shape) > 1 and x.shape[1] > 1
+                tally.add("depthwise" if depthwise else "conv", n)
             elif op.op_type == "conv_transpose":  # weight I, O/g, kh, kw
-                macs += numel(op.inputs["x"].shape) * numel(w.shape[1:])
+                n = numel(op.inputs["x"].shape) * numel(w.shape[1:])
+                tally.add("conv", n)
             else:
-                macs += numel(out) * int(op.inputs["x"].shape[-1])
+                n = numel(out) * int(op.inputs["x"].shape[-1])
+                tally.add("matmul", n)
+            macs += n
+        elif op.op_type not in _FREE_OPS and out is not None and all(isinstance(d, (int, np.integer)) for d in out):
+            # no fusion read: an activation after a conv counts as elementwise here (TFLite and ONNX fuse it)
+            tally.add("memory" if op.op_type.startswith(("upsample", "resize")) else "elementwise", numel(out))
     params = sum(np.asarray(v).size for v in prog._constants.values() if hasattr(v, "shape") and len(v.shape) >= 1)  # noqa: SLF001
     blob = path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
     weight_bytes = blob.stat().st_size if blob.exists() else 0
@@ -195,7 +204,11 @@ def cost(path: Path) -> Cost:
             if v.shape is not None and all(isinstance(s, (int, np.integer)) for s in v.shape):
                 acts += numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4)
     acts += sum(numel(v.shape) * _ITEMSIZE.get(_dtype_name(v) or "fp32", 4) for v in prog.function.inputs.values())
-    return Cost("coreml", macs, int(params), weight_bytes, acts, tuple(op.op_type for op in compute))
+    return Cost("coreml", macs, int(params), weight_bytes, acts, tuple(op.op_type for op in compute), tally.totals)
+
+
+_FREE_OPS = frozenset({"reshape", "squeeze", "expand_dims", "cast", "identity", "constexpr_lut_to_dense", "constexpr_affine_dequantize",
+                       "constexpr_blockwise_shift_scale", "constexpr_sparse_to_dense"})
 
 
 def _maybe_json(v: str):

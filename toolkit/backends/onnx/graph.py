@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, OpTally, Runner, check, numel, per_sample
 from toolkit.backends.onnx.convert import INPUT_NAME, OPSET
 from toolkit.backends.onnx.qdq import weight_sources
 from toolkit.errors import VerificationError
@@ -119,16 +119,28 @@ def cost(path: Path) -> Cost:
         elem[vi.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
     for name, arr in inits.items():
         shapes[name] = list(arr.shape)
-    macs = 0
+    macs, tally = 0, OpTally()
+    producer = {o: n.op_type for n in g.node for o in n.output}
     for node in g.node:
+        out = numel(shapes[node.output[0]]) if node.output and node.output[0] in shapes else 0
         if node.op_type == "Conv":  # weight O, I/g, kh, kw
-            macs += numel(shapes[node.output[0]]) * numel(shapes[node.input[1]][1:])
+            w = shapes[node.input[1]]
+            n = numel(shapes[node.output[0]]) * numel(w[1:])
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            tally.add("depthwise" if group > 1 and w[1] == 1 else "conv", n)
         elif node.op_type == "ConvTranspose":  # weight I, O/g, kh, kw
-            macs += numel(shapes[node.input[0]]) * numel(shapes[node.input[1]][1:])
+            n = numel(shapes[node.input[0]]) * numel(shapes[node.input[1]][1:])
+            tally.add("conv", n)
         elif node.op_type in ("Gemm", "MatMul"):
             a = shapes[node.input[0]]
             k = a[-2] if node.op_type == "Gemm" and any(at.name == "transA" and at.i for at in node.attribute) else a[-1]
-            macs += numel(shapes[node.output[0]]) * k
+            n = numel(shapes[node.output[0]]) * k
+            tally.add("matmul", n)
+        else:
+            n = 0
+            fused = node.op_type in FUSED_ACTIVATIONS and producer.get(node.input[0]) in FUSES_ACTIVATION
+            tally.add(None if fused or node.op_type in FREE_OPS else "memory" if node.op_type in MEMORY_OPS else "elementwise", out)
+        macs += n
     acts = sum(numel(shapes[o]) * elem.get(o, 4) for o in _stored_activations(g) if o in shapes)
     acts += sum(numel(shapes[i.name]) * elem[i.name] for i in g.input if i.name not in inits)
     # QDQ: the runtime fuses each quantize / dequantize pair into the int8 op between them; scales and zero points
@@ -136,10 +148,16 @@ def cost(path: Path) -> Cost:
     ops = tuple(n.op_type for n in g.node if n.op_type not in QDQ_OPS)
     qparams = {i for n in g.node if n.op_type in QDQ_OPS for i in n.input[1:]}
     params = sum(a.size for name, a in inits.items() if name not in qparams)
-    return Cost("onnx", macs, params, sum(a.nbytes for a in inits.values()), acts, ops)
+    return Cost("onnx", macs, params, sum(a.nbytes for a in inits.values()), acts, ops, tally.totals)
 
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Op classes for the device cost model (``toolkit.backends.base.OP_CLASSES``); any other op is elementwise.
+MEMORY_OPS = frozenset({"Resize", "Upsample"})
+FREE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "ConstantOfShape",
+                      "Cast", "Dropout", *QDQ_OPS})
+FUSED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "BatchNormalization"})
+FUSES_ACTIVATION = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"})  # as TFLite's fused_activation_function
 
 
 def _stored_activations(g) -> list[str]:

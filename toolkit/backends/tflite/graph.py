@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.backends.base import ArtifactWeight, Cost, Runner, check, numel, per_sample
+from toolkit.backends.base import ArtifactWeight, Cost, OpTally, Runner, check, numel, per_sample
 from toolkit.backends.tflite.flatbuffer import graph_interpreter
 from toolkit.backends.tflite.ops import GPU_OPS
 from toolkit.errors import VerificationError
@@ -141,25 +141,39 @@ def cost(path: Path) -> Cost:
 
     # A DEQUANTIZE of a constant (fp16 / weight-only int8 storage) is unpacked once at load, not per inference.
     unpacked = {o for op in ops if op["op_name"] == "DEQUANTIZE" and op["inputs"][0] in constants for o in op["outputs"]}
-    macs = 0
+    macs, tally = 0, OpTally()
     for op in ops:
         name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+        n = 0
         if name == "CONV_2D":  # weights O, H, W, I
             _, kh, kw, cin = shape(ins[1])
-            macs += numel(shape(outs[0])) * kh * kw * cin
+            n = numel(shape(outs[0])) * kh * kw * cin
         elif name == "DEPTHWISE_CONV_2D":  # weights 1, H, W, O
             _, kh, kw, _ = shape(ins[1])
-            macs += numel(shape(outs[0])) * kh * kw
+            n = numel(shape(outs[0])) * kh * kw
         elif name == "FULLY_CONNECTED":  # weights O, I
-            macs += numel(shape(outs[0])) * shape(ins[1])[-1]
+            n = numel(shape(outs[0])) * shape(ins[1])[-1]
         elif name == "TRANSPOSE_CONV":  # (output shape, weights O, H, W, I, input): each input scatters kh·kw·O
             cout, kh, kw, _ = shape(ins[1])
-            macs += numel(shape(ins[2])) * kh * kw * cout
+            n = numel(shape(ins[2])) * kh * kw * cout
         elif name == "BATCH_MATMUL":
-            macs += numel(shape(outs[0])) * shape(ins[0])[-1]
+            n = numel(shape(outs[0])) * shape(ins[0])[-1]
+        macs += n
+        if name in MAC_OPS:
+            tally.add(MAC_OPS[name], n)
+        elif not set(outs) <= unpacked and name not in FREE_OPS:
+            tally.add("memory" if name in RESIZE_OPS else "elementwise", sum(numel(shape(o)) for o in outs))
     return Cost("tflite", macs, sum(numel(shape(i)) for i in constants), sum(nbytes(i) for i in constants),
                 sum(nbytes(o) for op in ops for o in op["outputs"] if o not in unpacked) + sum(nbytes(i) for i in graph_inputs),
-                tuple(op["op_name"] for op in ops if not set(op["outputs"]) <= unpacked))
+                tuple(op["op_name"] for op in ops if not set(op["outputs"]) <= unpacked), tally.totals)
+
+
+# Op classes for the device cost model (``toolkit.backends.base.OP_CLASSES``); any other op is elementwise. Activations
+# fused into a CONV_2D / ADD (its fused_activation_function) cost nothing extra, as on the device.
+MAC_OPS = {"CONV_2D": "conv", "TRANSPOSE_CONV": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "matmul",
+           "BATCH_MATMUL": "matmul"}
+RESIZE_OPS = frozenset({"RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"})
+FREE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE", "DEQUANTIZE", "DELEGATE"})
 
 
 def inspect(path: Path) -> dict:
