@@ -416,6 +416,11 @@ def verify(
                                                                      "with this Ed25519 public key PEM"),
     recipe: Path | None = typer.Option(None, "--recipe", help="the recipe the bundle was exported from, when the bundle "
                                                               "was moved away from it (its model and data are found beside it)"),
+    ray: str | None = typer.Option(None, "--ray", help="shard the images over a Ray cluster: local (one started here), "
+                                                       "auto (the one running here) or its address; pip install -e '.[ray]'"),
+    workers: int | None = typer.Option(None, "--workers", help="shard the images over this many local processes "
+                                                               "(or, with --ray local, CPUs)"),
+    shard_images: int = typer.Option(250, "--shard-images", help="images per shard (with --ray or --workers)"),
 ) -> None:
     """Check a bundle's integrity (and signature, with --public-key) and re-run its verification gate (exit 3 if an artifact fails; 4 if they
     pass but the bundle is incomplete: some recipe targets did not convert at export).
@@ -432,8 +437,11 @@ def verify(
             raise BadInputError("an assessment bundle is verified on its own held-out photos, with report.md",
                                 fix="drop --data and --html (--n, --junit and --json apply)")
         return _verify_pipeline(bundle, n=n, junit=junit, as_json=as_json, public_key=public_key, recipe=recipe)
-    with _progress(), captured_quietly():  # verification per artifact, with images/s, on stderr
-        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key, recipe=recipe)
+    if shard_images < 1:
+        raise BadInputError(f"--shard-images {shard_images} is not a number of images", fix="pass --shard-images 1 or more")
+    with _progress(), captured_quietly(), _sharded(ray, workers, shard_images) as factory:  # per artifact, images/s, on stderr
+        summary = verify_bundle(bundle, data=data, n=n, culprits=culprits, public_key=public_key, recipe=recipe,
+                                runner_factory=factory)
     if junit is not None:
         write_atomically(junit, junit_xml(summary))
     if html is not None:
@@ -480,6 +488,70 @@ def verify(
         print(f"skinkit: bundle incomplete: {len(summary['failed_targets'])} recipe target(s) did not convert at export "
               f"(the artifacts present pass):\n{incomplete}", file=sys.stderr)
         raise typer.Exit(IncompleteBundle.exit_code)
+
+
+@contextlib.contextmanager
+def _sharded(ray: str | None, workers: int | None, shard_images: int):
+    """The runner factory that shards verification (``toolkit.scale.shards``), or None to verify in this process."""
+    if ray is None and workers is None:
+        yield None
+        return
+    from toolkit.scale.executor import executor
+    from toolkit.scale.shards import ShardedRunners
+
+    ex = executor(ray, workers)
+    try:
+        yield ShardedRunners(ex, shard_images)
+    finally:
+        ex.close()
+
+
+@app.command()
+@_errors_to_exit
+def batch(
+    recipes: list[Path] = typer.Argument(..., help="export recipes (YAML), e.g. export_recipes/*.yaml"),
+    out: Path = typer.Option(Path("bundles"), "--out", "-o", help="folder the bundles are written into (workers must reach it)"),
+    ray: str | None = typer.Option(None, "--ray", help="run on Ray: local (a cluster started here), auto (the one running "
+                                                       "here, `ray start --head`) or an address (ray://host:10001); "
+                                                       "default: local processes. pip install -e '.[ray]'"),
+    workers: int | None = typer.Option(None, "--workers", help="local processes (default: one per core); with --ray local, CPUs"),
+    cache: str | None = typer.Option(None, "--cache", help="conversion cache every worker shares: a folder or fsspec URL, "
+                                                           "or off (default: $SKINKIT_CACHE, else ~/.cache/skinkit/conversions)"),
+    force: bool = typer.Option(False, "--force", help="replace existing bundles"),
+    shard_images: int | None = typer.Option(None, "--shard-images", help="with --ray: images per verification shard (default 250)"),
+    as_json: bool = typer.Option(False, "--json", help="print the batch's summary as JSON on stdout"),
+) -> None:
+    """Export many recipes at once: each target converted as its own task into the shared conversion cache, then each
+    recipe's export (verification sharded on Ray). A recipe that fails does not stop the others; the summary lists each
+    with its exit code and one-line error. Exit 0 when every recipe passes, else the first failing recipe's code."""
+    from toolkit.scale.batch import run_batch
+
+    missing = [str(r) for r in recipes if not r.is_file()]
+    if missing:
+        from toolkit.errors import BadInputError
+
+        raise BadInputError(f"recipe not found: {', '.join(missing)}", fix="pass recipe files, e.g. export_recipes/*.yaml")
+    with _progress():
+        result = run_batch([str(r) for r in recipes], out=out, ray=ray, workers=workers,
+                           cache=False if cache is not None and cache.strip().lower() in ("off", "none", "0", "false") else cache,
+                           force=force, shard_images=shard_images)
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        print(f"batch: {len(result.results)} recipes on {result.workers} in {result.seconds:.1f} s"
+              + (f"; conversion cache {result.cache}" if result.cache else "; no conversion cache"), file=sys.stderr)
+        for r in result.results:
+            arts = (r.summary or {}).get("artifacts") or []
+            passed = sum(1 for a in arts if a.get("passed"))
+            what = f"{passed}/{len(arts)} artifacts pass" if arts else ""
+            converted = f"{len(r.conversions)} conversion tasks" if r.conversions else ""
+            detail = "; ".join(x for x in (what, converted, f"{r.seconds:.1f} s") if x)
+            print(f"  {'pass' if r.passed else f'exit {r.exit_code}'}  {r.name or r.recipe}  {r.bundle or ''}  ({detail})",
+                  file=sys.stderr)
+            if r.error:
+                print(f"        {r.error}" + (f" — fix: {r.fix}" if r.fix else ""), file=sys.stderr)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def _verify_pipeline(bundle: Path, *, n: int | None, junit: Path | None, as_json: bool, public_key: Path | None,

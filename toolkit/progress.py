@@ -98,6 +98,13 @@ def step(stage: str, name: str, total: int = 1, *, unit: str = "", message: str 
     s.finish()
 
 
+def finished(stage: str, name: str, seconds: float, message: str = "") -> None:
+    """A step that ran elsewhere (a worker's task) and took ``seconds``: its one finished event."""
+    callback = _callback.get()
+    if callback is not None:
+        callback(ProgressEvent(stage, name, 1, 1, seconds, message))
+
+
 def counted(fn: Callable, s: Step) -> Callable:
     """``fn`` that advances ``s`` by one after each call (benchmark repeats)."""
     def run(*args, **kwargs):

@@ -33,7 +33,7 @@ def run(context: Context, compressed: Compressed) -> EvaluationSet:
     from toolkit.verify.stats import Bootstrap
 
     ev = context.recipe.evaluation
-    data, x, reference = _judged(context, compressed, _images(context, compressed))
+    data, x, reference = _judged(context, compressed, images(context, compressed))
     return EvaluationSet(data=data, x=x, reference=reference, tone=skin_tone.measure(data.inputs, data.skin_masks),
                          boot=Bootstrap.draw(len(data), replicates=ev.bootstrap, seed=ev.seed))
 
@@ -42,13 +42,14 @@ def check(context: Context, compressed: Compressed, *, sample: int = 16) -> Task
     """What ``run`` checks before anything converts, in seconds (``skinkit export --dry-run``): every image
     loads, and the float model, run on the first ``sample`` of them, returns what the task reads and computes
     the metrics the gate names. The images, as ``run`` would take them."""
-    data = _images(context, compressed)
+    data = images(context, compressed)
     _judged(context, compressed, TaskData(data.inputs[:sample], data.targets[:sample], data.groups[:sample], data.ita[:sample],
                                           None if data.skin_masks is None else data.skin_masks[:sample]))
     return data
 
 
-def _images(context: Context, compressed: Compressed) -> TaskData:
+def images(context: Context, compressed: Compressed) -> TaskData:
+    """The evaluation images the recipe names, without running the model (what calibration must not share)."""
     ev = context.recipe.evaluation
     return context.images(compressed.spec, ev, split=ev.split, labelled=ev.ground_truth == "labels")
 
