@@ -6,7 +6,9 @@ import numpy as np
 
 
 def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    """How far ``out`` is from ``ref``: max/mean absolute error, mean signed error, cosine, SQNR (dB)."""
+    """How far ``out`` is from ``ref``: max/mean absolute error, mean signed error, cosine, SQNR (dB), and the
+    reference's range (max - min over every value given: the evaluation set) with the max abs error relative
+    to it. A constant reference is measured against its magnitude instead (or 1 where it is all zeros)."""
     r = ref.astype(np.float64).ravel()
     o = out.astype(np.float64).ravel()
     if r.shape != o.shape:
@@ -16,8 +18,13 @@ def numerics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     cos = float(r @ o / (nr * no)) if nr > 0 and no > 0 else float(nr == no)
     noise = float(d @ d)
     sqnr = float(10 * np.log10((r @ r) / noise)) if noise > 0 else float("inf")
+    max_abs = float(np.max(np.abs(d))) if d.size else 0.0
+    span = float(r.max() - r.min()) if r.size else 0.0
+    scale = span or (float(np.max(np.abs(r))) if r.size else 0.0) or 1.0
     return {
-        "max_abs_error": float(np.max(np.abs(d))) if d.size else 0.0,
+        "max_abs_error": max_abs,
+        "reference_range": span,
+        "max_rel_error": max_abs / scale,
         "mean_abs_error": float(np.mean(np.abs(d))) if d.size else 0.0,
         "mean_signed_error": float(np.mean(d)) if d.size else 0.0,
         "cosine": cos,
