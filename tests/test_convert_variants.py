@@ -110,7 +110,7 @@ benchmark: {enabled: false}
 @pytest.mark.parametrize("target, message", [
     ({"format": "tflite", "precision": "palettize4"}, "no lookup-table weight type in the TFLite schema"),
     ({"format": "coreml", "precision": "int16x8"}, "Core ML has no int16 activation type"),
-    ({"format": "tflite", "precision": "int8", "group_size": 8}, "group_size applies to coreml targets only"),
+    ({"format": "tflite", "precision": "int8", "group_size": 8}, "group_size applies to coreml targets and coreai targets only"),
     ({"format": "coreml", "precision": "int8_weights", "group_size": 8}, "group_size applies to palettize4/6/8 only"),
 ])
 def test_recipe_rejects_unsupported_targets_with_the_reason(target, message):
@@ -158,7 +158,8 @@ def build():
 
 
 @pytest.mark.parametrize("fmt, op, call", [("coreml", "special_i0", "special_i0"),  # the node Core ML was converting
-                                           ("tflite", "i0", "aten.special_i0.default")])  # found by exporting the module
+                                           ("tflite", "i0", "aten.special_i0.default"),  # found by exporting the module
+                                           ("coreai", "i0", "aten.special_i0.default")])
 def test_unsupported_op_names_the_op_and_the_module(tmp_path, fmt, op, call):
     (tmp_path / "odd.py").write_text(_ODD_NET)
     import importlib.util

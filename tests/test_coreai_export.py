@@ -111,3 +111,29 @@ def test_a18_pro_neural_engine_estimate_of_the_assets(bundle):
     assert fp16["ms"] == pytest.approx(want, abs=1e-3)
     assert costs["palettize4"].macs == costs["fp16"].macs and est["palettize4"]["compute_dtype"] == "fp16"
     assert get_backend("coreai").inspect(path / "artifacts/acne_mobilenetv2_fp16.aimodel")["compute_units"]["neural_engine"] == "all ops eligible"
+
+
+def test_group_size_gives_one_lookup_table_per_channel_group(tmp_path):
+    # setup
+    import torch
+
+    from toolkit.backends import get_backend
+    from toolkit.backends.coreai.program import read_program
+    from toolkit.load import load_model
+    from toolkit.load.contract import DeviceContract, InputContract
+
+    loaded = load_model("skin_segmenter")
+    net = DeviceContract(loaded.module, loaded.spec, InputContract()).eval()
+    sample = torch.rand(1, *loaded.spec.input_size, 3) * 255
+    # execute
+    details = get_backend("coreai").convert(net, sample, loaded.spec, precision="palettize4", path=tmp_path / "s.aimodel",
+                                            options={"group_size": 8})
+    prog = read_program(tmp_path / "s.aimodel")
+    # assert
+    assert set(details["weight_storage"]) <= {"lut ui4", "dense f16"} and details["weight_storage"]["lut ui4"] >= 1
+    luts = [(prog.tensors[op.operands[0]].shape, prog.constants[op.operands[1]].shape) for op in prog.ops if op.kind == "lut_to_dense"]
+    assert luts and all(lut[0] == shape[0] // 8 and lut[-2:] == (16, 1) for shape, lut in luts), luts
+    for _, value in prog.weight_values():  # every table entry a weight uses is one of its group's 16 values
+        w = prog.stored(value)
+        if prog.storage(value)[0] == "lut":
+            assert all(len(np.unique(w[g:g + 8])) <= 16 for g in range(0, w.shape[0], 8))

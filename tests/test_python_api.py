@@ -113,7 +113,7 @@ def test_recipe_route_still_works(tmp_path):
     ({"normalization": None}, "normalization is not given", "normalization='imagenet'"),
     ({"labels": None}, "cannot tell what the model's output ([1, 4]) means", "pass task= (one of "),
     ({"data": None}, "data is not given", "labels.csv"),
-    ({"targets": ["onnx_int8"]}, "onnx supports precisions fp32, not 'int8'", "recipe-schema"),
+    ({"targets": ["onnx_fp16"]}, "onnx supports precisions fp32, int8, not 'fp16'", "recipe-schema"),
 ])
 def test_bad_inputs_are_one_line_errors(tmp_path, kwargs, cause, fix):
     # setup: a valid call but for one argument

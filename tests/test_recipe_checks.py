@@ -166,7 +166,7 @@ def test_dry_run_plans_the_artifacts_and_their_criteria():
     assert lines[0] == "dry run: export_recipes/acne_mobilenetv2.yaml resolves; nothing converted or written"
     assert "evaluation: 200 images (synthetic, test split, seed 0; ground truth: labels)" in lines
     assert "calibration: 64 images (synthetic), none shared with evaluation" in lines
-    assert "bundle: /nonexistent/bundles/acne_mobilenetv2/: manifest.json, report.md, labels.txt, and 5 artifact(s):" in lines
+    assert "bundle: /nonexistent/bundles/acne_mobilenetv2/: manifest.json, report.md, labels.txt, and 6 artifact(s):" in lines
     i = lines.index("  artifacts/acne_mobilenetv2_int8.tflite  (tflite_int8)")
     assert lines[i + 1:i + 4] == ["    cosine vs float >= 0.98", "    top-1 agreement with float >= 0.95",
                                   "    macro_f1 drop vs float (upper 95 % CI) <= 0.03"]
@@ -176,7 +176,7 @@ def test_dry_run_plans_the_artifacts_and_their_criteria():
     plan = json.loads(proc.stdout)
     assert [a["path"] for a in plan["artifacts"]] == [
         "artifacts/acne_mobilenetv2_fp32.onnx", "artifacts/acne_mobilenetv2_fp32.tflite", "artifacts/acne_mobilenetv2_fp16.tflite",
-        "artifacts/acne_mobilenetv2_int8.tflite", "artifacts/acne_mobilenetv2_fp16.mlpackage"]
+        "artifacts/acne_mobilenetv2_int8.tflite", "artifacts/acne_mobilenetv2_fp16.mlpackage", "artifacts/acne_mobilenetv2_fp16.aimodel"]
     int8 = plan["artifacts"][3]
     assert int8["tolerance"] == {"min_cosine": 0.98, "min_agreement": 0.95, "max_metric_drop": 0.03, "noninferiority": "ci"}
     assert plan["model"]["checkpoint"].endswith("acne_mobilenetv2.safetensors") and plan["calibration"]["disjoint_from_evaluation"]

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from tests.browser import FAIL, PASS, colour_pixels, content_height, screenshot
 from tests.conftest import run_cli
 from toolkit.convert.base import file_sha256
 
@@ -34,10 +35,14 @@ def test_reference_bundle_passes_with_junit(bundle_copy, tmp_path):
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
     page = html.read_text()
-    assert "PASSED: 4 of 4 artifacts pass the gate" in page and page.count("<h2 id=") == 4
-    assert "Culprit layers" not in page  # only failing artifacts are diagnosed by default
-    assert page.count("data:image/png;base64,") == 4 * 4  # histogram, group drops, two confusion matrices
-    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched when opened
+    assert "PASSED: 4 of 4 artifacts pass the gate" in page and page.count("<details class='artifact'") == 4
+    assert "Culprit layers" not in page and "Suggested fix" not in page  # only failing artifacts are diagnosed by default
+    # the forest plot, the float model's confusion matrix; per artifact its histogram, group drops, confusion and changed predictions
+    assert page.count("<svg") == 2 + 4 * 4 and "data:image/png" not in page
+    assert "http" not in page.replace("http://www.w3.org/", "")  # self-contained: nothing fetched when opened
+    pixels = screenshot(html, tmp_path / "page.png", height=4000)
+    assert content_height(pixels) < 1800, "four passing artifacts: the overview, their sections collapsed"
+    assert colour_pixels(pixels, PASS) > 300 and colour_pixels(pixels, FAIL) < 50
     assert {p: p.stat().st_mtime_ns for p in bundle_copy.rglob("*") if p.is_file()} == before, "verify never writes into a bundle"
 
 
@@ -88,7 +93,8 @@ def test_damaged_artifact_fails_the_gate_with_exit_3(bundle_copy, tmp_path):
     assert len(damaged) == 1
     assert f"culprits: keep in higher precision: {damaged[0]}\n" in proc.stdout
     page = html.read_text()
-    assert page.count("data:image/png;base64,") >= 5 and "FAILED" in page and damaged[0] in page
+    assert page.count("<svg") >= 6 and "FAILED" in page and f">{damaged[0]}<" in page  # named on the SQNR plot
+    assert "Suggested fix" not in page  # no precision above fp32, no layer to keep float in ONNX: no recipe change fixes it
 
 
 def test_evaluation_folder_replaces_the_bundles_own(bundle_copy, tmp_path):

@@ -208,17 +208,11 @@ def _run_once(model, example_input):
     """The model's output on ``example_input``; its failure as one line."""
     import torch
 
-    training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return model(example_input.to(next((p.device for p in model.parameters()), torch.device("cpu"))))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise BadInputError(f"the model fails on example_input of shape {list(example_input.shape)}: {type(exc).__name__}: {first}",
-                            fix="pass an example_input of the shape the network takes, [1, 3, H, W]") from None
-    finally:
-        model.train(training)
+    from toolkit.load.describe import run_once
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return run_once(model, example_input.to(device), what=f"example_input of shape {list(example_input.shape)}",
+                    fix="pass an example_input of the shape the network takes, [1, 3, H, W]")
 
 
 def _infer_task(output, labels) -> str:

@@ -69,8 +69,10 @@ def _errors_to_exit(fn):
         try:
             return fn(*args, **kwargs)
         except VerificationFailed as exc:
+            advised = _bundle_advice(exc.bundle_dir)
             if kwargs.get("as_json"):
-                print(json.dumps(_json_failure(exc), indent=2))
+                print(json.dumps({**_json_failure(exc), "advice": [{"path": p, **a} for p, a in advised]}, indent=2))
+            _print_advice(advised, file=sys.stderr)
             print(f"skinkit: {exc.one_line()}", file=sys.stderr)
             for f in exc.failures + exc.not_converted:
                 print(f"  - {f}", file=sys.stderr)
@@ -88,6 +90,25 @@ def _errors_to_exit(fn):
             print(f"skinkit: error: {exc.one_line()}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
     return wrapper
+
+
+def _bundle_advice(bundle_dir: str | None) -> list[tuple[str, dict]]:
+    """The recipe changes a gate-failing bundle's manifest advises (none for an assessment bundle, or unreadable)."""
+    from toolkit.verify.advice import manifest_advice
+
+    try:
+        return manifest_advice(json.loads((Path(bundle_dir) / "manifest.json").read_text())) if bundle_dir else []
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+
+
+def _print_advice(advised: list[tuple[str, dict]], file=None) -> None:
+    """A failing gate's suggested recipe changes, printed before anything else of its verdict."""
+    from toolkit.verify.advice import advice_block
+
+    lines = advice_block(advised)
+    if lines:
+        print("\n".join(["skinkit: the gate failed; " + lines[0], *lines[1:], ""]), file=file or sys.stdout)
 
 
 def _console():
@@ -420,6 +441,8 @@ def verify(
 
         with captured_quietly():
             write_atomically(html, render_html(summary))
+    advised = [(a["path"], a["advice"]) for a in summary["artifacts"] if a.get("advice")]
+    _print_advice(advised, file=sys.stderr if as_json else sys.stdout)  # the fix first, then what failed
     if as_json:
         print(json.dumps(json_safe(summary), indent=2, allow_nan=False))
     else:

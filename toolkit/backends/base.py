@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.outputs import Outputs
 
@@ -150,6 +150,19 @@ class TargetOptions(BaseModel):
 
 class NoOptions(TargetOptions):
     pass
+
+
+class PaletteGroupOptions(TargetOptions):
+    """``group_size``: one lookup table per this many output channels, for formats that palettize (Core ML, Core AI)."""
+
+    group_size: int | None = Field(None, ge=1, description="coreml and coreai palettize*: one lookup table per this many output channels")
+
+    def check_precision(self, precision: str) -> None:
+        if self.group_size is not None and not precision.startswith("palettize"):
+            raise ValueError("group_size applies to palettize4/6/8 only")
+
+    def variant_suffix(self) -> str:
+        return f"_g{self.group_size}" if self.group_size else ""
 
 
 class Backend(ABC):

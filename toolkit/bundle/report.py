@@ -77,6 +77,31 @@ def _not_converted(m: dict) -> list[str]:
     return lines
 
 
+def _advice(m: dict) -> list[str]:
+    """The recipe change advised for each artifact that failed its gate (``toolkit.verify.advice``): the target line
+    to replace, the one to paste, and what the culprit analysis predicts of it."""
+    from toolkit.verify.advice import manifest_advice, prediction_text
+
+    advised = manifest_advice(m)
+    if not advised:
+        return []
+    lines = ["", "## Suggested fix", "",
+             "Replace each failing target in the recipe's `targets` with the line below it, then export again:", ""]
+    for path, a in advised:
+        lines += [f"**`{path}`**: {a['change']}", "", "```yaml", "# replace", a["replace_yaml"], "# with", a["with_yaml"], "```", ""]
+        if "output_sqnr_db" in a:
+            lines.append(f"Predicted ({a['basis']}): {prediction_text(a)}.")
+        else:
+            lines.append(f"{a['basis'][0].upper()}{a['basis'][1:]}.")
+        if a.get("not_predicted"):
+            lines.append(f"Not predicted (re-export to confirm): {'; '.join(a['not_predicted'])}.")
+        lines.append("")
+        lines += [f"- or {alt['change']}: `{alt['with_yaml']}`" + (f" (predicted: {prediction_text(alt)})" if "output_sqnr_db" in alt else "")
+                  for alt in a.get("alternatives", [])]
+        lines.append("")
+    return lines[:-1]
+
+
 def _cell(v) -> str:
     return "—" if not v else str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -99,7 +124,7 @@ def render(m: dict) -> str:
              f"Created {m['created_utc']} by skinkit {m['tools']['skinkit']}.", "",
              f"**Verdict: {_verdict(m)}** — {converted}"
              f"{m['verdict']['passed_count']} of {m['verdict']['artifact_count']} artifacts passed verification "
-             f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", *_not_converted(m), "",
+             f"on {m['evaluation']['n']} held-out images ({m['evaluation']['source']}).", *_advice(m), *_not_converted(m), "",
              "## Input contract", ""]
     if m["evaluation"].get("ground_truth") == "float":
         lines[-2:-2] = ["No labels: the float model's own decisions stand for the ground truth, so every metric "

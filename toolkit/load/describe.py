@@ -62,6 +62,23 @@ def untrained(ref: ModelRef, base_dir) -> ModelSpec:
     return probe(build_module(factory, ref.name), spec)
 
 
+def run_once(module, x, *, what: str, fix: str):
+    """``module``'s output on ``x`` in eval mode without autograd (its training flag restored after); a failure is one
+    line naming ``what`` it was given and the exception, with ``fix``."""
+    import torch
+
+    training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            return module(x)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise BadInputError(f"the model fails on {what}: {type(exc).__name__}: {first}", fix=fix) from None
+    finally:
+        module.train(training)
+
+
 def probe(module, spec: ModelSpec) -> ModelSpec:
     """Run ``module`` once on one input of the spec's size and check what it returns against the spec: the
     structure and names of the outputs, each declared shape, and the shape the task reads. One line naming
@@ -72,17 +89,8 @@ def probe(module, spec: ModelSpec) -> ModelSpec:
     from toolkit.outputs import name_outputs
 
     h, w = spec.input_size
-    training = module.training
-    module.eval()
-    try:
-        with torch.inference_mode():
-            result = module(torch.zeros(1, 3, h, w))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise BadInputError(f"the model fails on one input of the declared size [1, 3, {h}, {w}]: {type(exc).__name__}: {first}",
-                            fix="set model.input_size to the size the network takes") from None
-    finally:
-        module.train(training)
+    result = run_once(module, torch.zeros(1, 3, h, w), what=f"one input of the declared size [1, 3, {h}, {w}]",
+                      fix="set model.input_size to the size the network takes")
     named = name_outputs(result, [o.name for o in spec.outputs])
     for decl in spec.outputs:
         got = tuple(named[decl.name].shape[1:])

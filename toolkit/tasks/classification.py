@@ -105,7 +105,8 @@ class Classification(Task):
 
     def extras(self, art_stats, float_stats, *, labels=()) -> dict:
         return {"confusion": {"artifact": confusion_matrix(art_stats, len(labels)),
-                              "float": confusion_matrix(float_stats, len(labels))}}
+                              "float": confusion_matrix(float_stats, len(labels)),
+                              "changed": changed_predictions(float_stats, art_stats, len(labels))}}
 
     def report_lines(self, verification: dict, *, labels=()) -> list[str]:
         cm = (verification.get("confusion") or {}).get("artifact")
@@ -119,3 +120,10 @@ class Classification(Task):
 def confusion_matrix(stats: dict[str, np.ndarray], num_classes: int) -> list[list[int]]:
     """Rows: ground truth; columns: prediction."""
     return stats["pairs"].sum(0).reshape(num_classes, num_classes).astype(int).tolist()
+
+
+def changed_predictions(float_stats: dict[str, np.ndarray], art_stats: dict[str, np.ndarray], num_classes: int) -> list[list[int]]:
+    """Rows: the float model's prediction; columns: the artifact's, per image (off the diagonal: a changed decision)."""
+    c = num_classes
+    before, after = float_stats["pairs"].argmax(1) % c, art_stats["pairs"].argmax(1) % c
+    return np.bincount(before * c + after, minlength=c * c).reshape(c, c).astype(int).tolist()

@@ -407,17 +407,23 @@ def json_safe(value):
 
 
 def testcase(classname: str, name: str, criteria: list[dict], system_out: str | None = None,
-              not_converted: dict | None = None) -> tuple[str, bool]:
-    """One JUnit test case, failing with every criterion it missed (or because its target did not convert);
-    and whether it failed."""
+              not_converted: dict | None = None, advice: dict | None = None) -> tuple[str, bool]:
+    """One JUnit test case, failing with every criterion it missed (or because its target did not convert), and the
+    recipe change advised for it (``toolkit.verify.advice``) first in the failure's text; and whether it failed."""
     failed = [c for c in criteria if not c["passed"]]
     body = ""
     if not_converted is not None:
         text = not_converted["error"] + (f"\nfix: {not_converted['fix']}" if not_converted.get("fix") else "")
         body = f'<failure message={quoteattr("not converted")}>{escape(text)}</failure>'
     elif failed:
+        from toolkit.verify.advice import advice_lines
+
         text = "\n".join(f"{c['name']}: {c['value']} (required {c['op']} {c['bound']})" for c in failed)
-        body = f'<failure message={quoteattr(f"{len(failed)} criteria failed")}>{escape(text)}</failure>'
+        message = f"{len(failed)} criteria failed"
+        if advice:
+            text = "suggested recipe change:\n" + "\n".join(advice_lines(advice, name)) + "\n\nfailed criteria:\n" + text
+            message += f"; suggested fix: {advice['change']}"
+        body = f'<failure message={quoteattr(message)}>{escape(text)}</failure>'
     if system_out is not None:
         body += f"<system-out>{escape(system_out)}</system-out>"
     return (f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>",
@@ -427,7 +433,7 @@ def testcase(classname: str, name: str, criteria: list[dict], system_out: str | 
 def junit_xml(summary: dict) -> str:
     """JUnit XML for CI: one test case per artifact (and one for a pruning budget), failing with every
     criterion it missed; and one failing test case per recipe target that did not convert."""
-    cases = [testcase(summary["model"], a["path"], a["criteria"], a["check"]) for a in summary["artifacts"]]
+    cases = [testcase(summary["model"], a["path"], a["criteria"], a["check"], advice=a.get("advice")) for a in summary["artifacts"]]
     cases += [testcase(summary["model"], f"{f['key']} (not converted)", [], not_converted=f) for f in summary.get("failed_targets", [])]
     if "pruning" in summary:  # the pruned float model within its budget against the original
         cases.append(testcase(summary["model"], "pruning (float vs original)", summary["pruning"]["criteria"]))

@@ -56,7 +56,9 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
                 res = {"check": "not executed", "passed": False, "error": exc.one_line(),
                        "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
             if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
-                res["culprits"] = _culprits(context, compressed, a, evaluation.data)
+                res["culprits"] = _culprits(context, compressed, a, evaluation.data, whatif=not res["passed"])
+            if not res["passed"]:
+                res.update(_advice(context, compressed, a, res))
             results[a.filename] = res
             step.finish(_verdict_line(res))
     return Verified(converted=converted, evaluation=evaluation, results=results, runners=runners,
@@ -204,17 +206,31 @@ def compression_passed(compression: dict | None) -> bool:
     return all(c["passed"] for c in pruning_criteria(compression))
 
 
-def _culprits(context: Context, compressed: Compressed, artifact: Artifact, data: TaskData) -> dict:
-    """Which layers the artifact degrades; a diagnosis, so its own failure is reported, not raised."""
+def _culprits(context: Context, compressed: Compressed, artifact: Artifact, data: TaskData, *, whatif: bool = False) -> dict:
+    """Which layers the artifact degrades (``whatif``: and what keeping them float or a higher precision would do);
+    a diagnosis, so its own failure is reported, not raised."""
     from toolkit._io import captured
     from toolkit.verify.culprit import locate
 
     try:
         with captured(context.log_path):
             return locate(compressed.model, data.inputs[:context.recipe.evaluation.culprit_images], compressed.spec,
-                          fmt=artifact.format, path=artifact.path, precision=artifact.precision)
+                          fmt=artifact.format, path=artifact.path, precision=artifact.precision, whatif=whatif,
+                          output_transform=artifact.details.get("output_transform"))
     except Exception as exc:  # noqa: BLE001 — recorded in the report next to the gate's verdict
         return {"error": f"culprit localisation failed: {type(exc).__name__}: {exc}"}
+
+
+def _advice(context: Context, compressed: Compressed, artifact: Artifact, result: dict) -> dict:
+    """``{"advice": ...}``: the recipe change for a failing artifact (``toolkit.verify.advice``), where there is one;
+    advice, so its own failure is recorded (``advice_error``), never raised."""
+    from toolkit.verify.advice import advise
+
+    try:
+        advice = advise(context.recipe, compressed.spec, artifact, result)
+    except Exception as exc:  # noqa: BLE001 — the gate's verdict stands without it
+        return {"advice_error": f"{type(exc).__name__}: {exc}"}
+    return {"advice": advice} if advice else {}
 
 
 def skin_tone_summary(tone, data: TaskData) -> dict:

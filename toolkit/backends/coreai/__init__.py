@@ -7,21 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field
-
-from toolkit.backends.base import ArtifactWeight, Backend, Cost, Runner, TargetOptions
+from toolkit.backends.base import ArtifactWeight, Backend, Cost, PaletteGroupOptions, Runner
 from toolkit.backends.coreai.ops import ANE_OPS
-
-
-class CoreAIOptions(TargetOptions):
-    group_size: int | None = Field(None, ge=1, description="coreml and coreai palettize*: one lookup table per this many output channels")
-
-    def check_precision(self, precision: str) -> None:
-        if self.group_size is not None and not precision.startswith("palettize"):
-            raise ValueError("group_size applies to palettize4/6/8 only")
-
-    def variant_suffix(self) -> str:
-        return f"_g{self.group_size}" if self.group_size else ""
 
 
 class CoreAIBackend(Backend):
@@ -29,12 +16,13 @@ class CoreAIBackend(Backend):
     suffix = ".aimodel"
     precisions = ("fp32", "fp16", "int8_weights", "palettize8", "palettize6", "palettize4", "int4_block")
     unsupported = {
-        "int8": "not offered yet: coreai-opt 0.4.0's activation quantization (PT2E) is not wired into skinkit; use coreml int8",
+        "int8": ("not offered yet: coreai-opt 0.4.0's W8A8 (PT2E Quantizer) converts and runs here (acne_mobilenetv2: 70 "
+                 "quantize/dequantize pairs, 53 int8 weights) but prepare + calibrate took 300 s on 2 busy cores; use coreml int8"),
         "dynamic_int8": "Core AI has no run-time activation quantization",
         "int16x8": "Core AI has no int16 activation path in coreai-torch 0.4.3",
         "sparse": "not offered yet: coreai-opt 0.4.0's sparsify_weights is not wired into skinkit; use coreml sparse",
     }
-    options = CoreAIOptions
+    options = PaletteGroupOptions
     op_support = {"coreai_ane": ANE_OPS}
     rewrites = ("area_resize", "nearest_resize", "antialias_resize", "adaptive_max_pool", "avg_pool_window", "elu")
 

@@ -61,32 +61,35 @@ class Program:
     def compute_ops(self) -> list[Op]:
         return [op for op in self.ops if op.kind not in ("constant", "output")]
 
-    def stored(self, value: int) -> np.ndarray | None:
-        """The constant a value is read from, through data-movement ops (None: computed at run time); a compressed
-        weight is expanded as the runtime expands it (lookup table, or integer data shifted and scaled per block)."""
-        seen = 0
-        while value not in self.constants and seen < 8:
+    def _origin(self, value: int) -> tuple[int | None, Op | None]:
+        """Where a value comes from through data-movement ops: (constant id, None), (None, the op expanding a compressed
+        weight) or (None, None) where it is computed at run time."""
+        for _ in range(8):
+            if value in self.constants:
+                return value, None
             op = self.producer.get(value)
             if op is not None and op.kind in DECOMPRESS:
-                return self._expand(op)
+                return None, op
             if op is None or op.kind not in PASS_THROUGH:
-                return None
-            value, seen = op.operands[0], seen + 1
-        return self.constants.get(value)
+                break
+            value = op.operands[0]
+        return None, None
+
+    def stored(self, value: int) -> np.ndarray | None:
+        """The constant a value is read from (None: computed at run time); a compressed weight is expanded as the
+        runtime expands it (lookup table, or integer data shifted and scaled per block)."""
+        const, op = self._origin(value)
+        return self.constants[const] if const is not None else self._expand(op) if op is not None else None
 
     def storage(self, value: int) -> tuple[str, str] | None:
         """How a weight is stored: (scheme, element type) — ("dense", "f16"), ("lut", "ui4") for palettized indices,
         ("quantized", "si8") — or None where it is computed at run time."""
-        seen = 0
-        while value not in self.constants and seen < 8:
-            op = self.producer.get(value)
-            if op is not None and op.kind in DECOMPRESS:
-                scheme = "lut" if op.kind == "lut_to_dense" else "quantized"
-                return scheme, self.tensors[op.operands[0]].dtype
-            if op is None or op.kind not in PASS_THROUGH:
-                return None
-            value, seen = op.operands[0], seen + 1
-        return ("dense", self.tensors[value].dtype) if value in self.constants else None
+        const, op = self._origin(value)
+        if const is not None:
+            return "dense", self.tensors[const].dtype
+        if op is not None:
+            return ("lut" if op.kind == "lut_to_dense" else "quantized"), self.tensors[op.operands[0]].dtype
+        return None
 
     def _expand(self, op: Op) -> np.ndarray | None:
         args = [self.constants.get(v) for v in op.operands]

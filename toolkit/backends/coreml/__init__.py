@@ -9,25 +9,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from toolkit.backends.base import ArtifactWeight, Backend, Cost, FailureSite, Runner, TargetOptions
+from toolkit.backends.base import ArtifactWeight, Backend, Cost, FailureSite, PaletteGroupOptions, Runner
 from toolkit.backends.coreml.ops import ANE_OPS
 
 
-class CoreMLOptions(TargetOptions):
+class CoreMLOptions(PaletteGroupOptions):
     deployment_target: Literal["iOS16", "iOS17", "iOS18"] | None = Field(
         None, description="coreml: minimum iOS; default iOS16, raised automatically where a compression needs iOS18")
     input_type: Literal["image", "tensor"] = Field(
         "image", description="coreml: 'image' takes a CVPixelBuffer (ImageType), 'tensor' an MLMultiArray in the contract layout")
     classifier: bool | None = Field(
         None, description="coreml: add softmax and a classifier config with the labels (default: on for classification models)")
-    group_size: int | None = Field(None, ge=1, description="coreml and coreai palettize*: one lookup table per this many output channels")
-
-    def check_precision(self, precision: str) -> None:
-        if self.group_size is not None and not precision.startswith("palettize"):
-            raise ValueError("group_size applies to palettize4/6/8 only")
-
-    def variant_suffix(self) -> str:
-        return f"_g{self.group_size}" if self.group_size else ""
 
 
 class CoreMLBackend(Backend):
