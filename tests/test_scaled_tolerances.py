@@ -63,6 +63,29 @@ def test_a_constant_reference_is_measured_against_its_magnitude():
     assert (zeros["reference_range"], zeros["max_rel_error"]) == (0.0, pytest.approx(0.1))
 
 
+def test_an_all_zero_reference_has_no_signal_and_no_warning():
+    # setup / execute: numpy would warn on log10(0)
+    with np.errstate(all="raise"):
+        n = metrics.numerics(np.zeros(3), np.array([0.0, 0.0, 0.1]))
+    # assert
+    assert n["sqnr_db"] == float("-inf") and metrics.numerics(np.zeros(3), np.zeros(3))["sqnr_db"] == float("inf")
+
+
+def test_integer_outputs_are_judged_in_quantization_steps():
+    # setup: class indices 0..3 (range 3), one of them off by one step; a user's tier with a relative bound
+    from toolkit.recipe import ToleranceOverride
+
+    spec = get_spec("acne_mobilenetv2")
+    ref = np.array([[0, 3], [1, 2]], np.int64)
+    tol = resolve_tolerance(spec, "fp32", ToleranceOverride(max_rel=0.5), None)
+    # execute
+    n = metrics.numerics(ref, ref + np.array([[0, 0], [1, 0]]))
+    (rel, cos) = numeric_criteria(spec, {"logits": n}, tol, "fp32")
+    # assert: one step off, not a third of the range; the criterion says which
+    assert (n["quantization_step"], n["max_rel_error"], n["reference_range"]) == (1.0, 1.0, 3.0)
+    assert rel["name"] == "max abs error in quantization steps vs float" and rel["value"] == 1.0 and not rel["passed"]
+
+
 def test_relative_bound_scales_where_the_absolute_one_did_not():
     # setup: float logits spanning ±10 and ±2000 (×200), each off by the same relative 1e-5 of their range
     spec = get_spec("acne_mobilenetv2")

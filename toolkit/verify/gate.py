@@ -224,10 +224,12 @@ def numeric_criteria(spec: ModelSpec, by_output: dict[str, dict], tolerance: Tol
     criteria = []
     for name, num in by_output.items():
         min_cos = tolerance.min_cosine
+        # ``max_rel`` divides by a float output's range, by an integer output's quantization step (1).
+        relative = "max abs error in quantization steps vs float" if "quantization_step" in num else "max abs error / output range vs float"
         if name not in read and all(b is None for b in (tolerance.max_rel, tolerance.min_sqnr_db, tolerance.max_abs, min_cos)):
             min_cos = DEFAULT_MIN_COSINE[tier]
         criteria += [c for c in (
-            _criterion(_named("max abs error / output range vs float", name, several), num["max_rel_error"], tolerance.max_rel,
+            _criterion(_named(relative, name, several), num["max_rel_error"], tolerance.max_rel,
                        op="<=", max_abs_error=num["max_abs_error"], reference_range=num["reference_range"]),
             _criterion(_named("SQNR vs float (dB)", name, several), num["sqnr_db"], tolerance.min_sqnr_db, op=">="),
             _criterion(_named("max abs error vs float", name, several), num["max_abs_error"], tolerance.max_abs, op="<="),
