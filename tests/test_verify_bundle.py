@@ -77,7 +77,7 @@ def test_damaged_artifact_fails_the_gate_with_exit_3(bundle_copy, tmp_path):
     junit, html = tmp_path / "report.xml", tmp_path / "report.html"
     proc = run_cli("verify", str(bundle_copy), "--n", "16", "--junit", str(junit), "--html", str(html))
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "artifacts/acne_mobilenetv2_fp32.onnx: max abs error vs float" in proc.stderr
+    assert "artifacts/acne_mobilenetv2_fp32.onnx: max abs error / output range vs float" in proc.stderr
     assert "FAIL  artifacts/acne_mobilenetv2_fp32.onnx" in proc.stdout
     assert "pass  artifacts/acne_mobilenetv2_fp32.tflite" in proc.stdout
     suite = ET.parse(junit).getroot()

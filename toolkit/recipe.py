@@ -208,7 +208,12 @@ class InputConfig(_Strict):
 
 
 class ToleranceOverride(_Strict):
-    max_abs: float | None = Field(None, gt=0)
+    max_abs: float | None = Field(None, gt=0, description="absolute bound on each output's max abs error vs float, "
+                                                          "in the output's own units")
+    max_rel: float | None = Field(None, gt=0, description="bound on each output's max abs error vs float divided by "
+                                                          "its range (max - min of the float output over the evaluation "
+                                                          "set; an integer output's quantization step, 1): scales with the model's outputs")
+    min_sqnr_db: float | None = Field(None, description="lower bound on each output's SQNR vs float, in dB")
     min_cosine: float | None = Field(None, ge=-1, le=1)
     min_agreement: float | None = Field(None, ge=0, le=1)
     max_metric_drop: float | None = Field(None, ge=0, description="non-inferiority margin of the headline task metric")

@@ -11,6 +11,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _rel(n: dict) -> str:
+    """An output's max abs error, with the same relative to its float range where recorded."""
+    return _fmt(n.get("max_abs_error", "—")) + (f" ({n['max_rel_error']:.3g})" if "max_rel_error" in n else "")
+
+
 def _compression(m: dict) -> list[str]:
     """Pruning (cost against the original model, budget) and mixed-precision choices, where there are any."""
     lines = []
@@ -148,17 +153,17 @@ def render(m: dict) -> str:
     if m["labels"]:
         lines.append(f"- labels: {', '.join(m['labels'])}")
     lines += ["", "## Artifacts", "",
-              "| artifact | size | max abs err | cosine | agreement | task metric (float → artifact) | check | verdict |",
+              "| artifact | size | max abs err (/ float range) | cosine | agreement | task metric (float → artifact) | check | verdict |",
               "|---|---|---|---|---|---|---|---|"]
     for a in m["artifacts"]:
         v = a["verification"]
         by_output = v.get("numerics_by_output") or {}
         if len(by_output) > 1:  # outputs in their own units: each its own figure
-            err = "; ".join(f"{o}: {_fmt(n['max_abs_error'])}" for o, n in by_output.items())
+            err = "; ".join(f"{o}: {_rel(n)}" for o, n in by_output.items())
             cos = "; ".join(f"{o}: {_fmt(n['cosine'])}" for o, n in by_output.items())
         else:
             num = v.get("numerics", {})
-            err, cos = _fmt(num.get("max_abs_error", "—")), _fmt(num.get("cosine", "—"))
+            err, cos = _rel(next(iter(by_output.values()), num)), _fmt(num.get("cosine", "—"))
         tm = v.get("task_metric")
         task = (f"{tm['name']} {tm['float']:.4f} → {tm['artifact']:.4f} (drop {tm['drop']:+.4f}, "
                 f"95 % CI {tm['drop_ci95'][0]:+.4f} … {tm['drop_ci95'][1]:+.4f})") if tm else "—"

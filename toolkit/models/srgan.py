@@ -61,9 +61,10 @@ register_model(ModelSpec(
     factory=_texture_sr, description="×2 super-resolution of skin texture patches (64×64 → 128×128).",
     input_size=(64, 64), output_size=(128, 128),
     outputs=(OutputSpec("hr_image", "high-resolution RGB, channel-last like the input", "[0, 1]"),),
+    # Pixels span [0, 1]: relative to that range, the bounds read as absolute ones.
     tolerances={
-        "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999, max_metric_drop=0.05),
-        "fp16": Tolerance(max_abs=0.02, min_cosine=0.9999, max_metric_drop=0.3),
+        "fp32": Tolerance(max_rel=1e-3, min_cosine=0.99999, max_metric_drop=0.05),
+        "fp16": Tolerance(max_rel=0.02, min_cosine=0.9999, max_metric_drop=0.3),
         "int8": Tolerance(min_cosine=0.999, max_metric_drop=0.5),
         "lowbit": Tolerance(min_cosine=0.998, max_metric_drop=1.0),
     },

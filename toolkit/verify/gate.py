@@ -154,7 +154,8 @@ def planned_criteria(spec: ModelSpec, tolerance: Tolerance, tier: str, *, noninf
     """The criteria an artifact of ``tier`` will be judged by, named as ``verify_artifact`` names them, with their
     bounds and no values (``skinkit export --dry-run``); the backend's structural checks come on top."""
     task, key = get_task(spec.task), headline(spec)
-    exact = {o.name: {"max_abs_error": 0.0, "cosine": 1.0} for o in spec.outputs}
+    exact = {o.name: {"max_abs_error": 0.0, "max_rel_error": 0.0, "reference_range": 0.0, "sqnr_db": math.inf, "cosine": 1.0}
+             for o in spec.outputs}
     no_drop = {"drop": {"value": 0.0, "ci95": [0.0, 0.0]}}
     criteria = numeric_criteria(spec, exact, tolerance, tier) + [c for c in (
         _criterion(task.agreement_label, 1.0, tolerance.min_agreement, op=">=") if task.agreement_label else None,
@@ -215,17 +216,23 @@ def output_criteria(ref: Outputs, out: Outputs) -> list[dict]:
 
 
 def numeric_criteria(spec: ModelSpec, by_output: dict[str, dict], tolerance: Tolerance, tier: str) -> list[dict]:
-    """Max abs error and cosine of each output against float: the tier's bounds; an output the task does
-    not read and the tier bounds neither is held to the tier's default cosine."""
+    """Each output against float, by the tier's bounds that are set: max abs error relative to the output's
+    range, SQNR, absolute max abs error, cosine; an output the task does not read and the tier bounds by
+    none of them is held to the tier's default cosine."""
     read = get_task(spec.task).reads(spec)
     several = len(by_output) > 1
     criteria = []
     for name, num in by_output.items():
-        max_abs, min_cos = tolerance.max_abs, tolerance.min_cosine
-        if name not in read and max_abs is None and min_cos is None:
+        min_cos = tolerance.min_cosine
+        # ``max_rel`` divides by a float output's range, by an integer output's quantization step (1).
+        relative = "max abs error in quantization steps vs float" if "quantization_step" in num else "max abs error / output range vs float"
+        if name not in read and all(b is None for b in (tolerance.max_rel, tolerance.min_sqnr_db, tolerance.max_abs, min_cos)):
             min_cos = DEFAULT_MIN_COSINE[tier]
         criteria += [c for c in (
-            _criterion(_named("max abs error vs float", name, several), num["max_abs_error"], max_abs, op="<="),
+            _criterion(_named(relative, name, several), num["max_rel_error"], tolerance.max_rel,
+                       op="<=", max_abs_error=num["max_abs_error"], reference_range=num["reference_range"]),
+            _criterion(_named("SQNR vs float (dB)", name, several), num["sqnr_db"], tolerance.min_sqnr_db, op=">="),
+            _criterion(_named("max abs error vs float", name, several), num["max_abs_error"], tolerance.max_abs, op="<="),
             _criterion(_named("cosine vs float", name, several), num["cosine"], min_cos, op=">="),
         ) if c is not None]
     return criteria

@@ -347,7 +347,12 @@ def _artifact_section(figs: _Figures, i: int, a: dict, summary: dict) -> str:
         parts.append("<div class=fix><h3>Suggested recipe change</h3>" + _advice_html(a["path"], a["advice"]) + "</div>")
     parts.append("<h3>Gate</h3>" + _criteria_table(a["criteria"]))
     crit = {c["name"]: c for c in a["criteria"]}
+    # The histogram is in output units: a relative bound is drawn at its absolute equivalent (bound × the scale
+    # the error was divided by: the output's range, or an integer output's step).
     max_abs = [c["bound"] for n, c in crit.items() if n.startswith("max abs error vs float")]
+    max_abs += [c["bound"] * c["max_abs_error"] / c["value"] for n, c in crit.items()
+                if n.startswith(("max abs error / output range vs float", "max abs error in quantization steps vs float"))
+                and c.get("value") and "max_abs_error" in c]
     group_bound = next((c["bound"] for n, c in crit.items() if n.startswith("worst skin-tone group")), None)
     margin = (_drop_criterion(a) or {}).get("bound")
     plots = []
@@ -368,9 +373,10 @@ def _artifact_section(figs: _Figures, i: int, a: dict, summary: dict) -> str:
     if plots:
         parts.append("<div class=plots>" + "".join(plots) + "</div>")
     if a.get("numerics_by_output"):
-        parts.append("<h3>Numerics per output (float64)</h3><table><tr><th>output</th><th>max abs</th><th>MAE</th>"
-                     "<th>mean signed</th><th>cosine</th><th>SQNR dB</th></tr>"
-                     + "".join(f"<tr><td>{escape(o)}</td><td>{_fmt(n['max_abs_error'])}</td><td>{_fmt(n['mean_abs_error'])}</td>"
+        parts.append("<h3>Numerics per output (float64)</h3><table><tr><th>output</th><th>max abs</th><th>float range</th>"
+                     "<th>max abs / range</th><th>MAE</th><th>mean signed</th><th>cosine</th><th>SQNR dB</th></tr>"
+                     + "".join(f"<tr><td>{escape(o)}</td><td>{_fmt(n['max_abs_error'])}</td><td>{_fmt(n.get('reference_range', '—'))}</td>"
+                               f"<td>{_fmt(n.get('max_rel_error', '—'))}</td><td>{_fmt(n['mean_abs_error'])}</td>"
                                f"<td>{_fmt(n['mean_signed_error'])}</td><td>{_fmt(n['cosine'])}</td><td>{_fmt(n['sqnr_db'])}</td></tr>"
                                for o, n in a["numerics_by_output"].items()) + "</table>")
     if a.get("metrics"):
