@@ -138,6 +138,21 @@ def test_cache_key_is_the_same_in_another_process(tmp_path):
     assert proc.stderr.count("(from the conversion cache)") == 2
 
 
+def test_cache_at_an_fsspec_url(tmp_path):
+    # setup: fsspec's in-memory filesystem stands for a bucket (the same code path as s3:// or gcs://)
+    (path,) = _recipes(tmp_path, names=("tiny_a",))
+    first = _export(path, tmp_path / "first", "memory://skinkit-test-cache")
+    events = []
+    from toolkit import progress
+
+    # execute
+    with progress.reporting(events.append):
+        second = _export(path, tmp_path / "second", "memory://skinkit-test-cache")
+    # assert: both targets read back from the URL, byte-identical
+    assert sum(e.message.endswith("(from the conversion cache)") for e in events if e.stage == "convert" and e.finished) == 2
+    assert [a["sha256"] for a in second.manifest["artifacts"]] == [a["sha256"] for a in first.manifest["artifacts"]]
+
+
 def test_an_unfinished_entry_is_ignored_and_the_target_converted(tmp_path):
     # setup: an export into a cache, then its onnx entry's completion marker removed (a writer killed mid-put)
     (path,) = _recipes(tmp_path, names=("tiny_a",))

@@ -90,7 +90,7 @@ class ConversionCache:
                     record = json.load(fh)
                 dest = out_dir / filename
                 self.fs.get(f"{entry}/artifact/{record['filename']}", str(dest), recursive=record["is_dir"])
-        except (OSError, ValueError, KeyError):
+        except Exception:  # noqa: BLE001 — unreadable, half-written or unreachable: converted again
             _remove(out_dir / filename)
             return None
         return Artifact(format=record["format"], precision=record["precision"], path=dest, seconds=0.0, details=record["details"])
@@ -108,8 +108,11 @@ class ConversionCache:
         if self.fs is not None:
             return self._put_remote(entry, artifact, record)
         parent = Path(entry).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=parent))
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=parent))
+        except OSError:  # a cache folder this user cannot write: the export goes on without it
+            return False
         try:
             dest = tmp / "artifact" / artifact.filename
             dest.parent.mkdir()
@@ -123,11 +126,14 @@ class ConversionCache:
             _remove(tmp)
 
     def _put_remote(self, entry: str, artifact: Artifact, record: str) -> bool:
-        if self.fs.exists(f"{entry}/{ENTRY}"):
+        try:
+            if self.fs.exists(f"{entry}/{ENTRY}"):
+                return False
+            self.fs.put(str(artifact.path), f"{entry}/artifact/{artifact.filename}", recursive=artifact.path.is_dir())
+            with self.fs.open(f"{entry}/{ENTRY}", "w") as fh:  # last: the entry is complete only with it
+                fh.write(record)
+        except Exception:  # noqa: BLE001 — a store that refuses (credentials, network): the export goes on without it
             return False
-        self.fs.put(str(artifact.path), f"{entry}/artifact/{artifact.filename}", recursive=artifact.path.is_dir())
-        with self.fs.open(f"{entry}/{ENTRY}", "w") as fh:  # last: the entry is complete only with it
-            fh.write(record)
         return True
 
     def entries(self) -> list[dict]:
@@ -136,13 +142,14 @@ class ConversionCache:
             return []
         rows = []
         for marker in Path(self.base).glob(f"??/*/{ENTRY}"):
-            try:
+            try:  # another process may be trimming the same cache
                 record = json.loads(marker.read_text())
+                size = sum(f.stat().st_size for f in marker.parent.rglob("*") if f.is_file())
+                used = marker.stat().st_mtime
             except (OSError, ValueError):
                 continue
-            size = sum(f.stat().st_size for f in marker.parent.rglob("*") if f.is_file())
             rows.append({"key": marker.parent.name, "format": record.get("format"), "precision": record.get("precision"),
-                         "filename": record.get("filename"), "bytes": size, "used": marker.stat().st_mtime})
+                         "filename": record.get("filename"), "bytes": size, "used": used})
         return sorted(rows, key=lambda r: -r["used"])
 
     def trim(self, max_bytes: int) -> int:
