@@ -37,6 +37,23 @@ def _same(a, b) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+def _agree(a: list, b: list) -> tuple[bool, float]:
+    """Verdicts, headline metrics and their intervals equal, every criterion's verdict equal, and the largest relative
+    difference of a criterion's value (float noise: a worker with one thread sums in another order than two)."""
+    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
+        return _same(a, b), 0.0
+    worst = 0.0
+    for (pa, va, ta, ca), (pb, vb, tb, cb) in zip(a, b):
+        if (pa, va) != (pb, vb) or not _same(ta, tb) or [(n, ok) for n, _, ok in ca] != [(n, ok) for n, _, ok in cb]:
+            return False, worst
+        for (_, x, _), (_, y, _) in zip(ca, cb):
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x != y:
+                worst = max(worst, abs(x - y) / max(abs(x), abs(y), 1e-12))
+            elif x != y:
+                return False, worst
+    return True, worst
+
+
 def batch_rows(recipes: list[str], n: int, workers: list[int], ray: bool) -> list[dict]:
     from toolkit.errors import SkinkitError
     from toolkit.pipeline import export
@@ -61,7 +78,8 @@ def batch_rows(recipes: list[str], n: int, workers: list[int], ray: bool) -> lis
                 alone[p.stem] = _judged(json.loads((Path(exc.bundle_dir) / "manifest.json").read_text())) \
                     if getattr(exc, "bundle_dir", None) else exc.cause
         serial = time.perf_counter() - t0
-        rows.append({"run": "one by one (skinkit export each)", "seconds": round(serial, 1), "ratio": 1.0, "same": True})
+        rows.append({"run": "one by one (skinkit export each)", "seconds": round(serial, 1), "ratio": 1.0, "same": True,
+                     "criterion_rel_diff": 0.0})
         runs = [(f"batch, {w} local process{'es' if w > 1 else ''}", None, w) for w in workers]
         if ray:
             runs.append((f"batch, Ray local ({max(workers)} CPUs)", "local", max(workers)))
@@ -70,9 +88,10 @@ def batch_rows(recipes: list[str], n: int, workers: list[int], ray: bool) -> lis
             t0 = time.perf_counter()
             result = run_batch(paths, out=out, ray=address, workers=w, cache=tmp / f"cache{i}")
             seconds = time.perf_counter() - t0
-            same = all(_same(_judged(json.loads((out / p.stem / "manifest.json").read_text())), alone[p.stem])
-                       if (out / p.stem / "manifest.json").is_file() else False for p in paths)
-            rows.append({"run": label, "seconds": round(seconds, 1), "ratio": round(seconds / serial, 2), "same": same,
+            agreed = [_agree(_judged(json.loads((out / p.stem / "manifest.json").read_text())), alone[p.stem])
+                      if (out / p.stem / "manifest.json").is_file() else (False, 0.0) for p in paths]
+            rows.append({"run": label, "seconds": round(seconds, 1), "ratio": round(seconds / serial, 2),
+                         "same": all(ok for ok, _ in agreed), "criterion_rel_diff": max(d for _, d in agreed),
                          "exit_codes": [r.exit_code for r in result.results]})
             print(f"  {label}: {seconds:.1f} s", file=sys.stderr)
     return rows
@@ -124,6 +143,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -132,21 +152,25 @@ def main() -> None:
 
     with progress.reporting(None):
         batch = [] if args.skip_batch else batch_rows(args.recipes.split(","), args.n, workers, not args.no_ray)
-        verify = verify_rows(args.verify_n, workers, not args.no_ray)
+        verify = [] if args.skip_verify else verify_rows(args.verify_n, workers, not args.no_ray)
+    if args.json:
+        args.json.write_text(json.dumps({"batch": batch, "verify": verify}, indent=2))
     print(f"machine: {os.cpu_count()} CPUs\n")
     if batch:
         print(f"Batch of {args.recipes} (evaluation n={args.n} each), each run with an empty conversion cache:\n")
-        print("| run | wall s | ratio to one by one | verdicts and metrics equal one by one |\n|---|---|---|---|")
+        print("| run | wall s | ratio to one by one | verdicts, metrics and intervals equal one by one | largest relative "
+              "difference of a criterion value |\n|---|---|---|---|---|")
         for r in batch:
-            print(f"| {r['run']} | {r['seconds']} | {r['ratio']:.2f} | {'yes' if r['same'] else 'NO'} |")
+            print(f"| {r['run']} | {r['seconds']} | {r['ratio']:.2f} | {'yes' if r['same'] else 'NO'} | "
+                  f"{r['criterion_rel_diff']:.1e} |")
         print()
+    if not verify:
+        return
     print(f"Verification of {verify[0]['images']} images (acne_mobilenetv2: ONNX fp32, TFLite int8; {verify[0]['bootstrap']} "
           "bootstrap replicates), shards of 250:\n")
     print("| run | wall s | ratio to one process | every metric and interval identical |\n|---|---|---|---|")
     for r in verify:
         print(f"| {r['run']} | {r['seconds']} | {r['ratio']:.2f} | {'yes' if r['identical'] else 'NO'} |")
-    if args.json:
-        args.json.write_text(json.dumps({"batch": batch, "verify": verify}, indent=2))
 
 
 if __name__ == "__main__":
