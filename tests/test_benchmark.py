@@ -163,7 +163,8 @@ def test_bench_cli_on_the_default_bundle(default_bundle):
     arts = {a["artifact"]: a for a in res["artifacts"]}
     tfl = arts["artifacts/acne_mobilenetv2_fp32.tflite"]["host"]["1"]
     assert tfl["p50_ms"] > 0 and tfl["ratio_to_torch_fp32"] == pytest.approx(tfl["p50_ms"] / res["host"]["reference"]["1"]["p50_ms"], rel=1e-2)
-    assert "ratio_to_onnxruntime" in tfl and tfl["ratio_to_roofline"] >= 1.0
+    # a lower bound, when its peak was measured on an idle machine (a busy one understates the peak, and says so)
+    assert "ratio_to_onnxruntime" in tfl and tfl["ratio_to_roofline"] >= (1.0 if "noisy" not in res["host"]["roofline"] else 0.0)
     assert tfl["p10_ms"] <= tfl["p50_ms"] <= tfl["p90_ms"] and tfl["cv"] >= 0
     assert any(a.startswith("(baseline)") and a.endswith("_ort_int8.onnx") for a in arts)
     est = {e["profile"]: e for e in arts["artifacts/acne_mobilenetv2_fp16.mlpackage"]["estimates"]}

@@ -12,7 +12,8 @@ def render_bench(r: dict) -> str:
     host = r["host"]
     roof = host["roofline"]
     lines = [f"{r['bundle']} ({r['model']}) on {host['machine']}",
-             f"host roofline ({roof['threads']} threads, measured): {roof['fp32_gmacs']} GMAC/s fp32, {roof['bandwidth_gb_s']} GB/s", ""]
+             f"host roofline ({roof['threads']} threads, measured): {roof['fp32_gmacs']} GMAC/s fp32, {roof['bandwidth_gb_s']} GB/s"
+             + (f" (noisy: {roof['noisy']})" if roof.get("noisy") else ""), ""]
     head = "| artifact | size MB | MMACs | " + " | ".join(f"p50 ms ({t} thr) | vs torch fp32 | vs ORT" for t in r["threads"]) \
         + " | vs roofline | peak MB |"
     lines += ["Host, measured (PyTorch fp32 reference: " + ", ".join(
