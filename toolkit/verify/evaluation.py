@@ -63,7 +63,7 @@ def _judged(context: Context, compressed: Compressed, data: TaskData) -> tuple[T
 
     inp, spec = context.recipe.input, compressed.spec
     x = contract_images(data.inputs, inp.pixel_range, inp.layout)
-    reference = reference_outputs(compressed.wrapped, x)
+    reference = reference_outputs(compressed.wrapped, x, threads=context.recipe.benchmark.threads)
     task = get_task(spec.task)
     task.check_outputs(spec, to_nchw(reference, inp.layout))
     view = task_view(spec, reference, inp.layout)

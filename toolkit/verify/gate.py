@@ -49,13 +49,21 @@ def contract_inputs(data: TaskData, pixel_range: str, layout: str) -> np.ndarray
     return contract_images(data.inputs, pixel_range, layout)
 
 
-def reference_outputs(wrapped, x: np.ndarray, batch_size: int = 16) -> Outputs:
-    """The float model's outputs on ``x``, by name (``wrapped``: a ``DeviceContract``)."""
+def reference_outputs(wrapped, x: np.ndarray, batch_size: int = 16, threads: int | None = None) -> Outputs:
+    """The float model's outputs on ``x``, by name (``wrapped``: a ``DeviceContract``). ``threads``: computed with that
+    many threads, whatever the process's setting, so that a worker of a batch (one thread) and a process of its own
+    sum in the same order and give the same bits."""
     import torch
 
-    with torch.inference_mode():
-        batches = [name_outputs(wrapped(torch.from_numpy(x[i:i + batch_size])), wrapped.output_names)
-                   for i in range(0, len(x), batch_size)]
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            batches = [name_outputs(wrapped(torch.from_numpy(x[i:i + batch_size])), wrapped.output_names)
+                       for i in range(0, len(x), batch_size)]
+    finally:
+        torch.set_num_threads(before)
     out = {n: np.concatenate([b[n].numpy() for b in batches]) for n in wrapped.output_names}
     for name, v in out.items():
         bad = ~np.isfinite(v.reshape(len(v), -1)).all(1) if v.size else np.zeros(len(v), bool)
