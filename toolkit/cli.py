@@ -533,7 +533,7 @@ def batch(
         raise BadInputError(f"recipe not found: {', '.join(missing)}", fix="pass recipe files, e.g. export_recipes/*.yaml")
     with _progress():
         result = run_batch([str(r) for r in recipes], out=out, ray=ray, workers=workers,
-                           cache=False if cache is not None and cache.strip().lower() in ("off", "none", "0", "false") else cache,
+                           cache=cache,
                            force=force, shard_images=shard_images)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, default=str))

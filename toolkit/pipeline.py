@@ -251,7 +251,7 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
             return export(recipe, recipe_path=recipe_path, out_dir=out_dir, force=force, strict=strict, progress=shown,
                           cache=cache, runner_factory=runner_factory)
     from toolkit.bundle.writer import commit_bundle, staged_bundle
-    from toolkit.convert.cache import default_root
+    from toolkit.convert.cache import resolve_root
     from toolkit.verify.gate import failed_criteria
 
     final = out_dir / recipe.name
@@ -259,8 +259,8 @@ def export(recipe: Recipe, *, recipe_path: Path, out_dir: Path, force: bool = Fa
         log_fd, log_name = tempfile.mkstemp(prefix=f"skinkit-{recipe.name}-", suffix=".log")
         os.close(log_fd)
         log_path = Path(log_name)  # kept only when a target fails, for the backend's own messages
-        root = default_root() if cache is None or cache is True else (str(cache) if cache else None)
-        context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path, cache=root,
+        context = Context(recipe=recipe, recipe_path=recipe_path.resolve(), staging=staging, log_path=log_path,
+                          cache=resolve_root(cache),
                           runner_factory=runner_factory)
         try:
             bundled = run_stages(context, strict=strict)

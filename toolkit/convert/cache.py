@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,19 +38,17 @@ ENTRY = "entry.json"
 OFF = ("off", "0", "none", "false", "")
 
 
-def default_root() -> str | None:
-    """The cache the environment names (``SKINKIT_CACHE``; ``off`` for none), else the user's cache folder."""
-    value = os.environ.get("SKINKIT_CACHE")
-    if value is not None:
-        return None if value.strip().lower() in OFF else value
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return str(Path(base) / "skinkit" / "conversions")
-
-
-@dataclass(frozen=True)
-class Hit:
-    artifact: Artifact
-    key: str
+def resolve_root(cache: str | os.PathLike | bool | None = None) -> str | None:
+    """Where conversions are cached: ``cache`` (a folder or URL; False or ``off``: nowhere), or for None / True the
+    environment's (``SKINKIT_CACHE``; ``off`` for none), else the user's cache folder."""
+    if cache is None or cache is True:
+        cache = os.environ.get("SKINKIT_CACHE")
+        if cache is None:
+            base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+            return str(Path(base) / "skinkit" / "conversions")
+    if cache is False or str(cache).strip().lower() in OFF:
+        return None
+    return str(cache)
 
 
 class ConversionCache:
@@ -222,8 +219,8 @@ def _stable(obj) -> str:
     """A value JSON cannot hold, as text that is the same in every process (no memory addresses)."""
     if callable(obj) and hasattr(obj, "__qualname__"):
         return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"
-    if isinstance(obj, (tuple, set, frozenset)):
-        return repr(sorted(map(str, obj))) if isinstance(obj, (set, frozenset)) else repr(obj)
+    if isinstance(obj, (set, frozenset)):  # (JSON writes tuples itself)
+        return repr(sorted(map(str, obj)))
     if hasattr(obj, "tolist"):
         return repr(obj.tolist())
     text = repr(obj)

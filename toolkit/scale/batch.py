@@ -185,7 +185,7 @@ def run_batch(recipes: list[str | Path], *, out: str | Path = "bundles", ray: st
     processes). ``cache``: the conversion cache every worker shares (a folder or fsspec URL; None: the environment's or
     the user's cache folder; False: none, so conversions are not shared and every export converts its own).
     ``shard_images``: on Ray, images per verification shard (default ``toolkit.scale.shards.SHARD_IMAGES``)."""
-    from toolkit.convert.cache import default_root
+    from toolkit.convert.cache import resolve_root
     from toolkit.scale.shards import SHARD_IMAGES
 
     t0 = time.perf_counter()
@@ -193,7 +193,7 @@ def run_batch(recipes: list[str | Path], *, out: str | Path = "bundles", ray: st
         raise BadInputError("no recipes to run", fix="pass one or more recipe files: skinkit batch export_recipes/*.yaml")
     out = Path(out).resolve()
     paths = [Path(p).resolve() for p in recipes]
-    root = default_root() if cache is None or cache is True else (str(cache) if cache else None)
+    root = resolve_root(cache)
     planned = _plan(paths, out, force)
     ex = executor(ray, workers)
     where = ex.describe()

@@ -51,6 +51,7 @@ class LocalPool:
     without a result is submitted again, up to ``RETRIES`` more times each."""
 
     kind = "local processes"
+    same_machine = True  # its workers read this machine's files
 
     def __init__(self, workers: int | None = None):
         import multiprocessing
@@ -126,6 +127,7 @@ class RayCluster:
     task whose worker dies is retried by Ray (``RETRIES`` times)."""
 
     kind = "Ray"
+    same_machine = False  # its workers may be other machines: data travels through the object store
 
     def __init__(self, address: str = "local", workers: int | None = None):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the user's machines

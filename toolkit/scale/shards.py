@@ -129,7 +129,7 @@ class ShardedRunner:
             return out
         ex, a = self._owner.executor, self._artifact
         if self._source is None:
-            self._source = str(a.path) if ex.kind == "local processes" else ex.put(pack(a.path))
+            self._source = str(a.path) if ex.same_machine else ex.put(pack(a.path))
         bounds = [(i, min(i + size, len(x))) for i in range(0, len(x), size)]
         tasks = [(f"skinkit verify {a.filename} [{i}:{j}]", run_shard,
                   (self._source, a.format, a.filename, a.path.is_dir(), self._settings["threads"], self._settings["layout"],
