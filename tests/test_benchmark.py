@@ -207,3 +207,25 @@ def test_host_timings_give_their_spread_and_say_when_they_cannot_be_trusted():
     text = render_bench(result)
     assert "warning: 1 host timing(s) are too noisy to trust as absolute figures:" in text
     assert "  a.tflite at 1 threads: p10–p90 10.0–20.0 ms around p50 15.0; runs vary by 33%" in text
+
+
+def test_a_slow_runtime_stops_at_the_time_budget_after_a_few_runs_and_says_so():
+    import time
+
+    from toolkit.benchmark.host import MIN_REPEATS, measure_latency
+
+    calls = []
+
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.03)
+
+    m = measure_latency(slow, np.zeros(1), warmup=3, repeats=20, max_seconds=0.05)
+    assert m["warmup"] == 2 and m["repeats"] == MIN_REPEATS == 5 and len(calls) == 7  # 2 warm-ups spend 0.06 s > 0.05
+    assert m["time_budget"] == ("2 of 3 warm-up and 5 of 20 timed runs: the 0.05 s budget (benchmark.max_seconds) "
+                                "was spent")
+    assert 25 < m["p50_ms"] < 200
+    fast = measure_latency(lambda x: None, np.zeros(1), warmup=3, repeats=20, max_seconds=0.05)
+    assert (fast["warmup"], fast["repeats"]) == (3, 20) and "time_budget" not in fast
+    unbounded = measure_latency(slow, np.zeros(1), warmup=1, repeats=8, max_seconds=None)
+    assert unbounded["repeats"] == 8 and "time_budget" not in unbounded

@@ -16,17 +16,39 @@ import numpy as np
 # more processes wanted the CPUs than there are (1-minute load average over the logical CPU count).
 NOISY_CV = 0.15
 NOISY_LOAD = 1.0
+# The fewest timed runs a time-budgeted measurement makes.
+MIN_REPEATS = 5
 
 
-def measure_latency(fn: Callable[[np.ndarray], object], x: np.ndarray, *, warmup: int, repeats: int) -> dict:
+def measure_latency(fn: Callable[[np.ndarray], object], x: np.ndarray, *, warmup: int, repeats: int,
+                    max_seconds: float | None = None, min_repeats: int = MIN_REPEATS) -> dict:
+    """``warmup`` untimed runs, then ``repeats`` timed ones. ``max_seconds``: a time budget for the whole
+    measurement, so that a slow runtime (Core AI's Linux CPU runtime: about a second a run) is not run 23 times
+    over: warm-up stops after its first run once the budget is spent, and the timed runs stop at the budget but
+    never before ``min_repeats`` (the percentiles need a few runs). The record says how many ran, and why fewer."""
+    start = time.perf_counter()
+
+    def spent() -> bool:
+        return max_seconds is not None and time.perf_counter() - start > max_seconds
+
+    done_warmup = 0
     for _ in range(warmup):
         fn(x)
-    times = []
-    for _ in range(repeats):
+        done_warmup += 1
+        if spent():
+            break
+    budget_start, times = time.perf_counter(), []
+    for i in range(repeats):
+        if i >= min_repeats and max_seconds is not None and time.perf_counter() - budget_start > max_seconds:
+            break
         t0 = time.perf_counter()
         fn(x)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {**latency_summary(np.array(times)), "repeats": repeats, "warmup": warmup}
+    out = {**latency_summary(np.array(times)), "repeats": len(times), "warmup": done_warmup}
+    if len(times) < repeats or done_warmup < warmup:
+        out["time_budget"] = (f"{done_warmup} of {warmup} warm-up and {len(times)} of {repeats} timed runs: "
+                              f"the {max_seconds:g} s budget (benchmark.max_seconds) was spent")
+    return out
 
 
 def latency_summary(t: np.ndarray, load: float | None = None) -> dict:

@@ -45,7 +45,8 @@ def run(context: Context, verified: Verified) -> Benchmarked:
     torch.set_num_threads(cfg.threads)
     runs = cfg.warmup + cfg.repeats
     with torch.inference_mode(), progress.step("benchmark", "PyTorch fp32 reference", total=runs, unit="runs") as step:
-        ref = measure_latency(progress.counted(lambda v: wrapped(torch.from_numpy(v)), step), x, warmup=cfg.warmup, repeats=cfg.repeats)
+        ref = measure_latency(progress.counted(lambda v: wrapped(torch.from_numpy(v)), step), x, warmup=cfg.warmup, repeats=cfg.repeats,
+                              max_seconds=cfg.max_seconds)
         step.finish(f"p50 {ref['p50_ms']:.2f} ms")
     ref["runtime"] = f"PyTorch {torch.__version__} eager fp32, {cfg.threads} threads"
     bench = {}
@@ -58,7 +59,8 @@ def run(context: Context, verified: Verified) -> Benchmarked:
             bench[a.filename] = {"skipped": "Core ML executes on macOS only; the reference interpreter's latency means nothing"}
             continue
         with progress.step("benchmark", a.filename, total=runs, unit="runs") as step:
-            b = measure_latency(progress.counted(runner.run, step), x, warmup=cfg.warmup, repeats=cfg.repeats)
+            b = measure_latency(progress.counted(runner.run, step), x, warmup=cfg.warmup, repeats=cfg.repeats,
+                              max_seconds=cfg.max_seconds)
             step.finish(f"p50 {b['p50_ms']:.2f} ms")
         b["runtime"], b["threads"] = runner.check, cfg.threads
         b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)

@@ -227,7 +227,8 @@ def render(m: dict) -> str:
         for p, b in bench:
             if "p50_ms" in b:
                 ratio = f"{b['p50_ms'] / ref['p50_ms']:.2f}" if ref else "—"
-                lines.append(f"| `{p}` | {b['p50_ms']} | {b['p90_ms']} | {ratio} |")
+                runs = f" ({b['repeats']} runs: time budget)" if b.get("time_budget") else ""
+                lines.append(f"| `{p}` | {b['p50_ms']} | {b['p90_ms']} | {ratio}{runs} |")
             else:
                 lines.append(f"| `{p}` | — | — | {b.get('skipped', '')} |")
         lines.append("")
