@@ -31,6 +31,7 @@ from toolkit.load import stage as load
 from toolkit.recipe import Recipe
 from toolkit.verify import evaluation
 from toolkit.verify import stage as verify
+from toolkit.verify.outputs import EvaluationOutputs
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,20 @@ def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
         loaded = run(context, context.recipe.model)
     with step("compress") as run:
         compressed = run(context, loaded)
-    with step("convert") as run:
-        evaluated = evaluation.run(context, compressed)
-        search = verify.mixed_precision_search(context, compressed, evaluated)
-        converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search, strict=strict)
-    with step("verify") as run:
-        verified = run(context, converted, evaluation=evaluated)
+    outputs = None
+    try:
+        with step("convert") as run:
+            evaluated = evaluation.run(context, compressed)
+            search = verify.mixed_precision_search(context, compressed, evaluated)
+            # slow runtimes start on the evaluation images as their artifacts are written
+            outputs = EvaluationOutputs(context, evaluated.x, lambda a: verify.make_runner(context, a))
+            converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search,
+                            strict=strict, on_artifact=outputs.start)
+        with step("verify") as run:
+            verified = run(context, converted, evaluation=evaluated, outputs=outputs)
+    finally:
+        if outputs is not None:
+            outputs.close()
     with step("benchmark") as run:
         benchmarked = run(context, verified)
     with step("bundle") as run:

@@ -393,9 +393,9 @@ class BenchmarkConfig(_Strict):
     warmup: int = Field(3, ge=0)
     repeats: int = Field(20, ge=1)
     threads: int = Field(2, ge=1)
-    # Seconds the warm-up, and again the timed runs, of one artifact may take: a slow runtime stops early (after 5 runs
+    # Seconds the warm-up, and again the timed runs, of one artifact may take: a slow runtime stops early (after 3 runs
     # at least) and its record says so; null: always every run.
-    max_seconds: float | None = Field(5.0, gt=0)
+    max_seconds: float | None = Field(3.0, gt=0)
 
 
 class Recipe(_Strict):

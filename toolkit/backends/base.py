@@ -203,6 +203,9 @@ class Backend(ABC):
     # The host runtime every other artifact's latency is compared with ("ratio to ..."), where this format's runtime is
     # that baseline: its fp32 artifact, and the int8 twin ``int8_baseline`` quantizes from it.
     baseline_runtime: ClassVar[str | None] = None
+    # Its host runtime is slow enough (seconds per image) that an export converts its targets first and runs them on
+    # the evaluation set in the background while the other targets convert (``toolkit.verify.outputs``).
+    slow_runtime: ClassVar[bool] = False
 
     def why_unsupported(self, precision: str) -> str:
         return self.unsupported.get(precision, self.unsupported_default)

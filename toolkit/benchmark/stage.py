@@ -33,9 +33,11 @@ class Benchmarked:
 def run(context: Context, verified: Verified) -> Benchmarked:
     import torch
 
+    from toolkit._io import captured
     from toolkit.benchmark import measure_latency
     from toolkit.benchmark.cost import artifact_cost
     from toolkit.benchmark.devices import estimate, load_profiles
+    from toolkit.convert.cache import ConversionCache
 
     cfg = context.recipe.benchmark
     if not cfg.enabled:
@@ -67,8 +69,10 @@ def run(context: Context, verified: Verified) -> Benchmarked:
         bench[a.filename] = b
     profiles = tuple(load_profiles())
     estimates = {}
+    cache = ConversionCache(context.cache) if context.cache else None
     for a in verified.converted.artifacts:
         if a.filename in verified.runners:  # read back by its runtime: its graph can be costed
-            cost = artifact_cost(a.path)
+            with captured(context.log_path):  # a converter library imported for the first time here says hello
+                cost = artifact_cost(a.path, cache)
             estimates[a.filename] = [estimate(p, cost, a.precision) for p in profiles]
     return Benchmarked(verified=verified, artifacts=bench, reference=ref, estimates=estimates, profiles=profiles)

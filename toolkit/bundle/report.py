@@ -169,7 +169,7 @@ def render(m: dict) -> str:
                 f"95 % CI {tm['drop_ci95'][0]:+.4f} … {tm['drop_ci95'][1]:+.4f})") if tm else "—"
         agree = v.get("agreement")
         lines.append(f"| `{a['path']}` | {a['size_bytes'] / 1e6:.2f} MB | {err} | "
-                     f"{cos} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']} | "
+                     f"{cos} | {_fmt(agree) if agree is not None else '—'} | {task} | {v['check']}{_origin(v)} | "
                      f"{'pass' if v['passed'] else '**FAIL**'} |")
     lines += _compression(m)
     lines += _task_sections(m)
@@ -237,3 +237,13 @@ def render(m: dict) -> str:
               f"- recipe: `{m['recipe']['path']}` (sha256 {m['recipe']['sha256'][:16]}…)",
               "- tools: " + ", ".join(f"{k} {v}" for k, v in m["tools"].items()), ""]
     return "\n".join(lines)
+
+
+def _origin(v: dict) -> str:
+    """Where an artifact's outputs came from when not from running it during verification (``toolkit.verify.outputs``)."""
+    o = v.get("outputs")
+    if not o:
+        return ""
+    if o["from"] == "the output cache":
+        return f"; outputs from the output cache (computed {o.get('computed_utc') or 'earlier'})"
+    return f"; outputs {o['from']}"

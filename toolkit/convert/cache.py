@@ -1,6 +1,7 @@
 """A content-addressed cache of conversions: the same network, contract, target, calibration images and converter
 versions give the same artifact, so it is converted once and copied thereafter — by a re-export that changed only
-its tolerances or its evaluation data, or by every worker of a batch (``toolkit.scale``) that shares the cache.
+its tolerances or its evaluation data, or by every worker of a batch (``toolkit.scale``) that shares the cache. The
+same store keeps artifacts' outputs on evaluation images (``toolkit.verify.outputs``: ``get_outputs``/``put_outputs``).
 
 The key is the sha256 of everything a conversion reads: the network (every parameter and buffer, its module tree and
 the source of each module class), the input sample's shape, the model spec, the target (format, precision, variant,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 CONVERTERS = ("torch", "coremltools", "coreai-torch", "coreai-opt", "litert-torch", "ai-edge-quantizer", "ai-edge-litert",
               "tensorflow", "onnx", "onnxscript", "onnxruntime", "numpy")
 ENTRY = "entry.json"
+OUTPUTS = "outputs.npz"  # an artifact's outputs on a set of images (toolkit.verify.outputs)
 OFF = ("off", "0", "none", "false", "")
 
 
@@ -70,6 +72,29 @@ class ConversionCache:
 
     def _entry(self, key: str) -> str:
         return f"{self.base}/{key[:2]}/{key}"
+
+    def has(self, key: str) -> bool:
+        """Whether a complete entry of ``key`` is there."""
+        entry = f"{self._entry(key)}/{ENTRY}"
+        try:
+            return Path(entry).is_file() if self.fs is None else bool(self.fs.exists(entry))
+        except Exception:  # noqa: BLE001 — unreachable: as good as absent
+            return False
+
+    def get_record(self, key: str) -> dict | None:
+        """A small JSON record kept under ``key`` (``put_record``); None on a miss."""
+        entry = f"{self._entry(key)}/{ENTRY}"
+        try:
+            if self.fs is None:
+                return json.loads(Path(entry).read_text())
+            with self.fs.open(entry, "r") as fh:
+                return json.load(fh)
+        except Exception:  # noqa: BLE001 — unreadable or absent
+            return None
+
+    def put_record(self, key: str, record: dict) -> bool:
+        """Keep a small JSON record (what reading an artifact found: its cost) under ``key``; False when not kept."""
+        return self._publish(key, {}, json.dumps(record))
 
     def get(self, key: str, out_dir: Path, filename: str) -> Artifact | None:
         """The cached artifact of ``key`` copied to ``out_dir/filename`` with its recorded details; None on a miss (or an
@@ -133,6 +158,71 @@ class ConversionCache:
             return False
         return True
 
+    def get_outputs(self, key: str) -> tuple[dict, dict] | None:
+        """An artifact's outputs kept under ``key`` (``toolkit.verify.outputs``) and their record; None on a miss."""
+        import io
+
+        import numpy as np
+
+        entry = self._entry(key)
+        try:
+            if self.fs is None:
+                record = json.loads(Path(entry, ENTRY).read_text())
+                data = Path(entry, OUTPUTS).read_bytes()
+                os.utime(Path(entry, ENTRY))
+            else:
+                with self.fs.open(f"{entry}/{ENTRY}", "r") as fh:
+                    record = json.load(fh)
+                with self.fs.open(f"{entry}/{OUTPUTS}", "rb") as fh:
+                    data = fh.read()
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                outputs = {name: npz[name] for name in record["outputs"]}
+        except Exception:  # noqa: BLE001 — unreadable, half-written or unreachable: the artifact runs again
+            return None
+        return outputs, record
+
+    def put_outputs(self, key: str, outputs: dict, record: dict) -> bool:
+        """Keep an artifact's outputs (by name, in order) under ``key``; False when not kept."""
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, **outputs)
+        return self._publish(key, {OUTPUTS: buf.getvalue()}, json.dumps({**record, "kind": "outputs", "outputs": list(outputs)}))
+
+    def _publish(self, key: str, files: dict[str, bytes], record: str) -> bool:
+        """An entry of ``files`` and its ``entry.json`` (written last; locally, renamed into place whole)."""
+        entry = self._entry(key)
+        if self.fs is not None:
+            try:
+                for name, data in files.items():
+                    with self.fs.open(f"{entry}/{name}", "wb") as fh:
+                        fh.write(data)
+                with self.fs.open(f"{entry}/{ENTRY}", "w") as fh:
+                    fh.write(record)
+            except Exception:  # noqa: BLE001 — the export goes on without it
+                return False
+            return True
+        parent = Path(entry).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=parent))
+        except OSError:
+            return False
+        try:
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+            (tmp / ENTRY).write_text(record)
+            if not all(Path(entry, name).is_file() for name in (*files, ENTRY)):
+                _remove(Path(entry))  # a broken entry (a file lost, a writer killed) is replaced
+            os.rename(tmp, entry)  # atomic; refused when the key is already there
+            return True
+        except OSError:
+            return False
+        finally:
+            _remove(tmp)
+
     def entries(self) -> list[dict]:
         """Every complete entry (key, format, precision, filename, bytes), most recently used first: local caches only."""
         if self.fs is not None:
@@ -177,7 +267,7 @@ def conversion_key(module: torch.nn.Module, sample: torch.Tensor, spec, *, fmt: 
         data = data.encode() if isinstance(data, str) else data
         h.update(tag.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
 
-    part("skinkit", _skinkit_version())
+    part("skinkit", skinkit_version())
     part("converters", json.dumps(converter_versions(), sort_keys=True))
     part("network", network if network is not None else network_digest(module))
     part("sample", f"{tuple(sample.shape)} {sample.dtype}")
@@ -254,7 +344,7 @@ def converter_versions() -> dict[str, str | None]:
 
 
 @functools.cache
-def _skinkit_version() -> str:
+def skinkit_version() -> str:
     """skinkit's version and, for a source checkout, a digest of its backends' code (conversion changes between
     commits of one version)."""
     from toolkit import __version__

@@ -73,20 +73,23 @@ class MixedPrecisionSearch:
 
 
 def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarray,
-        mixed_precision: MixedPrecisionSearch | None = None, strict: bool = False) -> Converted:
+        mixed_precision: MixedPrecisionSearch | None = None, strict: bool = False,
+        on_artifact: Callable[[Artifact], None] | None = None) -> Converted:
     """``evaluation_images``: the evaluation set's uint8 images, which calibration must not share. A target
     that fails to convert is recorded and the next one converted; with ``strict`` the first failure raises.
-    Raises ``ConversionError`` when no target converts."""
+    Raises ``ConversionError`` when no target converts. Targets whose runtime is slow (``Backend.slow_runtime``)
+    convert first, and ``on_artifact`` is called with each artifact as it is written (verification starts running
+    those in the background); the artifacts are returned in recipe order."""
     import torch
 
     from toolkit._io import captured
+    from toolkit.backends import get_backend
     from toolkit.convert.base import check_static_outputs, convert_target, describe_failure
     from toolkit.convert.cache import network_digest
     from toolkit.load.stage import input_contract
 
     spec, recipe = compressed.spec, context.recipe
     sample = torch.rand(*input_contract(recipe).input_shape(spec)) * (255.0 if recipe.input.pixel_range == "0-255" else 1.0)
-    check_static_outputs(compressed.wrapped, sample, spec.name)
     out_dir = context.staging / "artifacts"
     out_dir.mkdir(exist_ok=True)
     calibration, calibration_report = calibration_inputs(context, spec, evaluation_images)
@@ -95,18 +98,25 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     network = network_digest(compressed.wrapped)
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
-    artifacts, failed, errors = [], [], []
-    for i, t in enumerate(recipe.targets, 1):
+    def options_of(t: Target) -> dict:
+        return {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range, "layout": recipe.input.layout,
+                "calibration": calibration, "metadata": meta, "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
+
+    keys = {t.key: None if t.keep_float == "auto" else _key(compressed, sample, t, options_of(t), network) for t in recipe.targets}
+    # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
+    if cache is None or not all(k is not None and cache.has(k) for k in keys.values()):
+        check_static_outputs(compressed.wrapped, sample, spec.name)
+    artifacts, failed, errors, position = [], [], [], {}
+    order = sorted(recipe.targets, key=lambda t: not get_backend(t.format).slow_runtime)  # stable: recipe order otherwise
+    for i, t in enumerate(order, 1):
         with progress.step("convert", t.key, message=f"target {i}/{len(recipe.targets)}") as step:
-            options = {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range,
-                       "layout": recipe.input.layout, "calibration": calibration, "metadata": meta,
-                       "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
+            options = options_of(t)
             before = set(out_dir.iterdir())
             try:
                 with captured(context.log_path):
                     if t.keep_float == "auto":
                         options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
-                    key = None if t.keep_float == "auto" else _key(compressed, sample, t, options, network)
+                    key = keys[t.key]
                     artifact = None if key is None or cache is None else cache.get(key, out_dir, artifact_filename(spec.name, t.format, t.variant))
                     cached = artifact is not None
                     if not cached:
@@ -119,6 +129,9 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                     if t.keep_float == "auto":
                         artifact.details["mixed_precision"] = search
                     artifacts.append(artifact)
+                    position[artifact.filename] = recipe.targets.index(t)
+                if on_artifact is not None:
+                    on_artifact(artifact)
                 step.finish(artifact.filename + (" (from the conversion cache)" if cached else ""))
                 continue
             except ConversionError as exc:  # the backend's own check: it names the target and the fix
@@ -134,6 +147,9 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
             failed.append(FailedTarget.of(t, err))
             errors.append((err, cause))
             step.finish("not converted")
+    artifacts.sort(key=lambda a: position[a.filename])
+    rank = {t.key: i for i, t in enumerate(recipe.targets)}
+    failed.sort(key=lambda f: rank[f.key])
     if not artifacts:
         err, cause = errors[0] if len(errors) == 1 else (_none_converted(failed), None)
         raise err from cause

@@ -11,6 +11,7 @@ from toolkit import progress
 from toolkit.convert.stage import Converted, MixedPrecisionSearch
 from toolkit.errors import VerificationError
 from toolkit.verify.evaluation import EvaluationSet
+from toolkit.verify.outputs import EvaluationOutputs, counted_runner
 
 if TYPE_CHECKING:
     from toolkit.backends.base import Runner
@@ -39,7 +40,9 @@ class Verified:
         return self.converted.failed
 
 
-def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) -> Verified:
+def run(context: Context, converted: Converted, *, evaluation: EvaluationSet, outputs: EvaluationOutputs | None = None) -> Verified:
+    """``outputs``: the export's artifacts' outputs on the evaluation images, started during conversion or cached
+    (``toolkit.verify.outputs``); without it every artifact runs here."""
     from toolkit._io import captured
 
     ev = context.recipe.evaluation
@@ -47,14 +50,20 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
     results, runners = {}, {}
     for a in converted.artifacts:
         with progress.step("verify", a.filename, total=len(evaluation.x), unit="images") as step:
+            origin = None
             try:
                 with captured(context.log_path):
-                    runner = make_runner(context, a)
+                    if outputs is None:
+                        runner = make_runner(context, a)
+                    else:
+                        runner, origin = outputs.runner(a, lambda a=a: _quiet_runner(context, a))
                 runners[a.filename] = runner
                 res = gate(context, compressed, a, counted_runner(runner, step), evaluation)
             except VerificationError as exc:  # could not execute it: a failed check, never a pass
                 res = {"check": "not executed", "passed": False, "error": exc.one_line(),
                        "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
+            if origin:
+                res["outputs"] = origin
             if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
                 res["culprits"] = _culprits(context, compressed, a, evaluation.data, whatif=not res["passed"])
             if not res["passed"]:
@@ -64,34 +73,6 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet) ->
     return Verified(converted=converted, evaluation=evaluation, results=results, runners=runners,
                     skin_tone=skin_tone_summary(evaluation.tone, evaluation.data),
                     against_original=against_original(context, compressed, evaluation))
-
-
-def counted_runner(runner: Runner, step: progress.Step, chunks: int = 20) -> Runner:
-    """``runner`` over the evaluation set in about ``chunks`` slices (8 images at least), advancing ``step`` by the
-    images of each (images/s and time left). Artifacts run one image at a time anyway, so the slicing changes no
-    output; every other attribute (``check``, ``note``, ``timed``) is the runner's own. A runner that counts its own
-    images (``counting(step)``: one that shards them over workers) is given the step instead."""
-    if hasattr(runner, "counting"):
-        return runner.counting(step)
-    return _Counted(runner, step, chunks)
-
-
-class _Counted:
-    def __init__(self, runner: Runner, step: progress.Step, chunks: int):
-        self._runner, self._step, self._chunks = runner, step, chunks
-
-    def __getattr__(self, name: str):
-        return getattr(self._runner, name)
-
-    def run(self, x):
-        import numpy as np
-
-        size = max(8, -(-len(x) // self._chunks))
-        parts = []
-        for i in range(0, len(x), size):
-            parts.append(self._runner.run(x[i:i + size]))
-            self._step.advance(len(x[i:i + size]))
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0] if parts else self._runner.run(x)
 
 
 def _verdict_line(res: dict) -> str:
@@ -110,6 +91,14 @@ def make_runner(context: Context, artifact: Artifact) -> Runner:
                                       pixel_range=inp.pixel_range)
     return get_backend(artifact.format).runner(artifact.path, threads=context.recipe.benchmark.threads, layout=inp.layout,
                                                pixel_range=inp.pixel_range)
+
+
+def _quiet_runner(context: Context, artifact: Artifact) -> Runner:
+    """``make_runner``, the runtime's loading chatter sent to the export's log."""
+    from toolkit._io import captured
+
+    with captured(context.log_path):
+        return make_runner(context, artifact)
 
 
 def gate(context: Context, compressed: Compressed, artifact: Artifact, runner: Runner, evaluation: EvaluationSet,

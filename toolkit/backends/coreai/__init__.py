@@ -23,6 +23,7 @@ class CoreAIBackend(Backend):
         "sparse": "not offered yet: coreai-opt 0.4.0's sparsify_weights is not wired into skinkit; use coreml sparse",
     }
     options = PaletteGroupOptions
+    slow_runtime = True  # the Linux CPU runtime: ~0.5 s per MobileNetV2 image on one core
     op_support = {"coreai_ane": ANE_OPS}
     rewrites = ("area_resize", "nearest_resize", "antialias_resize", "adaptive_max_pool", "avg_pool_window", "elu")
 
