@@ -17,6 +17,7 @@ PUBLISHED = {
     "efficientnet.py:efficientnet_b0": 5.3e6,  # Tan & Le 2019, Table 2; torchvision 5,288,548
     "mobilenetv3.py:mobilenetv3_large": 5.5e6,  # Howard et al. 2019 (5.4 M in Table 3); torchvision 5,483,032
     "deit.py:deit_tiny": 5.7e6,             # Touvron et al. 2021 (5 M in Table 1); timm 5,717,416
+    "deit.py:deit_small": 22.1e6,           # Touvron et al. 2021 (22 M in Table 1); timm 22,050,664
     "convnext.py:convnext_tiny": 28.6e6,     # Liu et al. 2022, 28 M; torchvision 28,589,128
 }
 
@@ -39,6 +40,7 @@ def test_mtcnn_networks_have_the_released_layer_shapes():
 @pytest.mark.parametrize("ref, kwargs, size, shapes", [
     ("resnet.py:resnet50", {}, 32, [(1, 4)]),
     ("deit.py:deit_tiny", {"img_size": 32, "fused_attention": True}, 32, [(1, 4)]),
+    ("deit.py:deit_small", {"img_size": 48}, 48, [(1, 4)]),
     ("deeplabv3.py:deeplabv3", {"num_classes": 3, "output_stride": 8}, 64, [(1, 3, 64, 64)]),
     ("espcn.py:espcn", {"scale": 3}, 16, [(1, 3, 48, 48)]),
     ("mtcnn.py:pnet", {}, 12, [(1, 4, 1, 1), (1, 2, 1, 1)]),

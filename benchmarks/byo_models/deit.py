@@ -1,18 +1,19 @@
-"""DeiT-Tiny in plain PyTorch, at its published widths.
+"""DeiT-Tiny and DeiT-Small in plain PyTorch, at their published widths.
 
 Touvron et al., "Training data-efficient image transformers & distillation through attention", ICML
 2021 (arXiv:2012.12877), Table 1: a ViT (Dosovitskiy et al., ICLR 2021, arXiv:2010.11929) with
 16 x 16 patches embedded to 192 dimensions by a strided convolution, a class token and learned
 position embeddings, 12 pre-norm encoder blocks (LayerNorm, 3-head self-attention with a biased
 qkv projection, LayerNorm, a 4x GELU MLP, each with a residual), a final LayerNorm and a linear head
-on the class token. LayerNorm epsilon 1e-6. 5.7 M parameters with 1000 classes at 224 x 224.
+on the class token. LayerNorm epsilon 1e-6. 5.7 M parameters with 1000 classes at 224 x 224. DeiT-S is
+the same network at 384 dimensions with 6 heads (ViT-S/16): 22.1 M parameters.
 
-This is the DeiT-Ti without the distillation token. Attention is written out (matmul, softmax,
+Both are without the distillation token. Attention is written out (matmul, softmax,
 matmul) by default; ``fused_attention=True`` calls ``F.scaled_dot_product_attention`` instead, as timm
 does where it can (Core ML iOS18 programs then hold one fused attention op). The position
 embeddings fix the input size: ``img_size`` must be a multiple of 16.
 
-Use in a recipe as ``benchmarks/byo_models/deit.py:deit_tiny``.
+Use in a recipe as ``benchmarks/byo_models/deit.py:deit_tiny`` (or ``:deit_small``).
 """
 
 from __future__ import annotations
@@ -85,4 +86,10 @@ class VisionTransformer(nn.Module):
 def deit_tiny(num_classes: int = 4, img_size: int = 224, fused_attention: bool = False) -> VisionTransformer:
     """DeiT-Ti: patch 16, dim 192, depth 12, 3 heads, for ``img_size`` x ``img_size`` inputs."""
     return VisionTransformer(img_size=img_size, patch=16, dim=192, depth=12, heads=3, num_classes=num_classes,
+                             fused_attention=fused_attention)
+
+
+def deit_small(num_classes: int = 4, img_size: int = 224, fused_attention: bool = False) -> VisionTransformer:
+    """DeiT-S (ViT-S/16): patch 16, dim 384, depth 12, 6 heads, for ``img_size`` x ``img_size`` inputs."""
+    return VisionTransformer(img_size=img_size, patch=16, dim=384, depth=12, heads=6, num_classes=num_classes,
                              fused_attention=fused_attention)
