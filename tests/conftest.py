@@ -8,6 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("SKINKIT_CACHE", "off")  # each test converts for itself; the cache tests name their own
+# The suite keeps both cores busy with its own workers: each export converts in its own process (the second-process
+# tests ask for two).
+os.environ.setdefault("SKINKIT_CONVERT_WORKERS", "1")
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:

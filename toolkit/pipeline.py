@@ -78,7 +78,8 @@ def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
             # slow runtimes start on the evaluation images as their artifacts are written
             outputs = EvaluationOutputs(context, evaluated.x, lambda a: verify.make_runner(context, a))
             converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search,
-                            strict=strict, on_artifact=outputs.start)
+                            strict=strict, on_artifact=outputs.start,
+                            second_process=lambda targets: start_second_process(context, compressed, targets, evaluated.data.inputs))
         with step("verify") as run:
             verified = run(context, converted, evaluation=evaluated, outputs=outputs)
     finally:
@@ -88,6 +89,79 @@ def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
         benchmarked = run(context, verified)
     with step("bundle") as run:
         return run(context, benchmarked)
+
+
+def conversion_workers() -> int:
+    """Processes that convert one export's targets: ``SKINKIT_CONVERT_WORKERS`` (1: everything in this process), else
+    two where this process may use two cores or more."""
+    value = os.environ.get("SKINKIT_CONVERT_WORKERS", "auto").strip().lower()
+    if value not in ("", "auto"):
+        try:
+            return max(1, int(value))
+        except ValueError:
+            return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cores >= 2 else 1
+
+
+def start_second_process(context: Context, compressed, targets: list, evaluation_images) -> convert.Ahead | None:
+    """A second Python process converting ``targets`` into the conversion cache (a temporary one when the export has
+    none) while this one converts the others: it loads the model from the recipe as this process did, so the
+    conversion keys agree. None when conversion runs in one process (``conversion_workers``), for a pruned model (its
+    pruning is this process's), or when the process cannot start."""
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from toolkit.convert.cache import ConversionCache
+
+    if conversion_workers() < 2 or compressed.report is not None or not targets:
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="skinkit-second-"))
+    root = context.cache or str(tmp / "cache")
+    try:
+        np.save(tmp / "evaluation.npy", evaluation_images)
+        job = {"recipe": context.recipe.model_copy(update={"targets": tuple(targets)}), "recipe_path": str(context.recipe_path),
+               "cache": root, "evaluation": str(tmp / "evaluation.npy")}
+        (tmp / "job.pickle").write_bytes(pickle.dumps(job))
+        env = {**os.environ, "SKINKIT_CONVERT_WORKERS": "1"}
+        with open(tmp / "second.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-c", "import sys; from toolkit.pipeline import convert_in_second_process as f; "
+                                     "f(sys.argv[1])", str(tmp / "job.pickle")], stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):  # cannot start: everything converts here
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+
+    def close() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        with open(context.log_path, "a") as log:  # its converters' messages, for the export's backend log
+            log.write((tmp / "second.log").read_text(errors="replace"))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    return convert.Ahead(keys=frozenset(t.key for t in targets), cache=ConversionCache(root), wait=proc.wait, close=close)
+
+
+def convert_in_second_process(job_path: str) -> None:
+    """The second process of ``start_second_process``: load and contract the model as the export did, then convert
+    the job's targets into its cache; nothing else is written. A failure leaves the targets to the export."""
+    import pickle
+
+    import numpy as np
+
+    from toolkit._io import captured_quietly
+
+    job = pickle.loads(Path(job_path).read_bytes())  # noqa: S301 — written by this export's own process
+    with _progress.reporting(None), captured_quietly(), tempfile.TemporaryDirectory(prefix="skinkit-second-") as tmp:
+        context = Context(recipe=job["recipe"], recipe_path=Path(job["recipe_path"]), staging=Path(tmp),
+                          log_path=Path(tmp) / "backend.log", cache=job["cache"])
+        compressed = compress.run(context, load.run(context, context.recipe.model))
+        convert.run(context, compressed, evaluation_images=np.load(job["evaluation"]), check_outputs=False)
 
 
 def _steps(stages: tuple[Stage, ...]):

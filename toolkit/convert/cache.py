@@ -117,6 +117,11 @@ class ConversionCache:
             return None
         return Artifact(format=record["format"], precision=record["precision"], path=dest, seconds=0.0, details=record["details"])
 
+    def seconds(self, key: str) -> float:
+        """How long the conversion cached under ``key`` took (0 when not recorded)."""
+        record = self.get_record(key) or {}
+        return float(record.get("seconds") or 0.0)
+
     def put(self, key: str, artifact: Artifact) -> bool:
         """Publish ``artifact`` under ``key``; False when its details are not JSON (then it is not cached) or another
         writer published the key first."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from toolkit.compress.mixed import Probe
     from toolkit.context import Context
+    from toolkit.convert.cache import ConversionCache
     from toolkit.recipe import Recipe, Target
     from toolkit.registry import ModelSpec
 
@@ -72,19 +73,50 @@ class MixedPrecisionSearch:
     probe: Callable[[Artifact, Target, tuple[str, ...]], Probe]  # the gate on an artifact keeping those layers float
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """Targets a second process converts into ``cache`` while this one converts the others (``toolkit.pipeline``):
+    they are taken last, each from that cache once ``wait()`` returns, and converted here after all if not there.
+    ``close()`` stops the process if it is still running."""
+
+    keys: frozenset[str]
+    cache: ConversionCache
+    wait: Callable[[], None]
+    close: Callable[[], None]
+
+
+# Relative conversion time of a format's targets: a second process takes the costliest group (TFLite's variants
+# share one float lowering, so they stay together).
+_CONVERSION_COST = {"tflite": 3, "coreml": 2, "onnx": 1}
+
+
+def second_process_share(targets: list[Target], others: int) -> list[Target]:
+    """Which of ``targets`` (converting here otherwise) a second process converts: the costliest format group, when
+    something else (another group, or ``others`` targets that must convert here) is left to convert meanwhile."""
+    groups: dict[str, list[Target]] = {}
+    for t in targets:
+        groups.setdefault(t.format, []).append(t)
+    if not groups or len(groups) + (others > 0) < 2:
+        return []
+    best = max(groups, key=lambda f: (_CONVERSION_COST.get(f, 1) * len(groups[f]), f))
+    return groups[best]
+
+
 def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarray,
         mixed_precision: MixedPrecisionSearch | None = None, strict: bool = False,
-        on_artifact: Callable[[Artifact], None] | None = None) -> Converted:
+        on_artifact: Callable[[Artifact], None] | None = None,
+        second_process: Callable[[list[Target]], Ahead | None] | None = None, check_outputs: bool = True) -> Converted:
     """``evaluation_images``: the evaluation set's uint8 images, which calibration must not share. A target
     that fails to convert is recorded and the next one converted; with ``strict`` the first failure raises.
     Raises ``ConversionError`` when no target converts. Targets whose runtime is slow (``Backend.slow_runtime``)
     convert first, and ``on_artifact`` is called with each artifact as it is written (verification starts running
-    those in the background); the artifacts are returned in recipe order."""
+    those in the background); the artifacts are returned in recipe order. ``second_process``: starts another process
+    converting some of the targets that miss the cache (``second_process_share``), or returns None.
+    ``check_outputs``: False where the caller has already checked that the network's outputs are static."""
     import torch
 
-    from toolkit._io import captured
     from toolkit.backends import get_backend
-    from toolkit.convert.base import check_static_outputs, convert_target, describe_failure
+    from toolkit.convert.base import check_static_outputs
     from toolkit.convert.cache import network_digest
     from toolkit.load.stage import input_contract
 
@@ -98,16 +130,39 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     network = network_digest(compressed.wrapped)
     if mixed_precision is None and any(t.keep_float == "auto" for t in recipe.targets):
         raise ValueError("targets with keep_float: auto need a mixed-precision search: pass mixed_precision")
+
     def options_of(t: Target) -> dict:
         return {**t.backend_options.model_dump(), "pixel_range": recipe.input.pixel_range, "layout": recipe.input.layout,
                 "calibration": calibration, "metadata": meta, "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
 
     keys = {t.key: None if t.keep_float == "auto" else _key(compressed, sample, t, options_of(t), network) for t in recipe.targets}
     # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
-    if cache is None or not all(k is not None and cache.has(k) for k in keys.values()):
+    if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
         check_static_outputs(compressed.wrapped, sample, spec.name)
+    ahead = None
+    if second_process is not None:
+        here = [t for t in recipe.targets if keys[t.key] is not None and not (cache is not None and cache.has(keys[t.key]))]
+        movable = [t for t in here if not get_backend(t.format).slow_runtime]
+        share = second_process_share(movable, others=len(here) - len(movable) + sum(k is None for k in keys.values()))
+        ahead = second_process(share) if share else None
+    try:
+        return _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network,
+                            keys, options_of, ahead, mixed_precision, strict, on_artifact)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network, keys,
+                 options_of, ahead, mixed_precision, strict, on_artifact) -> Converted:
+    """Each target in turn (slow runtimes first, a second process's share last)."""
+    from toolkit._io import captured
+    from toolkit.backends import get_backend
+    from toolkit.convert.base import convert_target, describe_failure
+
+    spec, recipe = compressed.spec, context.recipe
     artifacts, failed, errors, position = [], [], [], {}
-    order = sorted(recipe.targets, key=lambda t: not get_backend(t.format).slow_runtime)  # stable: recipe order otherwise
+    order = sorted(recipe.targets, key=lambda t: (not get_backend(t.format).slow_runtime, ahead is not None and t.key in ahead.keys))
     for i, t in enumerate(order, 1):
         with progress.step("convert", t.key, message=f"target {i}/{len(recipe.targets)}") as step:
             options = options_of(t)
@@ -116,8 +171,15 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 with captured(context.log_path):
                     if t.keep_float == "auto":
                         options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
-                    key = keys[t.key]
-                    artifact = None if key is None or cache is None else cache.get(key, out_dir, artifact_filename(spec.name, t.format, t.variant))
+                    key, artifact, source = keys[t.key], None, ""
+                    filename = artifact_filename(spec.name, t.format, t.variant)
+                    if key is not None and ahead is not None and t.key in ahead.keys:
+                        ahead.wait()
+                        artifact, source = ahead.cache.get(key, out_dir, filename), " (converted by a second process meanwhile)"
+                        if artifact is not None:
+                            artifact = replace(artifact, seconds=ahead.cache.seconds(key))
+                    if artifact is None and key is not None and cache is not None:
+                        artifact, source = cache.get(key, out_dir, filename), " (from the conversion cache)"
                     cached = artifact is not None
                     if not cached:
                         if key is not None:  # the artifact says which conversion made it
@@ -126,13 +188,14 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                                                   out_dir=out_dir, stem=spec.name, options=options, variant=t.variant)
                         if key is not None and cache is not None:
                             cache.put(key, artifact)
+                        source = ""
                     if t.keep_float == "auto":
                         artifact.details["mixed_precision"] = search
                     artifacts.append(artifact)
                     position[artifact.filename] = recipe.targets.index(t)
                 if on_artifact is not None:
                     on_artifact(artifact)
-                step.finish(artifact.filename + (" (from the conversion cache)" if cached else ""))
+                step.finish(artifact.filename + source)
                 continue
             except ConversionError as exc:  # the backend's own check: it names the target and the fix
                 err, cause = exc, None
