@@ -136,16 +136,16 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 "calibration": calibration, "metadata": meta, "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
 
     keys = {t.key: None if t.keep_float == "auto" else _key(compressed, sample, t, options_of(t), network) for t in recipe.targets}
-    # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
-    if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
-        check_static_outputs(compressed.wrapped, sample, spec.name)
     ahead = None
-    if second_process is not None:
+    if second_process is not None:  # started first: it does not wait for the check below (it is stopped if that fails)
         here = [t for t in recipe.targets if keys[t.key] is not None and not (cache is not None and cache.has(keys[t.key]))]
         movable = [t for t in here if not get_backend(t.format).slow_runtime]
         share = second_process_share(movable, others=len(here) - len(movable) + sum(k is None for k in keys.values()))
         ahead = second_process(share) if share else None
     try:
+        # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
+        if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
+            check_static_outputs(compressed.wrapped, sample, spec.name)
         return _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network,
                             keys, options_of, ahead, mixed_precision, strict, on_artifact)
     finally:

@@ -49,6 +49,7 @@ class EvaluationOutputs:
         self._jobs: dict[str, tuple[Runner, Future]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
+        self._keys: dict[Path, str] = {}
 
     def start(self, artifact: Artifact) -> None:
         """Begin running ``artifact`` on the evaluation images in the background when its runtime is slow (and its
@@ -58,7 +59,7 @@ class EvaluationOutputs:
 
         try:
             if (not get_backend(artifact.format).slow_runtime or self.context.runner_factory is not None
-                    or artifact.filename in self._jobs or self._cached(artifact) is not None):
+                    or artifact.filename in self._jobs or (self.cache is not None and self.cache.has(self.key(artifact)))):
                 return
             with captured(self.context.log_path):  # the runtime's loading chatter goes to the log, as in verification
                 runner = self._make(artifact)
@@ -93,14 +94,18 @@ class EvaluationOutputs:
             self._pool = None
 
     def key(self, artifact: Artifact) -> str:
+        """The outputs' key: the artifact's bytes, the images, the runtime's settings and versions, the host's CPU."""
         from toolkit.convert.base import file_sha256
         from toolkit.convert.cache import converter_versions, skinkit_version
 
+        if artifact.path in self._keys:
+            return self._keys[artifact.path]
         inp, threads = self.context.recipe.input, self.context.recipe.benchmark.threads
         parts = {"artifact": file_sha256(artifact.path), "format": artifact.format, "images": self._images,
                  "settings": {"threads": threads, "layout": inp.layout, "pixel_range": inp.pixel_range},
                  "skinkit": skinkit_version(), "versions": {**converter_versions(), **_runtime_versions()}, "host": _host()}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        self._keys[artifact.path] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        return self._keys[artifact.path]
 
     def _cached(self, artifact: Artifact) -> tuple[dict, dict] | None:
         if self.cache is None:
