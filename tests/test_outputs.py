@@ -91,7 +91,7 @@ def test_a_reexport_that_changed_only_a_tolerance_reads_every_output_back(tmp_pa
     verify_steps = [e for e in events if e.stage == "verify" and e.finished]
     assert len(verify_steps) == 3 and all(e.elapsed < 5 for e in verify_steps)
     kinds = [json.loads(p.read_text()).get("kind") for p in cache.glob("??/*/entry.json")]
-    assert kinds.count("outputs") == 3 and kinds.count("cost") == 3
+    assert kinds.count("outputs") == 3 and kinds.count("cost") == 3 and kinds.count("synthetic data") == 1  # evaluation images
 
 
 def test_outputs_are_kept_by_content_and_an_unreadable_entry_runs_the_artifact_again(tmp_path):

@@ -68,6 +68,11 @@ def _manifest(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())
 
 
+def _conversions(cache: Path) -> list[dict]:
+    """The cache's conversions (it also keeps artifacts' outputs, costs and synthetic images)."""
+    return [e for e in ConversionCache(cache).entries() if e["kind"] == "conversion"]
+
+
 def _export(path: Path, out: Path, cache):
     return export(parse_recipe(read_yaml(path), source=str(path)), recipe_path=path, out_dir=out, cache=cache)
 
@@ -91,7 +96,7 @@ def test_reexport_with_changed_tolerances_copies_every_artifact(tmp_path):
     (path,) = _recipes(tmp_path, names=("tiny_a",))
     cache = tmp_path / "cache"
     first = _export(path, tmp_path / "first", cache)
-    entries = ConversionCache(cache).entries()
+    entries = _conversions(cache)
     assert sorted(e["filename"] for e in entries) == ["tiny_fp32.onnx", "tiny_int8.tflite"]
     # execute: the same recipe with other tolerances and another evaluation set size
     path.write_text(path.read_text().replace("min_cosine: 0.5", "min_cosine: 0.4").replace("n: 24", "n: 20"))
@@ -105,7 +110,7 @@ def test_reexport_with_changed_tolerances_copies_every_artifact(tmp_path):
     assert converted == {"onnx_fp32": "tiny_fp32.onnx (from the conversion cache)",
                          "tflite_int8": "tiny_int8.tflite (from the conversion cache)"}
     assert [a["sha256"] for a in second.manifest["artifacts"]] == [a["sha256"] for a in first.manifest["artifacts"]]
-    assert len(ConversionCache(cache).entries()) == 2
+    assert len(_conversions(cache)) == 2
     # the verification ran again on the new settings
     crit = {c["name"]: c["bound"] for c in second.manifest["artifacts"][1]["verification"]["criteria"]}
     assert crit["cosine vs float"] == 0.4 and second.manifest["evaluation"]["n"] == 20
@@ -120,7 +125,7 @@ def test_changed_weights_miss_the_cache(tmp_path):
     # execute
     second = _export(path, tmp_path / "second", cache)
     # assert: converted again (new entries, other bytes)
-    assert len(ConversionCache(cache).entries()) == 4
+    assert len(_conversions(cache)) == 4
     assert first.manifest["artifacts"][0]["sha256"] != second.manifest["artifacts"][0]["sha256"]
 
 
@@ -158,7 +163,7 @@ def test_an_unfinished_entry_is_ignored_and_the_target_converted(tmp_path):
     (path,) = _recipes(tmp_path, names=("tiny_a",))
     cache = tmp_path / "cache"
     _export(path, tmp_path / "first", cache)
-    onnx = next(e for e in ConversionCache(cache).entries() if e["filename"].endswith(".onnx"))
+    onnx = next(e for e in _conversions(cache) if e["filename"].endswith(".onnx"))
     marker = next(cache.glob(f"??/{onnx['key']}/entry.json"))
     marker.unlink()
     # execute

@@ -265,6 +265,7 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
     no image with the evaluation set; and what they were (for the manifest)."""
     from toolkit.backends.precisions import PRECISIONS
     from toolkit.context import portable
+    from toolkit.convert.cache import synthetic_data
     from toolkit.data.calibration import check_disjoint, load_calibration
     from toolkit.load.stage import contract_images
 
@@ -277,7 +278,12 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
             images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
             report["manifest"] = portable(context.resolve(cfg.manifest), context.recipe_dir)  # no build-machine path in the bundle
         else:
-            images = context.images(spec, cfg, split="calib", labelled=False).inputs
+            def make():
+                return context.images(spec, cfg, split="calib", labelled=False)
+
+            cache = _cache(context) if cfg.source == "synthetic" else None
+            images = (make() if cache is None else synthetic_data(cache, make, spec=spec, split="calib", seed=cfg.seed, n=cfg.n,
+                                                                  labelled=False)).inputs
             report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
         check_disjoint(images, evaluation_images)
         step.finish(f"{len(images)} images ({cfg.source}), none shared with evaluation")
