@@ -68,6 +68,10 @@ def _w8a8(net, calibration, *, to_nchw: bool):
     with its quantize / dequantize pairs for conversion."""
     import numpy as np
     import torch
+
+    from toolkit.backends.coreml.proto import coremltools
+
+    coremltools()  # first, without TensorFlow
     from coremltools.optimize.torch.quantization import LinearQuantizer, LinearQuantizerConfig, ModuleLinearQuantizerConfig
 
     if calibration is None or len(calibration) == 0:
@@ -139,7 +143,9 @@ def package_copy(path: Path):
 
 
 def load_spec(path: Path):
-    import coremltools as ct
+    from toolkit.backends.coreml.proto import coremltools
+
+    ct = coremltools()
 
     with package_copy(path) as copy:
         return ct.utils.load_spec(str(copy))
@@ -198,7 +204,9 @@ def inspect(path: Path) -> dict:
 
 
 def convert(module, sample, spec, *, precision: str, path: Path, options: dict) -> dict:
-    import coremltools as ct
+    from toolkit.backends.coreml.proto import coremltools
+
+    ct = coremltools()  # without TensorFlow
     import torch
 
     target, raised = deployment_target(precision, options)

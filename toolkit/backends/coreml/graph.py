@@ -68,7 +68,9 @@ def runner(path: Path, *, layout: str = "nhwc", pixel_range: str = "0-255", cros
     import tempfile
     import weakref
 
-    import coremltools as ct
+    from toolkit.backends.coreml.proto import coremltools
+
+    ct = coremltools()  # without TensorFlow
 
     # MLModel opens (and may rewrite) the package: give it a private copy that lives with the runner.
     private = Path(tempfile.mkdtemp(prefix="skinkit-mlpackage-")) / path.name

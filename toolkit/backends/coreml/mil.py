@@ -575,7 +575,9 @@ class MILProgram:
     """A saved Core ML ML program, ready to run op by op."""
 
     def __init__(self, path: Path):
-        import coremltools as ct
+        from toolkit.backends.coreml.proto import coremltools
+
+        ct = coremltools()  # without TensorFlow
         from coremltools.converters.mil.frontend.milproto.load import load_mil_proto
 
         from toolkit.backends.coreml.convert import package_copy

@@ -20,6 +20,19 @@ from pathlib import Path
 _ALIAS = "_skinkit_coremltools_proto"
 
 
+def coremltools():
+    """``import coremltools`` without its TensorFlow frontend, which skinkit does not use: coremltools imports TensorFlow
+    whenever it is installed (4 s and 700 MB in a process that converts to Core ML only; an export whose TFLite
+    targets convert in a second process never needs it here). Where TensorFlow is already loaded, nothing changes."""
+    if "coremltools" not in sys.modules and "tensorflow" not in sys.modules:
+        sys.modules["tensorflow"] = None  # coremltools' probe gets an ImportError
+        try:
+            import coremltools as ct  # noqa: F401
+        finally:
+            sys.modules.pop("tensorflow", None)
+    return sys.modules["coremltools"]
+
+
 def module(name: str):
     """coremltools' generated protobuf module ``name`` (``Model_pb2``, ``MIL_pb2``, ``FeatureTypes_pb2``)."""
     loaded = sys.modules.get(f"coremltools.proto.{name}")
