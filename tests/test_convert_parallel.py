@@ -59,3 +59,18 @@ def test_a_second_process_that_fails_leaves_its_targets_to_this_one(tmp_path, mo
     # assert: converted here after all, the bundle complete and passing
     finished = {e.step: e.message for e in events if e.stage == "convert" and e.finished}
     assert finished["tflite_fp32"] == "tiny_fp32.tflite" and result.passed and len(result.manifest["artifacts"]) == 3
+
+
+def test_targets_already_cached_are_not_waited_for(tmp_path, monkeypatch):
+    # setup: an export into a cache by two processes, then the same recipe again
+    path = _recipe(tmp_path)
+    monkeypatch.setenv("SKINKIT_CONVERT_WORKERS", "2")
+    _export(path, tmp_path / "first", tmp_path / "cache")
+    # execute
+    second, events = _export(path, tmp_path / "second", tmp_path / "cache")
+    # assert: every target from the cache, none from the second process (which found nothing to do)
+    finished = {e.step: e.message for e in events if e.stage == "convert" and e.finished and e.step != "calibration images"}
+    assert finished == {"coreai_fp32": "tiny_fp32.aimodel (from the conversion cache)",
+                        "onnx_fp32": "tiny_fp32.onnx (from the conversion cache)",
+                        "tflite_fp32": "tiny_fp32.tflite (from the conversion cache)"}
+    assert second.passed

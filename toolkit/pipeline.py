@@ -70,21 +70,23 @@ def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
         loaded = run(context, context.recipe.model)
     with step("compress") as run:
         compressed = run(context, loaded)
-    outputs = None
+    outputs, ahead = None, None
     try:
         with step("convert") as run:
+            ahead = start_second_process(context, compressed)  # first: it loads the model and data for itself
             evaluated = evaluation.run(context, compressed)
             search = verify.mixed_precision_search(context, compressed, evaluated)
             # slow runtimes start on the evaluation images as their artifacts are written
             outputs = EvaluationOutputs(context, evaluated.x, lambda a: verify.make_runner(context, a))
             converted = run(context, compressed, evaluation_images=evaluated.data.inputs, mixed_precision=search,
-                            strict=strict, on_artifact=outputs.start,
-                            second_process=lambda targets: start_second_process(context, compressed, targets, evaluated.data.inputs))
+                            strict=strict, on_artifact=outputs.start, ahead=ahead)
         with step("verify") as run:
             verified = run(context, converted, evaluation=evaluated, outputs=outputs)
     finally:
         if outputs is not None:
             outputs.close()
+        if ahead is not None:
+            ahead.close()
     with step("benchmark") as run:
         benchmarked = run(context, verified)
     with step("bundle") as run:
@@ -104,30 +106,36 @@ def conversion_workers() -> int:
     return 2 if cores >= 2 else 1
 
 
-def start_second_process(context: Context, compressed, targets: list, evaluation_images) -> convert.Ahead | None:
-    """A second Python process converting ``targets`` into the conversion cache (a temporary one when the export has
-    none) while this one converts the others: it loads the model from the recipe as this process did, so the
-    conversion keys agree. None when conversion runs in one process (``conversion_workers``), for a pruned model (its
-    pruning is this process's), or when the process cannot start."""
+def start_second_process(context: Context, compressed) -> convert.Ahead | None:
+    """A second Python process converting the recipe's costliest format group (``convert.second_process_share``)
+    into the conversion cache (a temporary one when the export has none) while this one builds the evaluation set
+    and converts the others. It loads the model and draws the calibration images from the recipe as this process
+    does, so the conversion keys agree; targets already cached it leaves alone. None when conversion runs in one
+    process (``conversion_workers``), for a pruned model (its pruning is this process's), when nothing would be left
+    to convert here meanwhile, or when the process cannot start."""
     import pickle
     import shutil
     import subprocess
     import sys
 
-    import numpy as np
-
+    import toolkit
+    from toolkit.backends import get_backend
     from toolkit.convert.cache import ConversionCache
 
-    if conversion_workers() < 2 or compressed.report is not None or not targets:
+    if conversion_workers() < 2 or compressed.report is not None:
+        return None
+    recipe = context.recipe
+    movable = [t for t in recipe.targets if t.keep_float != "auto" and not get_backend(t.format).slow_runtime]
+    targets = convert.second_process_share(movable, others=len(recipe.targets) - len(movable))
+    if not targets:
         return None
     tmp = Path(tempfile.mkdtemp(prefix="skinkit-second-"))
     root = context.cache or str(tmp / "cache")
     try:
-        np.save(tmp / "evaluation.npy", evaluation_images)
-        job = {"recipe": context.recipe.model_copy(update={"targets": tuple(targets)}), "recipe_path": str(context.recipe_path),
-               "cache": root, "evaluation": str(tmp / "evaluation.npy")}
+        job = {"recipe": recipe.model_copy(update={"targets": tuple(targets)}), "recipe_path": str(context.recipe_path), "cache": root}
         (tmp / "job.pickle").write_bytes(pickle.dumps(job))
-        env = {**os.environ, "SKINKIT_CONVERT_WORKERS": "1"}
+        here = str(Path(toolkit.__file__).resolve().parents[1])  # this process's skinkit, however it was found
+        env = {**os.environ, "SKINKIT_CONVERT_WORKERS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
         with open(tmp / "second.log", "w") as log:
             proc = subprocess.Popen([sys.executable, "-c", "import sys; from toolkit.pipeline import convert_in_second_process as f; "
                                      "f(sys.argv[1])", str(tmp / "job.pickle")], stdin=subprocess.DEVNULL, stdout=log,
@@ -135,8 +143,12 @@ def start_second_process(context: Context, compressed, targets: list, evaluation
     except (OSError, pickle.PicklingError, TypeError, AttributeError):  # cannot start: everything converts here
         shutil.rmtree(tmp, ignore_errors=True)
         return None
+    closed = []
 
     def close() -> None:
+        if closed:
+            return
+        closed.append(True)
         if proc.poll() is None:
             proc.kill()
         proc.wait()
@@ -148,11 +160,10 @@ def start_second_process(context: Context, compressed, targets: list, evaluation
 
 
 def convert_in_second_process(job_path: str) -> None:
-    """The second process of ``start_second_process``: load and contract the model as the export did, then convert
-    the job's targets into its cache; nothing else is written. A failure leaves the targets to the export."""
+    """The second process of ``start_second_process``: load and contract the model as the export does, then convert
+    the job's targets that are not cached yet into its cache; nothing else is written. A failure leaves the targets
+    to the export."""
     import pickle
-
-    import numpy as np
 
     from toolkit._io import captured_quietly
 
@@ -161,7 +172,7 @@ def convert_in_second_process(job_path: str) -> None:
         context = Context(recipe=job["recipe"], recipe_path=Path(job["recipe_path"]), staging=Path(tmp),
                           log_path=Path(tmp) / "backend.log", cache=job["cache"])
         compressed = compress.run(context, load.run(context, context.recipe.model))
-        convert.run(context, compressed, evaluation_images=np.load(job["evaluation"]), check_outputs=False)
+        convert.run(context, compressed, evaluation_images=None, check_outputs=False, cached_only_skipped=True)
 
 
 def _steps(stages: tuple[Stage, ...]):

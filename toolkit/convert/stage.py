@@ -102,20 +102,21 @@ def second_process_share(targets: list[Target], others: int) -> list[Target]:
     return groups[best]
 
 
-def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarray,
+def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarray | None,
         mixed_precision: MixedPrecisionSearch | None = None, strict: bool = False,
-        on_artifact: Callable[[Artifact], None] | None = None,
-        second_process: Callable[[list[Target]], Ahead | None] | None = None, check_outputs: bool = True) -> Converted:
+        on_artifact: Callable[[Artifact], None] | None = None, ahead: Ahead | None = None, check_outputs: bool = True,
+        cached_only_skipped: bool = False) -> Converted:
     """``evaluation_images``: the evaluation set's uint8 images, which calibration must not share. A target
     that fails to convert is recorded and the next one converted; with ``strict`` the first failure raises.
     Raises ``ConversionError`` when no target converts. Targets whose runtime is slow (``Backend.slow_runtime``)
     convert first, and ``on_artifact`` is called with each artifact as it is written (verification starts running
-    those in the background); the artifacts are returned in recipe order. ``second_process``: starts another process
-    converting some of the targets that miss the cache (``second_process_share``), or returns None.
-    ``check_outputs``: False where the caller has already checked that the network's outputs are static."""
+    those in the background); the artifacts are returned in recipe order. ``ahead``: a second process converting
+    some targets meanwhile (taken last, from the cache when there, else from that process); it is closed on return.
+    ``check_outputs``: False where the caller has already checked that the network's outputs are static.
+    ``cached_only_skipped``: targets already in the cache are left there, not copied (the second process's own run).
+    ``evaluation_images`` None: calibration is not checked against them (the second process: the export checks)."""
     import torch
 
-    from toolkit.backends import get_backend
     from toolkit.convert.base import check_static_outputs
     from toolkit.convert.cache import network_digest
     from toolkit.load.stage import input_contract
@@ -136,12 +137,11 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 "calibration": calibration, "metadata": meta, "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
 
     keys = {t.key: None if t.keep_float == "auto" else _key(compressed, sample, t, options_of(t), network) for t in recipe.targets}
-    ahead = None
-    if second_process is not None:  # started first: it does not wait for the check below (it is stopped if that fails)
-        here = [t for t in recipe.targets if keys[t.key] is not None and not (cache is not None and cache.has(keys[t.key]))]
-        movable = [t for t in here if not get_backend(t.format).slow_runtime]
-        share = second_process_share(movable, others=len(here) - len(movable) + sum(k is None for k in keys.values()))
-        ahead = second_process(share) if share else None
+    if cached_only_skipped and cache is not None:
+        recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if keys[t.key] is None or not cache.has(keys[t.key]))})
+        context = replace(context, recipe=recipe)
+        if not recipe.targets:
+            return Converted(compressed=compressed, artifacts=(), calibration=calibration_report)
     try:
         # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
         if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
@@ -173,13 +173,13 @@ def _convert_all(context, compressed, sample, out_dir, calibration, calibration_
                         options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
                     key, artifact, source = keys[t.key], None, ""
                     filename = artifact_filename(spec.name, t.format, t.variant)
-                    if key is not None and ahead is not None and t.key in ahead.keys:
+                    if key is not None and cache is not None:
+                        artifact, source = cache.get(key, out_dir, filename), " (from the conversion cache)"
+                    if artifact is None and key is not None and ahead is not None and t.key in ahead.keys:
                         ahead.wait()
                         artifact, source = ahead.cache.get(key, out_dir, filename), " (converted by a second process meanwhile)"
                         if artifact is not None:
                             artifact = replace(artifact, seconds=ahead.cache.seconds(key))
-                    if artifact is None and key is not None and cache is not None:
-                        artifact, source = cache.get(key, out_dir, filename), " (from the conversion cache)"
                     cached = artifact is not None
                     if not cached:
                         if key is not None:  # the artifact says which conversion made it
@@ -260,7 +260,7 @@ def _none_converted(failed: list[FailedTarget]) -> ConversionError:
                            module="; ".join(dict.fromkeys(f.module for f in failed if f.module)) or None)
 
 
-def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
+def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.ndarray | None) -> tuple[np.ndarray | None, dict | None]:
     """Contract-shaped calibration images, only when a target needs activation ranges, checked to share
     no image with the evaluation set; and what they were (for the manifest)."""
     from toolkit.backends.precisions import PRECISIONS
@@ -285,9 +285,10 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
             images = (make() if cache is None else synthetic_data(cache, make, spec=spec, split="calib", seed=cfg.seed, n=cfg.n,
                                                                   labelled=False)).inputs
             report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
-        check_disjoint(images, evaluation_images)
-        step.finish(f"{len(images)} images ({cfg.source}), none shared with evaluation")
-    report["disjoint_from_evaluation"] = True
+        if evaluation_images is not None:
+            check_disjoint(images, evaluation_images)
+        step.finish(f"{len(images)} images ({cfg.source})" + (", none shared with evaluation" if evaluation_images is not None else ""))
+    report["disjoint_from_evaluation"] = evaluation_images is not None
     return contract_images(images, recipe.input.pixel_range, recipe.input.layout), report
 
 
