@@ -77,6 +77,9 @@ def _embed_metadata(data: bytes, meta: dict) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     m = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    for b in m.buffers:  # the quantizer's buffers read back as bytearrays, which flatbuffers packs one byte per call
+        if isinstance(b.data, (bytes, bytearray)):  # (a full-size ResNet-50's fp16 weights: 25 s instead of 0.3)
+            b.data = np.frombuffer(bytes(b.data), dtype=np.uint8)
     m.metadata = [md for md in (m.metadata or []) if as_text(md.name) != METADATA_NAME]
     buf = fb.BufferT()
     buf.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
