@@ -137,6 +137,10 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
                 "calibration": calibration, "metadata": meta, "keep_float": t.keep_float if isinstance(t.keep_float, tuple) else ()}
 
     keys = {t.key: None if t.keep_float == "auto" else _key(compressed, sample, t, options_of(t), network) for t in recipe.targets}
+    cached = {k for k, key in keys.items() if key is not None and cache is not None and cache.has(key)}
+    if ahead is not None and ahead.keys <= cached:  # nothing left for the second process: stop it now
+        ahead.close()
+        ahead = None
     if cached_only_skipped and cache is not None:
         recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if keys[t.key] is None or not cache.has(keys[t.key]))})
         context = replace(context, recipe=recipe)
@@ -147,15 +151,16 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
         if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
             check_static_outputs(compressed.wrapped, sample, spec.name)
         return _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network,
-                            keys, options_of, ahead, mixed_precision, strict, on_artifact)
+                            keys, cached, options_of, ahead, mixed_precision, strict, on_artifact)
     finally:
         if ahead is not None:
             ahead.close()
 
 
 def _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network, keys,
-                 options_of, ahead, mixed_precision, strict, on_artifact) -> Converted:
-    """Each target in turn (slow runtimes first, a second process's share last)."""
+                 cached_before, options_of, ahead, mixed_precision, strict, on_artifact) -> Converted:
+    """Each target in turn (slow runtimes first, a second process's share last); ``cached_before``: the keys of the
+    targets the cache held when the export began."""
     from toolkit._io import captured
     from toolkit.backends import get_backend
     from toolkit.convert.base import convert_target, describe_failure
@@ -173,7 +178,7 @@ def _convert_all(context, compressed, sample, out_dir, calibration, calibration_
                         options["keep_float"], search = _keep_float(context, compressed, t, sample, options, mixed_precision)
                     key, artifact, source = keys[t.key], None, ""
                     filename = artifact_filename(spec.name, t.format, t.variant)
-                    if key is not None and cache is not None:
+                    if t.key in cached_before:
                         artifact, source = cache.get(key, out_dir, filename), " (from the conversion cache)"
                     if artifact is None and key is not None and ahead is not None and t.key in ahead.keys:
                         ahead.wait()
