@@ -149,3 +149,17 @@ def writable_folder(folder: Path, *, option: str = "--out", named: Path | None =
         exc.filename = str(folder)  # not the probe's name
         raise output_error(named or folder, exc, option=option) from None
     return folder
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what the platform says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from toolkit.data.records import TaskData
 
-# The packages whose versions decide what an artifact holds.
-CONVERTERS = ("torch", "coremltools", "coreai-torch", "coreai-opt", "litert-torch", "ai-edge-quantizer", "ai-edge-litert",
-              "tensorflow", "onnx", "onnxscript", "onnxruntime", "numpy")
+# The packages whose versions decide what an artifact holds (and, for the runtimes among them, what it outputs).
+CONVERTERS = ("torch", "coremltools", "coreai-torch", "coreai-core", "coreai-opt", "litert-torch", "ai-edge-quantizer",
+              "ai-edge-litert", "tensorflow", "onnx", "onnxscript", "onnxruntime", "numpy")
 ENTRY = "entry.json"
 OUTPUTS = "outputs.npz"  # an artifact's outputs on a set of images (toolkit.verify.outputs)
 OFF = ("off", "0", "none", "false", "")
@@ -138,23 +138,12 @@ class ConversionCache:
         entry = self._entry(key)
         if self.fs is not None:
             return self._put_remote(entry, artifact, record)
-        parent = Path(entry).parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=parent))
-        except OSError:  # a cache folder this user cannot write: the export goes on without it
-            return False
-        try:
+        def fill(tmp: Path) -> None:
             dest = tmp / "artifact" / artifact.filename
             dest.parent.mkdir()
             (shutil.copytree if artifact.path.is_dir() else shutil.copy2)(artifact.path, dest)
-            (tmp / ENTRY).write_text(record)
-            os.rename(tmp, entry)  # atomic; refused when the key is already there
-            return True
-        except OSError:
-            return False
-        finally:
-            _remove(tmp)
+
+        return self._publish_local(key, fill, ("artifact",), record)
 
     def _put_remote(self, entry: str, artifact: Artifact, record: str) -> bool:
         try:
@@ -214,6 +203,17 @@ class ConversionCache:
             except Exception:  # noqa: BLE001 — the export goes on without it
                 return False
             return True
+        def fill(tmp: Path) -> None:
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+
+        return self._publish_local(key, fill, tuple(files), record)
+
+    def _publish_local(self, key: str, fill: Callable[[Path], None], names: tuple[str, ...], record: str) -> bool:
+        """Fill a temporary folder beside the entry, write ``entry.json`` last and rename it into place (atomic; the
+        first writer of a key wins). An entry missing one of ``names`` or its ``entry.json`` (a file lost, a writer
+        killed) is replaced. False when nothing was published (also: a cache folder this user cannot write)."""
+        entry = self._entry(key)
         parent = Path(entry).parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -221,12 +221,11 @@ class ConversionCache:
         except OSError:
             return False
         try:
-            for name, data in files.items():
-                (tmp / name).write_bytes(data)
+            fill(tmp)
             (tmp / ENTRY).write_text(record)
-            if not all(Path(entry, name).is_file() for name in (*files, ENTRY)):
-                _remove(Path(entry))  # a broken entry (a file lost, a writer killed) is replaced
-            os.rename(tmp, entry)  # atomic; refused when the key is already there
+            if Path(entry).exists() and not all(Path(entry, name).exists() for name in (*names, ENTRY)):
+                _remove(Path(entry))
+            os.rename(tmp, entry)
             return True
         except OSError:
             return False

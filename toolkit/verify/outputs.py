@@ -13,7 +13,6 @@ runs on the artifact's own runner, built only when needed."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import platform
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
     from toolkit.context import Context
     from toolkit.convert.base import Artifact
     from toolkit.convert.cache import ConversionCache
-
-RUNTIMES = ("coreai-core",)  # runtimes beyond the converters (``toolkit.convert.cache.CONVERTERS``) that run artifacts
-
 
 class EvaluationOutputs:
     """The artifacts' outputs on ``x`` (the evaluation images in the contract's form) for one export."""
@@ -103,7 +99,7 @@ class EvaluationOutputs:
         inp, threads = self.context.recipe.input, self.context.recipe.benchmark.threads
         parts = {"artifact": file_sha256(artifact.path), "format": artifact.format, "images": self._images,
                  "settings": {"threads": threads, "layout": inp.layout, "pixel_range": inp.pixel_range},
-                 "skinkit": skinkit_version(), "versions": {**converter_versions(), **_runtime_versions()}, "host": _host()}
+                 "skinkit": skinkit_version(), "versions": converter_versions(), "host": _host()}
         self._keys[artifact.path] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
         return self._keys[artifact.path]
 
@@ -214,28 +210,8 @@ def _images_digest(x) -> str:
     return f"{a.shape} {a.dtype} " + hashlib.sha256(a.tobytes()).hexdigest()
 
 
-@functools.cache
-def _runtime_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out = {}
-    for name in RUNTIMES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-@functools.cache
 def _host() -> str:
     """The machine's architecture and CPU model: kernels chosen by instruction set may round differently elsewhere."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()} {model or platform.processor()}"
+    from toolkit._io import cpu_model
+
+    return f"{platform.system()} {platform.machine()} {cpu_model()}"
