@@ -141,14 +141,14 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
     if ahead is not None and ahead.keys <= cached:  # nothing left for the second process: stop it now
         ahead.close()
         ahead = None
-    if cached_only_skipped and cache is not None:
-        recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if keys[t.key] is None or not cache.has(keys[t.key]))})
+    if cached_only_skipped and cached:
+        recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if t.key not in cached)})
         context = replace(context, recipe=recipe)
         if not recipe.targets:
             return Converted(compressed=compressed, artifacts=(), calibration=calibration_report)
     try:
         # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
-        if check_outputs and (cache is None or not all(k is not None and cache.has(k) for k in keys.values())):
+        if check_outputs and len(cached) < len(keys):
             check_static_outputs(compressed.wrapped, sample, spec.name)
         return _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network,
                             keys, cached, options_of, ahead, mixed_precision, strict, on_artifact)
