@@ -74,3 +74,23 @@ def test_targets_already_cached_are_not_waited_for(tmp_path, monkeypatch):
                         "onnx_fp32": "tiny_fp32.onnx (from the conversion cache)",
                         "tflite_fp32": "tiny_fp32.tflite (from the conversion cache)"}
     assert second.passed
+
+
+def test_two_processes_only_with_two_cores_and_the_memory_for_them(monkeypatch):
+    from toolkit import pipeline
+
+    real = pipeline.available_memory_gb
+    assert 0 < real() < 4096  # this Linux machine says (GB)
+    monkeypatch.delenv("SKINKIT_CONVERT_WORKERS")
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(pipeline, "available_memory_gb", lambda: 12.0)
+    assert pipeline.conversion_workers() == 2
+    monkeypatch.setattr(pipeline, "available_memory_gb", lambda: 3.0)  # a small CI runner: one process
+    assert pipeline.conversion_workers() == 1
+    monkeypatch.setattr(pipeline, "available_memory_gb", lambda: None)  # the system does not say
+    assert pipeline.conversion_workers() == 2
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0})
+    assert pipeline.conversion_workers() == 1
+    for value, want in (("1", 1), ("2", 2), ("auto", 1), ("many", 1)):
+        monkeypatch.setenv("SKINKIT_CONVERT_WORKERS", value)
+        assert pipeline.conversion_workers() == want

@@ -93,9 +93,14 @@ def run_stages(context: Context, *, strict: bool = False) -> bundle.Bundled:
         return run(context, benchmarked)
 
 
+# Memory a machine must have available for an export to convert in two processes: each holds its own converter
+# libraries (~1.2 GB between them), so a full-size ResNet-50 peaks at 3.1 GB in two processes and 1.8 GB in one.
+TWO_PROCESS_MIN_AVAILABLE_GB = 6.0
+
+
 def conversion_workers() -> int:
     """Processes that convert one export's targets: ``SKINKIT_CONVERT_WORKERS`` (1: everything in this process), else
-    two where this process may use two cores or more."""
+    two where this process may use two cores or more and the machine has ``TWO_PROCESS_MIN_AVAILABLE_GB`` available."""
     value = os.environ.get("SKINKIT_CONVERT_WORKERS", "auto").strip().lower()
     if value not in ("", "auto"):
         try:
@@ -103,7 +108,19 @@ def conversion_workers() -> int:
         except ValueError:
             return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 2 if cores >= 2 else 1
+    available = available_memory_gb()
+    return 2 if cores >= 2 and (available is None or available >= TWO_PROCESS_MIN_AVAILABLE_GB) else 1
+
+
+def available_memory_gb() -> float | None:
+    """Memory available to new processes (Linux ``MemAvailable``), GB; None where the system does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def start_second_process(context: Context, compressed) -> convert.Ahead | None:

@@ -65,6 +65,8 @@ def run(context: Context, verified: Verified) -> Benchmarked:
                               max_seconds=cfg.max_seconds)
             step.finish(f"p50 {b['p50_ms']:.2f} ms")
         b["runtime"], b["threads"] = runner.check, cfg.threads
+        if hasattr(runner, "release"):  # one artifact's runtime held at a time
+            runner.release()
         b["ratio_to_torch_fp32"] = round(b["p50_ms"] / ref["p50_ms"], 3)
         bench[a.filename] = b
     profiles = tuple(load_profiles())

@@ -72,7 +72,7 @@ class EvaluationOutputs:
         job = self._jobs.pop(artifact.filename, None)
         if job is not None:
             runner, future = job
-            return _Answering(runner, self.x, future, self, artifact), {"from": "started while the other targets converted"}
+            return _Answering(runner, self.x, future, self, artifact, make=make), {"from": "started while the other targets converted"}
         hit = self._cached(artifact)
         if hit is not None:
             outputs, record = hit
@@ -80,7 +80,7 @@ class EvaluationOutputs:
             done.set_result((outputs, 0.0))
             return _Answering(None, self.x, done, self, artifact, make=make, record=record), {
                 "from": "the output cache", "computed_utc": record.get("computed_utc"), "key": record["key"]}
-        return _Answering(make(), self.x, None, self, artifact), None
+        return _Answering(make(), self.x, None, self, artifact, make=make), None
 
     def close(self) -> None:
         """Stop background runs still going (an export that failed before verification)."""
@@ -120,9 +120,10 @@ class _Answering:
     cache when computed now); any other input runs on the artifact's own runner (built by ``make`` when first needed)."""
 
     def __init__(self, runner: Runner | None, x, future: Future | None, owner: EvaluationOutputs, artifact: Artifact, *,
-                 make=None, record: dict | None = None):
+                 make: Callable[[], Runner], record: dict | None = None):
         self._runner, self._x, self._future, self._owner, self._artifact = runner, x, future, owner, artifact
         self._make, self._record = make, record
+        self._facts = {k: record[k] for k in ("check", "note", "timed")} if record else None
         self._step = None
 
     @property
@@ -131,17 +132,29 @@ class _Answering:
             self._runner = self._make()
         return self._runner
 
+    def release(self) -> None:
+        """Let the runtime go (its session, interpreter, weights) until the next call builds it again: verification
+        and the benchmark release each artifact's once done with it, so a large model's runtimes are not all held at
+        once. What it said of itself (``check``, ``note``, ``timed``) is kept."""
+        if self._runner is not None:
+            self._facts = {"check": self._runner.check, "note": self._runner.note, "timed": self._runner.timed}
+            self._runner = None
+        self._future = None if self._future is not None and self._future.done() else self._future
+
+    def _fact(self, name: str):
+        return self._facts[name] if self._runner is None and self._facts else getattr(self.inner, name)
+
     @property
     def check(self) -> str:
-        return self._record["check"] if self._runner is None and self._record else self.inner.check
+        return self._fact("check")
 
     @property
     def note(self) -> str:
-        return self._record["note"] if self._runner is None and self._record else self.inner.note
+        return self._fact("note")
 
     @property
     def timed(self) -> bool:
-        return self._record["timed"] if self._runner is None and self._record else self.inner.timed
+        return self._fact("timed")
 
     def counting(self, step) -> _Answering:
         """Advance ``step`` by the evaluation images as their outputs come (``toolkit.verify.stage.counted_runner``)."""

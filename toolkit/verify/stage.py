@@ -50,7 +50,7 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet, ou
     results, runners = {}, {}
     for a in converted.artifacts:
         with progress.step("verify", a.filename, total=len(evaluation.x), unit="images") as step:
-            origin = None
+            origin, runner = None, None
             try:
                 with captured(context.log_path):
                     if outputs is None:
@@ -64,6 +64,8 @@ def run(context: Context, converted: Converted, *, evaluation: EvaluationSet, ou
                        "criteria": [{"name": "artifact executes", "value": exc.cause, "bound": True, "op": "==", "passed": False}]}
             if origin:
                 res["outputs"] = origin
+            if hasattr(runner, "release"):  # built again when the benchmark times it
+                runner.release()
             if "metrics" in res and (ev.culprits == "all" or (ev.culprits == "failed" and not res["passed"])):
                 res["culprits"] = _culprits(context, compressed, a, evaluation.data, whatif=not res["passed"])
             if not res["passed"]:
