@@ -206,6 +206,9 @@ class Backend(ABC):
     # Its host runtime is slow enough (seconds per image) that an export converts its targets first and runs them on
     # the evaluation set in the background while the other targets convert (``toolkit.verify.outputs``).
     slow_runtime: ClassVar[bool] = False
+    # How long its targets take to convert, relative to the others: an export's second conversion process takes the
+    # format group that costs most (``toolkit.convert.stage.second_process_share``).
+    conversion_cost: ClassVar[int] = 1
 
     def why_unsupported(self, precision: str) -> str:
         return self.unsupported.get(precision, self.unsupported_default)

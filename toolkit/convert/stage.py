@@ -85,20 +85,18 @@ class Ahead:
     close: Callable[[], None]
 
 
-# Relative conversion time of a format's targets: a second process takes the costliest group (TFLite's variants
-# share one float lowering, so they stay together).
-_CONVERSION_COST = {"tflite": 3, "coreml": 2, "onnx": 1}
-
-
 def second_process_share(targets: list[Target], others: int) -> list[Target]:
-    """Which of ``targets`` (converting here otherwise) a second process converts: the costliest format group, when
-    something else (another group, or ``others`` targets that must convert here) is left to convert meanwhile."""
+    """Which of ``targets`` (converting here otherwise) a second process converts: the costliest format group
+    (``Backend.conversion_cost`` per target; TFLite's variants share one float lowering, so a group stays together),
+    when something else (another group, or ``others`` targets that must convert here) is left to convert meanwhile."""
+    from toolkit.backends import get_backend
+
     groups: dict[str, list[Target]] = {}
     for t in targets:
         groups.setdefault(t.format, []).append(t)
     if not groups or len(groups) + (others > 0) < 2:
         return []
-    best = max(groups, key=lambda f: (_CONVERSION_COST.get(f, 1) * len(groups[f]), f))
+    best = max(groups, key=lambda f: (get_backend(f).conversion_cost * len(groups[f]), f))
     return groups[best]
 
 

@@ -24,6 +24,7 @@ class CoreMLOptions(PaletteGroupOptions):
 
 class CoreMLBackend(Backend):
     name = "coreml"
+    conversion_cost = 2  # tracing, then coremltools' MIL passes
     suffix = ".mlpackage"
     precisions = ("fp32", "fp16", "int8_weights", "int8", "palettize8", "palettize6", "palettize4", "int4_block", "sparse")
     unsupported = {

@@ -32,6 +32,7 @@ class TFLiteOptions(TargetOptions):
 
 class TFLiteBackend(Backend):
     name = "tflite"
+    conversion_cost = 3  # lowering, then the quantizer's passes; its variants share one lowering
     suffix = ".tflite"
     precisions = ("fp32", "fp16", "int8_weights", "dynamic_int8", "int8", "int16x8")
     unsupported = {
