@@ -148,15 +148,15 @@ def run(context: Context, compressed: Compressed, *, evaluation_images: np.ndarr
         # Every target already converted (the cache holds only conversions that passed it): this network passed the check.
         if check_outputs and len(cached) < len(keys):
             check_static_outputs(compressed.wrapped, sample, spec.name)
-        return _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network,
-                            keys, cached, options_of, ahead, mixed_precision, strict, on_artifact)
+        return _convert_all(context, compressed, sample, out_dir, calibration_report, meta, cache, keys, cached, options_of,
+                            ahead, mixed_precision, strict, on_artifact)
     finally:
         if ahead is not None:
             ahead.close()
 
 
-def _convert_all(context, compressed, sample, out_dir, calibration, calibration_report, meta, cache, network, keys,
-                 cached_before, options_of, ahead, mixed_precision, strict, on_artifact) -> Converted:
+def _convert_all(context, compressed, sample, out_dir, calibration_report, meta, cache, keys, cached_before, options_of,
+                 ahead, mixed_precision, strict, on_artifact) -> Converted:
     """Each target in turn (slow runtimes first, a second process's share last); ``cached_before``: the keys of the
     targets the cache held when the export began."""
     from toolkit._io import captured
