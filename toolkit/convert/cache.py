@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from toolkit.context import Context
     from toolkit.data.records import TaskData
 
 # The packages whose versions decide what an artifact holds (and, for the runtimes among them, what it outputs).
@@ -86,11 +87,14 @@ class ConversionCache:
             return False
 
     def get_record(self, key: str) -> dict | None:
-        """A small JSON record kept under ``key`` (``put_record``); None on a miss."""
+        """The ``entry.json`` record kept under ``key`` (``put_record``, ``put_outputs``); None on a miss. A local
+        entry read counts as recently used."""
         entry = f"{self._entry(key)}/{ENTRY}"
         try:
             if self.fs is None:
-                return json.loads(Path(entry).read_text())
+                record = json.loads(Path(entry).read_text())
+                os.utime(entry)
+                return record
             with self.fs.open(entry, "r") as fh:
                 return json.load(fh)
         except Exception:  # noqa: BLE001 — unreadable or absent
@@ -100,9 +104,10 @@ class ConversionCache:
         """Keep a small JSON record (what reading an artifact found: its cost) under ``key``; False when not kept."""
         return self._publish(key, {}, json.dumps(record))
 
-    def get(self, key: str, out_dir: Path, filename: str) -> Artifact | None:
+    def get(self, key: str, out_dir: Path, filename: str, *, recorded_seconds: bool = False) -> Artifact | None:
         """The cached artifact of ``key`` copied to ``out_dir/filename`` with its recorded details; None on a miss (or an
-        entry that cannot be read, which is then converted again)."""
+        entry that cannot be read, which is then converted again). Its ``seconds`` are 0 (nothing converted now), or
+        with ``recorded_seconds`` what its conversion took (a second process converted it for this export)."""
         entry = self._entry(key)
         try:
             if self.fs is None:
@@ -119,12 +124,8 @@ class ConversionCache:
         except Exception:  # noqa: BLE001 — unreadable, half-written or unreachable: converted again
             _remove(out_dir / filename)
             return None
-        return Artifact(format=record["format"], precision=record["precision"], path=dest, seconds=0.0, details=record["details"])
-
-    def seconds(self, key: str) -> float:
-        """How long the conversion cached under ``key`` took (0 when not recorded)."""
-        record = self.get_record(key) or {}
-        return float(record.get("seconds") or 0.0)
+        seconds = float(record.get("seconds") or 0.0) if recorded_seconds else 0.0
+        return Artifact(format=record["format"], precision=record["precision"], path=dest, seconds=seconds, details=record["details"])
 
     def put(self, key: str, artifact: Artifact) -> bool:
         """Publish ``artifact`` under ``key``; False when its details are not JSON (then it is not cached) or another
@@ -138,6 +139,7 @@ class ConversionCache:
         entry = self._entry(key)
         if self.fs is not None:
             return self._put_remote(entry, artifact, record)
+
         def fill(tmp: Path) -> None:
             dest = tmp / "artifact" / artifact.filename
             dest.parent.mkdir()
@@ -162,15 +164,14 @@ class ConversionCache:
 
         import numpy as np
 
+        record = self.get_record(key)
+        if record is None:
+            return None
         entry = self._entry(key)
         try:
             if self.fs is None:
-                record = json.loads(Path(entry, ENTRY).read_text())
                 data = Path(entry, OUTPUTS).read_bytes()
-                os.utime(Path(entry, ENTRY))
             else:
-                with self.fs.open(f"{entry}/{ENTRY}", "r") as fh:
-                    record = json.load(fh)
                 with self.fs.open(f"{entry}/{OUTPUTS}", "rb") as fh:
                     data = fh.read()
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
@@ -203,6 +204,7 @@ class ConversionCache:
             except Exception:  # noqa: BLE001 — the export goes on without it
                 return False
             return True
+
         def fill(tmp: Path) -> None:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
@@ -359,26 +361,35 @@ def skinkit_version() -> str:
     commits of one version)."""
     from toolkit import __version__
 
+    return f"{__version__} {_code_digest('backends/**/*.py', 'convert/*.py', 'load/contract.py')[:16]}"
+
+
+def _code_digest(*patterns: str) -> str:
+    """sha256 of skinkit's source files matching ``patterns`` (paths and bytes, in order)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted([*root.glob("backends/**/*.py"), *root.glob("convert/*.py"), *root.glob("load/contract.py")]):
+    for f in sorted({f for pattern in patterns for f in root.glob(pattern)}):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return f"{__version__} {h.hexdigest()[:16]}"
+    return h.hexdigest()
 
 
-def synthetic_data(cache: ConversionCache | None, make: Callable[[], TaskData], *, spec, split: str, seed: int, n: int,
-                   labelled: bool) -> TaskData:
-    """``make()``'s synthetic images (and targets), kept in ``cache`` by what makes them — the model spec, split, seed,
-    count, whether labelled, and the generator's code — so a re-export does not draw the same images again (200
-    MobileNetV2 images: 3 s). Data whose targets are not one plain array is not kept."""
+def section_images(context: Context, spec, section, *, split: str, labelled: bool) -> TaskData:
+    """``context.images`` of a recipe section (evaluation, calibration); synthetic images are kept in the context's
+    cache by what makes them — the model spec, split, seed, count, whether labelled, and the generator's code — so a
+    re-export does not draw the same images again (200 MobileNetV2 images: 3 s). Data whose targets are not one plain
+    array is not kept."""
     import numpy as np
 
     from toolkit.data.records import TaskData
 
-    if cache is None:
+    def make() -> TaskData:
+        return context.images(spec, section, split=split, labelled=labelled)
+
+    if section.source != "synthetic" or not context.cache:
         return make()
-    identity = {"kind": "synthetic data", "spec": dataclasses.asdict(spec), "split": split, "seed": seed, "n": n,
-                "labelled": labelled, "generator": _generator_digest()}
+    cache = ConversionCache(context.cache)
+    identity = {"kind": "synthetic data", "spec": dataclasses.asdict(spec), "split": split, "seed": section.seed,
+                "n": section.n, "labelled": labelled, "generator": _generator_digest()}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=_stable).encode()).hexdigest()
     hit = cache.get_outputs(key)
     if hit is not None:
@@ -397,8 +408,4 @@ def synthetic_data(cache: ConversionCache | None, make: Callable[[], TaskData], 
 @functools.cache
 def _generator_digest() -> str:
     """A digest of the synthetic generator's code and the tasks that shape its samples."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted([*root.glob("data/*.py"), *root.glob("tasks/*.py")]):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    return _code_digest("data/*.py", "tasks/*.py")

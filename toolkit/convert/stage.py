@@ -180,9 +180,8 @@ def _convert_all(context, compressed, sample, out_dir, calibration_report, meta,
                         artifact, source = cache.get(key, out_dir, filename), " (from the conversion cache)"
                     if artifact is None and key is not None and ahead is not None and t.key in ahead.keys:
                         ahead.wait()
-                        artifact, source = ahead.cache.get(key, out_dir, filename), " (converted by a second process meanwhile)"
-                        if artifact is not None:
-                            artifact = replace(artifact, seconds=ahead.cache.seconds(key))
+                        artifact = ahead.cache.get(key, out_dir, filename, recorded_seconds=True)
+                        source = " (converted by a second process meanwhile)"
                     cached = artifact is not None
                     if not cached:
                         if key is not None:  # the artifact says which conversion made it
@@ -268,7 +267,7 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
     no image with the evaluation set; and what they were (for the manifest)."""
     from toolkit.backends.precisions import PRECISIONS
     from toolkit.context import portable
-    from toolkit.convert.cache import synthetic_data
+    from toolkit.convert.cache import section_images
     from toolkit.data.calibration import check_disjoint, load_calibration
     from toolkit.load.stage import contract_images
 
@@ -281,12 +280,7 @@ def calibration_inputs(context: Context, spec: ModelSpec, evaluation_images: np.
             images, report = load_calibration(context.resolve(cfg.manifest), spec, allow_unreadable=cfg.allow_unreadable, limit=cfg.n)
             report["manifest"] = portable(context.resolve(cfg.manifest), context.recipe_dir)  # no build-machine path in the bundle
         else:
-            def make():
-                return context.images(spec, cfg, split="calib", labelled=False)
-
-            cache = _cache(context) if cfg.source == "synthetic" else None
-            images = (make() if cache is None else synthetic_data(cache, make, spec=spec, split="calib", seed=cfg.seed, n=cfg.n,
-                                                                  labelled=False)).inputs
+            images = section_images(context, spec, cfg, split="calib", labelled=False).inputs
             report = {"source": cfg.source, "images": len(images), "folder": str(cfg.folder) if cfg.folder else None}
         if evaluation_images is not None:
             check_disjoint(images, evaluation_images)

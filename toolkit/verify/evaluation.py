@@ -50,17 +50,10 @@ def check(context: Context, compressed: Compressed, *, sample: int = 16) -> Task
 
 def images(context: Context, compressed: Compressed) -> TaskData:
     """The evaluation images the recipe names, without running the model (what calibration must not share)."""
-    from toolkit.convert.cache import ConversionCache, synthetic_data
+    from toolkit.convert.cache import section_images
 
-    ev, labelled = context.recipe.evaluation, context.recipe.evaluation.ground_truth == "labels"
-
-    def make() -> TaskData:
-        return context.images(compressed.spec, ev, split=ev.split, labelled=labelled)
-
-    if ev.source != "synthetic" or not context.cache:
-        return make()
-    return synthetic_data(ConversionCache(context.cache), make, spec=compressed.spec, split=ev.split, seed=ev.seed, n=ev.n,
-                          labelled=labelled)
+    ev = context.recipe.evaluation
+    return section_images(context, compressed.spec, ev, split=ev.split, labelled=ev.ground_truth == "labels")
 
 
 def _judged(context: Context, compressed: Compressed, data: TaskData) -> tuple[TaskData, np.ndarray, Outputs]:
